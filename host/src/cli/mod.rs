@@ -1,0 +1,149 @@
+//! The `medic` command line. Verbs, flags and exit codes are a public
+//! contract that admins' scripts rely on: extend, never rename.
+
+mod check;
+mod events;
+mod inspect;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigErrors};
+
+/// Keeps applications on this server or VM alive through sandboxed
+/// WebAssembly recovery kits.
+#[derive(Debug, Parser)]
+#[command(name = "medic", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground (without --config: the embedded demo).
+    Daemon {
+        /// medic.toml to run with.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Work with configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Run one app's check once, now, without a daemon. Exit 0 healthy,
+    /// 1 degraded, 2 failed, 3 unknown (kit fault, kit missing, bad config).
+    Check {
+        /// medic.toml naming the app's directory.
+        #[arg(long)]
+        config: PathBuf,
+        /// The app's name (its file name in apps.d without .toml).
+        app: String,
+    },
+    /// Work with kit files.
+    Kit {
+        #[command(subcommand)]
+        command: KitCommand,
+    },
+    /// Print the journal, oldest first.
+    Events {
+        /// medic.toml naming the state directory.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only this app's events.
+        #[arg(long)]
+        app: Option<String>,
+        /// One JSON object per line: ts, app, kind, detail.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check medic.toml and every app file; exit 0 when valid, else 1 with
+    /// every error as FILE:LINE:COL: field: message.
+    Validate {
+        /// medic.toml to check.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KitCommand {
+    /// Show what a kit says about itself; exit 1 if it is not a valid kit.
+    Inspect {
+        /// The kit's .wasm file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Cli {
+    /// Runs the parsed command and returns the process's exit code.
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Daemon { config } => daemon(config),
+            Command::Config { command: ConfigCommand::Validate { config } } => validate(&config),
+            Command::Check { config, app } => check::run(&config, &app),
+            Command::Kit { command: KitCommand::Inspect { file, json } } => inspect::run(&file, json),
+            Command::Events { config, app, json } => events::run(&config, app.as_deref(), json),
+        }
+    }
+}
+
+fn validate(path: &std::path::Path) -> ExitCode {
+    match config::load(path) {
+        Ok(config) => {
+            println!("{}: valid ({} apps)", path.display(), config.apps.len());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprint!("{}", with_newlines(&errors));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn daemon(path: Option<PathBuf>) -> ExitCode {
+    let config = match path {
+        Some(path) => config::load(&path),
+        None => crate::demo::config(),
+    };
+    let config = match config {
+        Ok(config) => config,
+        Err(errors) => {
+            eprint!("{}", with_newlines(&errors));
+            return ExitCode::FAILURE;
+        }
+    };
+    if crate::demo::is_demo(&config) {
+        crate::demo::print_banner(&config);
+    }
+    match runtime().and_then(|rt| rt.block_on(crate::daemon::run(config))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("medic: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads a config for a one-shot command, or prints its errors.
+fn load_or_report(path: &std::path::Path) -> Option<Config> {
+    config::load(path).map_err(|errors| eprint!("{}", with_newlines(&errors))).ok()
+}
+
+fn with_newlines(errors: &ConfigErrors) -> String {
+    errors.0.iter().map(|e| format!("{e}\n")).collect()
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

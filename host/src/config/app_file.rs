@@ -1,0 +1,205 @@
+//! `apps.d/NAME.toml`: one supervised app.
+
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::reader::{Doc, Table, non_empty};
+use super::{AppSpec, Grants, RecoveryPolicy, Source, Then};
+
+/// What an app file is checked against: the main file's settings.
+pub(crate) struct Context<'a> {
+    /// Where relative paths (the pidfile) resolve: `medic.toml`'s directory.
+    pub(crate) base_dir: &'a Path,
+    /// Where kits live; `None` when `medic.toml` was broken, in which case
+    /// kit files are not looked for (that would only add noise).
+    pub(crate) plugins_dir: Option<&'a Path>,
+    /// The daemon's default kit memory cap.
+    pub(crate) kit_memory_mib: u32,
+}
+
+/// Checks one app file; its name is its file stem.
+pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<ConfigError>> {
+    let doc = Doc::new(&source.origin, &source.text);
+    let name = app_name(&source.origin);
+    if let Err(message) = &name {
+        doc.error(0, "(file)", message.as_str());
+    }
+    let Some(parsed) = doc.parse() else {
+        return Err(doc.into_errors());
+    };
+    let mut app = Table::root(&doc, parsed.get_ref());
+
+    let kit = app.required("kit", |s| kit(s, cx.plugins_dir));
+    let interval = app
+        .duration("interval", Duration::from_millis(10))
+        .or(Duration::from_secs(10));
+    let timeout = app
+        .duration("timeout", Duration::from_millis(1))
+        .or(Duration::from_secs(5));
+    let failures_before_action = app.u32_in("failures_before_action", 1..=u32::MAX).or(2);
+    let start = app.argv("start").ok();
+    let stop = app.argv("stop").ok();
+    let command_timeout = app
+        .duration("command_timeout", Duration::from_millis(1))
+        .or(Duration::from_secs(30));
+    let pidfile = app.path("pidfile", cx.base_dir).ok();
+    let kit_memory_mib = app.u32_in("kit_memory_mib", 1..=4096).or(cx.kit_memory_mib);
+
+    let mut table = app.table("recovery");
+    let recovery = RecoveryPolicy {
+        local_attempts: table.u32_in("local_attempts", 0..=u32::MAX).or(3),
+        window: table
+            .duration("window", Duration::ZERO)
+            .or(Duration::from_secs(600)),
+        backoff: table
+            .duration("backoff", Duration::ZERO)
+            .or(Duration::from_secs(1)),
+        then: table.parsed("then", then).or(Then::Alert),
+    };
+    table.finish();
+
+    let settings = app.scalars("settings");
+
+    let mut table = app.table("grants");
+    let grants = Grants {
+        read: table.list("read", readable_dir).or(Vec::new()),
+        connect: table.list("connect", address).or(Vec::new()),
+        exec: table
+            .list("exec", |s| absolute(s).map(Path::to_path_buf))
+            .or(Vec::new()),
+    };
+    table.finish();
+    app.finish();
+
+    let errors = doc.into_errors();
+    match (name, kit) {
+        (Ok(name), Some((kit, kit_path))) if errors.is_empty() => Ok(AppSpec {
+            name,
+            source: source.origin.clone(),
+            kit,
+            kit_path,
+            interval,
+            timeout,
+            failures_before_action,
+            start,
+            stop,
+            command_timeout,
+            pidfile,
+            kit_memory_mib,
+            recovery,
+            settings,
+            grants,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The app's name: the file stem, restricted to `[A-Za-z0-9_.-]+` so it is
+/// safe in logs, journal keys and file names.
+fn app_name(origin: &Path) -> Result<String, String> {
+    let stem = origin
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if !stem.is_empty() && stem.chars().all(valid) {
+        Ok(stem.into_owned())
+    } else {
+        Err(format!(
+            "app name `{stem}` (the file name without .toml) must match [A-Za-z0-9_.-]+"
+        ))
+    }
+}
+
+/// A kit name and its module; the module must exist when `plugins_dir` is known.
+fn kit(name: &str, plugins_dir: Option<&Path>) -> Result<(String, PathBuf), String> {
+    let valid = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-');
+    if name.is_empty() || !name.chars().all(valid) {
+        return Err(format!("kit name `{name}` must match [a-z0-9_-]+"));
+    }
+    let path = plugins_dir
+        .unwrap_or(Path::new(""))
+        .join(format!("{name}.wasm"));
+    if plugins_dir.is_some() && !path.is_file() {
+        return Err(format!("kit file {} not found", path.display()));
+    }
+    Ok((name.to_owned(), path))
+}
+
+fn then(name: &str) -> Result<Then, String> {
+    match name {
+        "vm-reset" => Ok(Then::VmReset),
+        "alert" => Ok(Then::Alert),
+        "none" => Ok(Then::None),
+        _ => Err(format!(
+            "unknown action `{name}`; expected one of: vm-reset, alert, none"
+        )),
+    }
+}
+
+fn absolute(s: &str) -> Result<&Path, String> {
+    let path = Path::new(non_empty(s)?);
+    if path.is_absolute() {
+        Ok(path)
+    } else {
+        Err(format!("path {s} must be absolute"))
+    }
+}
+
+/// A directory a kit may read: absolute and existing now, so a typo shows
+/// up at load time rather than as a denied read during an outage.
+fn readable_dir(s: &str) -> Result<PathBuf, String> {
+    let path = absolute(s)?;
+    if path.is_dir() {
+        Ok(path.to_path_buf())
+    } else if path.exists() {
+        Err(format!("{s} is not a directory"))
+    } else {
+        Err(format!("directory {s} not found"))
+    }
+}
+
+/// A `host:port` address, kept as written: host is a name, an IPv4
+/// address or a bracketed IPv6 address; port is 1..=65535.
+pub(super) fn address(s: &str) -> Result<String, String> {
+    let bad = |why: &str| format!("invalid address {s:?}: {why}");
+    let (host, port) = s
+        .rsplit_once(':')
+        .ok_or_else(|| bad("expected host:port"))?;
+    match port.parse::<u16>() {
+        Ok(1..) if port.bytes().all(|b| b.is_ascii_digit()) => {}
+        _ => return Err(bad("port must be a number from 1 to 65535")),
+    }
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| ip.parse::<Ipv6Addr>().is_ok())
+    } else if host.parse::<Ipv4Addr>().is_ok() {
+        true
+    } else {
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        };
+        !host.is_empty() && host.len() <= 253 && host.split('.').all(label_ok)
+    };
+    if host_ok {
+        Ok(s.to_owned())
+    } else if host.is_empty() {
+        Err(bad("host must not be empty"))
+    } else if host.contains(':') && !host.starts_with('[') {
+        Err(bad(
+            "IPv6 addresses must be written in brackets, e.g. [::1]:80",
+        ))
+    } else {
+        Err(bad(
+            "host must be a name, an IPv4 address or a bracketed IPv6 address",
+        ))
+    }
+}

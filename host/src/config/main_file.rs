@@ -1,0 +1,110 @@
+//! `medic.toml`: the `[daemon]` and `[escalation]` tables.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::error::ConfigError;
+use super::reader::{Doc, Read, Table};
+use super::{Backend, DaemonSettings, EscalationSettings, Source};
+
+/// What `medic.toml` says, plus how far the rest of loading may trust it.
+pub(crate) struct MainFile {
+    /// The settings; fields that were invalid hold their defaults.
+    pub(crate) daemon: DaemonSettings,
+    /// The settings; fields that were invalid hold their defaults.
+    pub(crate) escalation: EscalationSettings,
+    /// Whether `plugins_dir` is what the user meant, so that missing kit
+    /// files are real problems and not noise from an earlier error.
+    pub(crate) plugins_dir_ok: bool,
+    /// Where `apps_dir` is set in the file (1:1 when defaulted), to report
+    /// a missing directory; `None` when it cannot be trusted.
+    pub(crate) apps_dir_at: Option<(usize, usize)>,
+}
+
+const DEFAULT_PLUGINS_DIR: &str = "/usr/lib/medic/kits";
+const DEFAULT_APPS_DIR: &str = "/etc/medic/apps.d";
+const DEFAULT_STATE_DIR: &str = "/var/lib/medic";
+
+/// Checks `medic.toml`; relative paths resolve against `base`.
+pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>) {
+    let doc = Doc::new(&source.origin, &source.text);
+    let Some(parsed) = doc.parse() else {
+        return (defaults(), doc.into_errors());
+    };
+    let mut root = Table::root(&doc, parsed.get_ref());
+
+    let mut daemon = root.table("daemon");
+    let plugins_dir = daemon.path("plugins_dir", base);
+    let plugins_dir_ok = !matches!(plugins_dir, Read::Invalid);
+    let apps_dir = daemon.path("apps_dir", base);
+    let apps_dir_at = match apps_dir {
+        Read::Absent => Some((1, 1)),
+        Read::Invalid => None,
+        Read::Valid(_, at) => Some(doc.position(at)),
+    };
+    let fallback = defaults();
+    let daemon_settings = DaemonSettings {
+        plugins_dir: plugins_dir.or(fallback.daemon.plugins_dir),
+        apps_dir: apps_dir.or(fallback.daemon.apps_dir),
+        state_dir: daemon.path("state_dir", base).or(fallback.daemon.state_dir),
+        kit_memory_mib: daemon
+            .u32_in("kit_memory_mib", 1..=4096)
+            .or(fallback.daemon.kit_memory_mib),
+    };
+    daemon.finish();
+
+    let mut escalation = root.table("escalation");
+    let escalation_settings = EscalationSettings {
+        backend: escalation
+            .parsed("backend", backend)
+            .or(fallback.escalation.backend),
+        max_resets: escalation
+            .u32_in("max_resets", 0..=u32::MAX)
+            .or(fallback.escalation.max_resets),
+        reset_window: escalation
+            .duration("reset_window", Duration::ZERO)
+            .or(fallback.escalation.reset_window),
+    };
+    escalation.finish();
+    root.finish();
+
+    let settings = MainFile {
+        daemon: daemon_settings,
+        escalation: escalation_settings,
+        plugins_dir_ok,
+        apps_dir_at,
+    };
+    (settings, doc.into_errors())
+}
+
+/// The settings of an empty `medic.toml`; after a syntax error nothing in
+/// the file can be trusted, so the directories are not used.
+fn defaults() -> MainFile {
+    MainFile {
+        daemon: DaemonSettings {
+            plugins_dir: PathBuf::from(DEFAULT_PLUGINS_DIR),
+            apps_dir: PathBuf::from(DEFAULT_APPS_DIR),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            kit_memory_mib: 64,
+        },
+        escalation: EscalationSettings {
+            backend: Backend::DryRun,
+            max_resets: 1,
+            reset_window: Duration::from_secs(3600),
+        },
+        plugins_dir_ok: false,
+        apps_dir_at: None,
+    }
+}
+
+fn backend(name: &str) -> Result<Backend, String> {
+    match name {
+        "dry-run" => Ok(Backend::DryRun),
+        "qmp" | "libvirt" | "vsphere" | "fence-agent" => Err(format!(
+            "backend `{name}` is not available yet (only dry-run)"
+        )),
+        _ => Err(format!(
+            "unknown backend `{name}`; expected one of: dry-run, qmp, libvirt, vsphere, fence-agent"
+        )),
+    }
+}

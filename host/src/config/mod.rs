@@ -1,0 +1,316 @@
+//! medic's configuration: `medic.toml` plus one `apps.d/NAME.toml` per app.
+//!
+//! Loading checks everything and reports every problem at once, each with
+//! its file, line, column and field, so a broken config is fixed in one pass
+//! instead of one daemon restart per typo. See [`load`] and [`load_from`].
+
+mod app_file;
+mod error;
+mod main_file;
+mod reader;
+#[cfg(test)]
+mod tests;
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+
+/// A fully checked configuration: the daemon's settings and every app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where `medic.toml` came from, for logs and error messages.
+    pub source: PathBuf,
+    /// Where the daemon finds kits and apps and keeps its state.
+    pub daemon: DaemonSettings,
+    /// What happens when an app cannot be recovered locally.
+    pub escalation: EscalationSettings,
+    /// The supervised apps, sorted by name so runs are deterministic.
+    pub apps: Vec<AppSpec>,
+}
+
+/// The `[daemon]` table of `medic.toml`; paths are already resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonSettings {
+    /// Directory of `*.wasm` recovery kits; kit `http` is `<plugins_dir>/http.wasm`.
+    pub plugins_dir: PathBuf,
+    /// Directory of the per-app `*.toml` files.
+    pub apps_dir: PathBuf,
+    /// Directory for the journal and the precompiled-kit cache.
+    pub state_dir: PathBuf,
+    /// Default memory cap of one kit instance, in MiB, so a misbehaving kit
+    /// cannot exhaust the host.
+    pub kit_memory_mib: u32,
+}
+
+/// The `[escalation]` table of `medic.toml`: resetting the VM when local
+/// recovery has failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EscalationSettings {
+    /// Who performs a VM reset.
+    pub backend: Backend,
+    /// At most this many resets within `reset_window`, so a broken app
+    /// cannot put its VM into a reset loop.
+    pub max_resets: u32,
+    /// The window `max_resets` counts over.
+    pub reset_window: Duration,
+}
+
+/// The mechanism that performs VM resets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// Logs the reset it would perform and does nothing: the only backend in
+    /// this version, and the safe one to try escalation with.
+    DryRun,
+}
+
+impl Backend {
+    /// The name used in `medic.toml` (`"dry-run"`), for logs and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::DryRun => "dry-run",
+        }
+    }
+}
+
+/// One supervised app, from `apps.d/NAME.toml`; paths are already resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppSpec {
+    /// The app's name: its file's stem.
+    pub name: String,
+    /// The file the app was read from, for logs and error messages.
+    pub source: PathBuf,
+    /// The kit's name as written, e.g. `http`.
+    pub kit: String,
+    /// The kit's module, `<plugins_dir>/<kit>.wasm`; it existed at load time.
+    pub kit_path: PathBuf,
+    /// Time between two health checks.
+    pub interval: Duration,
+    /// Deadline of one kit call, so a hung check cannot stall supervision.
+    pub timeout: Duration,
+    /// Consecutive failed checks before recovery starts, to ride out blips.
+    pub failures_before_action: u32,
+    /// Command (argv, no shell) that starts the app, if medic may start it.
+    pub start: Option<Vec<String>>,
+    /// Command (argv, no shell) that stops the app, if medic may stop it.
+    pub stop: Option<Vec<String>>,
+    /// How long `start` and `stop` may run before they are killed.
+    pub command_timeout: Duration,
+    /// The app's pidfile, if it has one.
+    pub pidfile: Option<PathBuf>,
+    /// Memory cap of this app's kit instance in MiB: the app's override or
+    /// the daemon default.
+    pub kit_memory_mib: u32,
+    /// What to do once the app is considered down.
+    pub recovery: RecoveryPolicy,
+    /// Free-form settings handed to the kit, as text, in the order written.
+    pub settings: Vec<(String, String)>,
+    /// What the kit may touch; everything else is denied.
+    pub grants: Grants,
+}
+
+/// The `[recovery]` table of an app: local restarts, then escalation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryPolicy {
+    /// Local recovery attempts before `then`; 0 escalates immediately.
+    pub local_attempts: u32,
+    /// The window the attempts are counted over.
+    pub window: Duration,
+    /// First wait between attempts, doubled each time and capped at `window`,
+    /// so a crash-looping app is not hammered.
+    pub backoff: Duration,
+    /// What to do once local attempts are exhausted.
+    pub then: Then,
+}
+
+/// The step after local recovery has failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Then {
+    /// Reset the VM through the escalation backend.
+    VmReset,
+    /// Only raise an alert; a human decides.
+    Alert,
+    /// Do nothing more.
+    None,
+}
+
+impl Then {
+    /// The name used in app files (`"vm-reset"`, `"alert"`, `"none"`), for
+    /// logs and messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Then::VmReset => "vm-reset",
+            Then::Alert => "alert",
+            Then::None => "none",
+        }
+    }
+}
+
+/// What an app's kit is allowed to touch; anything not granted is denied.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Directories the kit may read (absolute; they existed at load time).
+    pub read: Vec<PathBuf>,
+    /// `host:port` addresses the kit may connect to, as written, e.g.
+    /// `127.0.0.1:80`, `[::1]:80`, `localhost:80`.
+    pub connect: Vec<String>,
+    /// Programs the kit may run (absolute paths).
+    pub exec: Vec<PathBuf>,
+}
+
+/// The text of one configuration file and the name to show for it in
+/// errors; lets configs that are not files (the embedded demo) go through
+/// the same checks as files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// Where the text came from, shown in errors; for an app, its file stem
+    /// is the app's name.
+    pub origin: PathBuf,
+    /// The TOML text.
+    pub text: String,
+}
+
+/// Reads `medic.toml` at `path` and every `*.toml` in its `apps_dir`
+/// (sorted by file name; other files are ignored), reporting every problem
+/// found in any of them.
+///
+/// Relative paths resolve against the directory containing `path`. A
+/// missing `apps_dir` is an error at `daemon.apps_dir`; an unreadable file
+/// is an error at its 1:1 with field `(file)`.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![file_error(path, format!("cannot read file: {e}"))]))?;
+    let base = base_dir_of(path);
+    let main = Source {
+        origin: path.to_path_buf(),
+        text,
+    };
+    let (settings, mut errors) = main_file::read(&main, &base);
+    let apps = match settings.apps_dir_at {
+        Some(at) => read_apps_dir(&main, &settings.daemon.apps_dir, at, &mut errors),
+        None => Vec::new(),
+    };
+    assemble(main.origin, settings, &base, &apps, errors)
+}
+
+/// Same checks as [`load`] for text that does not come from files (the
+/// embedded demo config): `main` is `medic.toml`'s text, `base_dir`
+/// resolves relative paths, and `apps` are the app files' texts (each
+/// origin's file stem is the app's name). `apps_dir` is not read.
+pub fn load_from(main: Source, base_dir: &Path, apps: Vec<Source>) -> Result<Config, ConfigErrors> {
+    let (settings, errors) = main_file::read(&main, base_dir);
+    assemble(main.origin, settings, base_dir, &apps, errors)
+}
+
+/// The directory relative paths in `medic.toml` resolve against: the
+/// file's own directory, made absolute so it survives a change of working
+/// directory.
+fn base_dir_of(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    absolute.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// An error about a whole file (unreadable, badly named), at its 1:1.
+fn file_error(file: &Path, message: String) -> ConfigError {
+    ConfigError {
+        file: file.to_path_buf(),
+        line: 1,
+        col: 1,
+        field: "(file)".to_owned(),
+        message,
+    }
+}
+
+/// The `*.toml` files of `dir`, sorted by file name. Problems with the
+/// directory are reported against `daemon.apps_dir` in `main` (at `at`);
+/// unreadable app files against themselves.
+fn read_apps_dir(
+    main: &Source,
+    dir: &Path,
+    at: (usize, usize),
+    errors: &mut Vec<ConfigError>,
+) -> Vec<Source> {
+    let dir_error = |message: String| ConfigError {
+        file: main.origin.clone(),
+        line: at.0,
+        col: at.1,
+        field: "daemon.apps_dir".to_owned(),
+        message,
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            errors.push(dir_error(format!("directory {} not found", dir.display())));
+            return Vec::new();
+        }
+        Err(e) => {
+            errors.push(dir_error(format!(
+                "cannot read directory {}: {e}",
+                dir.display()
+            )));
+            return Vec::new();
+        }
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml") && path.is_file())
+        .collect();
+    paths.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    paths
+        .into_iter()
+        .filter_map(|path| match fs::read_to_string(&path) {
+            Ok(text) => Some(Source { origin: path, text }),
+            Err(e) => {
+                errors.push(file_error(&path, format!("cannot read file: {e}")));
+                None
+            }
+        })
+        .collect()
+}
+
+/// Checks every app against the main settings and builds the [`Config`],
+/// or returns every error found (the main file's first).
+fn assemble(
+    source: PathBuf,
+    settings: main_file::MainFile,
+    base_dir: &Path,
+    apps: &[Source],
+    mut errors: Vec<ConfigError>,
+) -> Result<Config, ConfigErrors> {
+    let context = app_file::Context {
+        base_dir,
+        plugins_dir: settings
+            .plugins_dir_ok
+            .then_some(settings.daemon.plugins_dir.as_path()),
+        kit_memory_mib: settings.daemon.kit_memory_mib,
+    };
+    let mut specs: Vec<AppSpec> = Vec::with_capacity(apps.len());
+    for app in apps {
+        match app_file::read(app, &context) {
+            Ok(spec) => match specs.iter().find(|other| other.name == spec.name) {
+                Some(other) => errors.push(file_error(
+                    &spec.source,
+                    format!(
+                        "app `{}` is already defined in {}",
+                        spec.name,
+                        other.source.display()
+                    ),
+                )),
+                None => specs.push(spec),
+            },
+            Err(app_errors) => errors.extend(app_errors),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Config {
+        source,
+        daemon: settings.daemon,
+        escalation: settings.escalation,
+        apps: specs,
+    })
+}

@@ -1,0 +1,814 @@
+//! Tests of loading and checking configuration files.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use super::*;
+
+/// A config directory: `medic.toml`, `kits/http.wasm`, `apps.d/`.
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new(main: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("kits")).unwrap();
+        fs::write(dir.path().join("kits/http.wasm"), b"\0asm").unwrap();
+        fs::create_dir(dir.path().join("apps.d")).unwrap();
+        fs::write(dir.path().join("medic.toml"), main).unwrap();
+        Self { dir }
+    }
+
+    /// A fixture whose medic.toml points at its own kits/ and apps.d/.
+    fn standard() -> Self {
+        Self::new("[daemon]\nplugins_dir = \"kits\"\napps_dir = \"apps.d\"\n")
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn app(&self, name: &str, text: &str) -> &Self {
+        fs::write(self.path(&format!("apps.d/{name}")), text).unwrap();
+        self
+    }
+
+    fn load(&self) -> Result<Config, ConfigErrors> {
+        load(&self.path("medic.toml"))
+    }
+
+    /// Loads and expects failure; the errors as displayed.
+    fn errors(&self) -> Vec<String> {
+        self.load()
+            .unwrap_err()
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// The display prefix of an error in app file `name`.
+    fn at(&self, name: &str) -> String {
+        self.path(&format!("apps.d/{name}")).display().to_string()
+    }
+}
+
+fn single_app(config: Config) -> AppSpec {
+    assert_eq!(config.apps.len(), 1);
+    config.apps.into_iter().next().unwrap()
+}
+
+#[test]
+fn full_valid_pair_of_files() {
+    let fx = Fixture::new(
+        r#"
+[daemon]
+plugins_dir = "kits"
+apps_dir = "apps.d"
+state_dir = "state"
+kit_memory_mib = 32
+
+[escalation]
+backend = "dry-run"
+max_resets = 3
+reset_window = "2h"
+"#,
+    );
+    fs::create_dir(fx.path("conf")).unwrap();
+    let conf = fx.path("conf").display().to_string();
+    fx.app(
+        "nginx.toml",
+        &format!(
+            r#"
+kit = "http"
+interval = "5s"
+timeout = "2s"
+failures_before_action = 4
+start = ["systemctl", "start", "nginx"]
+stop = ["systemctl", "stop", "nginx"]
+command_timeout = "45s"
+pidfile = "run/nginx.pid"
+kit_memory_mib = 128
+
+[recovery]
+local_attempts = 0
+window = "20m"
+backoff = "500ms"
+then = "vm-reset"
+
+[settings]
+url = "http://127.0.0.1/healthz"
+port = 80
+ratio = 0.5
+tls = false
+
+[grants]
+read = ["{conf}"]
+connect = ["127.0.0.1:80", "[::1]:8080", "localhost:443"]
+exec = ["/usr/sbin/nginx"]
+"#
+        ),
+    );
+    let config = fx.load().unwrap();
+    let strings = |v: &[&str]| v.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let expected = Config {
+        source: fx.path("medic.toml"),
+        daemon: DaemonSettings {
+            plugins_dir: fx.path("kits"),
+            apps_dir: fx.path("apps.d"),
+            state_dir: fx.path("state"),
+            kit_memory_mib: 32,
+        },
+        escalation: EscalationSettings {
+            backend: Backend::DryRun,
+            max_resets: 3,
+            reset_window: Duration::from_secs(7200),
+        },
+        apps: vec![AppSpec {
+            name: "nginx".into(),
+            source: fx.path("apps.d/nginx.toml"),
+            kit: "http".into(),
+            kit_path: fx.path("kits/http.wasm"),
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            failures_before_action: 4,
+            start: Some(strings(&["systemctl", "start", "nginx"])),
+            stop: Some(strings(&["systemctl", "stop", "nginx"])),
+            command_timeout: Duration::from_secs(45),
+            pidfile: Some(fx.path("run/nginx.pid")),
+            kit_memory_mib: 128,
+            recovery: RecoveryPolicy {
+                local_attempts: 0,
+                window: Duration::from_secs(1200),
+                backoff: Duration::from_millis(500),
+                then: Then::VmReset,
+            },
+            settings: vec![
+                ("url".into(), "http://127.0.0.1/healthz".into()),
+                ("port".into(), "80".into()),
+                ("ratio".into(), "0.5".into()),
+                ("tls".into(), "false".into()),
+            ],
+            grants: Grants {
+                read: vec![fx.path("conf")],
+                connect: strings(&["127.0.0.1:80", "[::1]:8080", "localhost:443"]),
+                exec: vec![PathBuf::from("/usr/sbin/nginx")],
+            },
+        }],
+    };
+    assert_eq!(config, expected);
+    assert_eq!(config.escalation.backend.name(), "dry-run");
+    assert_eq!(config.apps[0].recovery.then.name(), "vm-reset");
+}
+
+#[test]
+fn daemon_and_escalation_defaults() {
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: String::new(),
+    };
+    let config = load_from(main, Path::new("/etc/medic"), Vec::new()).unwrap();
+    assert_eq!(
+        config.daemon,
+        DaemonSettings {
+            plugins_dir: "/usr/lib/medic/kits".into(),
+            apps_dir: "/etc/medic/apps.d".into(),
+            state_dir: "/var/lib/medic".into(),
+            kit_memory_mib: 64,
+        }
+    );
+    assert_eq!(
+        config.escalation,
+        EscalationSettings {
+            backend: Backend::DryRun,
+            max_resets: 1,
+            reset_window: Duration::from_secs(3600)
+        }
+    );
+    assert!(config.apps.is_empty());
+}
+
+#[test]
+fn app_defaults() {
+    let fx = Fixture::standard();
+    fx.app("web.toml", "kit = \"http\"\n");
+    let app = single_app(fx.load().unwrap());
+    assert_eq!(app.interval, Duration::from_secs(10));
+    assert_eq!(app.timeout, Duration::from_secs(5));
+    assert_eq!(app.failures_before_action, 2);
+    assert_eq!((app.start, app.stop, app.pidfile), (None, None, None));
+    assert_eq!(app.command_timeout, Duration::from_secs(30));
+    assert_eq!(app.kit_memory_mib, 64);
+    assert_eq!(
+        app.recovery,
+        RecoveryPolicy {
+            local_attempts: 3,
+            window: Duration::from_secs(600),
+            backoff: Duration::from_secs(1),
+            then: Then::Alert,
+        }
+    );
+    assert!(app.settings.is_empty());
+    assert_eq!(app.grants, Grants::default());
+}
+
+#[test]
+fn unknown_keys_are_reported_at_the_key() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\nintervall = \"5s\"\n\n[recovery]\nwindow = \"5m\"\n  tries = 4\n",
+    );
+    let at = fx.at("web.toml");
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!(
+            "{at}:2:1: intervall: unknown key `intervall`; expected one of: kit, interval,"
+        )),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        errors[1],
+        format!(
+            "{at}:6:3: recovery.tries: unknown key `tries`; expected one of: local_attempts, window, backoff, then"
+        )
+    );
+}
+
+#[test]
+fn unknown_keys_in_main_file() {
+    let fx = Fixture::new("[daemon]\napps_dir = \"apps.d\"\nplugin_dir = \"kits\"\n[escalaton]\n");
+    let main = fx.path("medic.toml").display().to_string();
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].starts_with(&format!(
+        "{main}:3:1: daemon.plugin_dir: unknown key `plugin_dir`"
+    )));
+    assert!(errors[1].starts_with(&format!("{main}:4:2: escalaton: unknown key `escalaton`")));
+}
+
+#[test]
+fn settings_accept_any_key() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\n[settings]\nwhatever = \"x\"\nanything_else = 1\n",
+    );
+    assert_eq!(single_app(fx.load().unwrap()).settings.len(), 2);
+}
+
+#[test]
+fn wrong_types() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\ninterval = 5\nfailures_before_action = \"2\"\nrecovery = 3\nstart = \"nginx\"\n",
+    );
+    let at = fx.at("web.toml");
+    assert_eq!(
+        fx.errors(),
+        [
+            format!("{at}:2:12: interval: expected a string, found an integer"),
+            format!("{at}:3:26: failures_before_action: expected an integer, found a string"),
+            format!("{at}:4:12: recovery: expected a table, found an integer"),
+            format!("{at}:5:9: start: expected an array, found a string"),
+        ]
+    );
+}
+
+#[test]
+fn missing_kit_file() {
+    let fx = Fixture::standard();
+    fx.app("web.toml", "kit = \"ftp\"\n");
+    assert_eq!(
+        fx.errors(),
+        [format!(
+            "{}:1:7: kit: kit file {} not found",
+            fx.at("web.toml"),
+            fx.path("kits/ftp.wasm").display()
+        )]
+    );
+}
+
+#[test]
+fn bad_kit_name() {
+    let fx = Fixture::standard();
+    fx.app("web.toml", "kit = \"Http\"\n");
+    assert_eq!(
+        fx.errors(),
+        [format!(
+            "{}:1:7: kit: kit name `Http` must match [a-z0-9_-]+",
+            fx.at("web.toml")
+        )]
+    );
+}
+
+#[test]
+fn missing_required_kit() {
+    let fx = Fixture::standard();
+    fx.app("web.toml", "\n\ninterval = \"5s\"\n");
+    assert_eq!(
+        fx.errors(),
+        [format!(
+            "{}:1:1: kit: required key is missing",
+            fx.at("web.toml")
+        )]
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\n[recovery]\nwindow = \"5 parsecs\"\n",
+    );
+    let humantime_error = humantime::parse_duration("5 parsecs").unwrap_err();
+    assert_eq!(
+        fx.errors(),
+        [format!(
+            "{}:3:10: recovery.window: invalid duration \"5 parsecs\": {humantime_error}",
+            fx.at("web.toml")
+        )]
+    );
+}
+
+#[test]
+fn durations_below_minimum() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\ninterval = \"5ms\"\ntimeout = \"0s\"\n",
+    );
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains(":2:12: interval: duration \"5ms\" is too short; the minimum is 10ms"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains(":3:11: timeout: duration \"0s\" is too short; the minimum is 1ms"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn sub_second_interval() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\ninterval = \"250ms\"\ntimeout = \"1h 30m\"\n",
+    );
+    let app = single_app(fx.load().unwrap());
+    assert_eq!(app.interval, Duration::from_millis(250));
+    assert_eq!(app.timeout, Duration::from_secs(5400));
+}
+
+#[test]
+fn bad_connect_address() {
+    let fx = Fixture::standard();
+    fx.app("web.toml", "kit = \"http\"\n[grants]\nconnect = [\"127.0.0.1:80\", \"localhost\", \":80\", \"::1:80\"]\n");
+    let at = fx.at("web.toml");
+    assert_eq!(
+        fx.errors(),
+        [
+            format!(
+                "{at}:3:28: grants.connect[1]: invalid address \"localhost\": expected host:port"
+            ),
+            format!(
+                "{at}:3:41: grants.connect[2]: invalid address \":80\": host must not be empty"
+            ),
+            format!(
+                "{at}:3:48: grants.connect[3]: invalid address \"::1:80\": IPv6 addresses must be written in brackets, e.g. [::1]:80"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn address_forms() {
+    for good in [
+        "127.0.0.1:80",
+        "[::1]:80",
+        "localhost:80",
+        "db-1.internal:5432",
+        "h:65535",
+    ] {
+        assert_eq!(app_file::address(good), Ok(good.to_owned()));
+    }
+    for bad in [
+        "h:0",
+        "h:65536",
+        "h:",
+        "h:+80",
+        "[::1:80",
+        "[nope]:80",
+        "a b:80",
+        "-a:80",
+        "h:x",
+    ] {
+        assert!(app_file::address(bad).is_err(), "{bad} accepted");
+    }
+}
+
+#[test]
+fn grant_paths() {
+    let fx = Fixture::standard();
+    fs::write(fx.path("file"), "").unwrap();
+    let file = fx.path("file").display().to_string();
+    let missing = fx.path("missing").display().to_string();
+    fx.app(
+        "web.toml",
+        &format!("kit = \"http\"\n[grants]\nread = [\"etc/nginx\", \"{file}\", \"{missing}\"]\nexec = [\"nginx\"]\n"),
+    );
+    let at = fx.at("web.toml");
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert_eq!(
+        errors[0],
+        format!("{at}:3:9: grants.read[0]: path etc/nginx must be absolute")
+    );
+    assert!(
+        errors[1].ends_with(&format!("grants.read[1]: {file} is not a directory")),
+        "{errors:?}"
+    );
+    assert!(
+        errors[2].ends_with(&format!("grants.read[2]: directory {missing} not found")),
+        "{errors:?}"
+    );
+    assert_eq!(
+        errors[3],
+        format!("{at}:4:9: grants.exec[0]: path nginx must be absolute")
+    );
+}
+
+#[test]
+fn errors_from_several_app_files_together() {
+    let fx = Fixture::standard();
+    fx.app(
+        "a.toml",
+        "kit = \"http\"\ninterval = \"soon\"\ntimeout = 3\n[recovery]\nthen = \"panic\"\n",
+    );
+    fx.app(
+        "b.toml",
+        "interval = \"1s\"\nbogus = true\n[grants]\nexec = [\"bin/x\"]\n",
+    );
+    fx.app("c.toml", "kit = \"http\"\n");
+    let errors = fx.load().unwrap_err().0;
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    let a = fx.path("apps.d/a.toml");
+    let b = fx.path("apps.d/b.toml");
+    let located: Vec<_> = errors
+        .iter()
+        .map(|e| (e.file.clone(), e.line, e.col, e.field.as_str()))
+        .collect();
+    assert_eq!(
+        located,
+        [
+            (a.clone(), 2, 12, "interval"),
+            (a.clone(), 3, 11, "timeout"),
+            (a, 5, 8, "recovery.then"),
+            (b.clone(), 1, 1, "kit"),
+            (b.clone(), 2, 1, "bogus"),
+            (b, 4, 9, "grants.exec[0]"),
+        ]
+    );
+    assert_eq!(
+        errors[2].message,
+        "unknown action `panic`; expected one of: vm-reset, alert, none"
+    );
+}
+
+#[test]
+fn syntax_error() {
+    let fx = Fixture::standard();
+    fx.app("web.toml", "kit = \"http\"\ninterval = 5s\n");
+    fx.app("z.toml", "kit = 1\n");
+    let errors = fx.load().unwrap_err().0;
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    let syntax = &errors[0];
+    assert_eq!(
+        (syntax.line, syntax.col, syntax.field.as_str()),
+        (2, 12, "(syntax)")
+    );
+    assert!(
+        !syntax.message.is_empty() && !syntax.message.contains('\n'),
+        "{syntax:?}"
+    );
+    assert_eq!(errors[1].field, "kit");
+}
+
+#[test]
+fn syntax_error_in_main_file_still_checks_apps() {
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: "[daemon\n".into(),
+    };
+    let apps = vec![Source {
+        origin: "apps.d/web.toml".into(),
+        text: "kit = \"http\"\nbogus = 1\n".into(),
+    }];
+    let errors = load_from(main, Path::new("/nonexistent"), apps)
+        .unwrap_err()
+        .0;
+    let fields: Vec<_> = errors
+        .iter()
+        .map(|e| (e.file.clone(), e.field.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (PathBuf::from("medic.toml"), "(syntax)"),
+            (PathBuf::from("apps.d/web.toml"), "bogus")
+        ]
+    );
+    assert_eq!((errors[0].line, errors[0].col), (1, 8));
+}
+
+#[test]
+fn settings_are_text_in_written_order() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\n[settings]\nzeta = 80\nalpha = true\nmid = \"s\"\nhex = 0x1F\nbig = -1_000\nf = 2.5\n",
+    );
+    let app = single_app(fx.load().unwrap());
+    let expected: Vec<(String, String)> = [
+        ("zeta", "80"),
+        ("alpha", "true"),
+        ("mid", "s"),
+        ("hex", "31"),
+        ("big", "-1000"),
+        ("f", "2.5"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    assert_eq!(app.settings, expected);
+}
+
+#[test]
+fn settings_reject_arrays_and_tables() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\n[settings]\nlist = [1]\n[settings.sub]\nx = 1\n",
+    );
+    let at = fx.at("web.toml");
+    assert_eq!(
+        fx.errors(),
+        [
+            format!(
+                "{at}:3:8: settings.list: expected a string, number or boolean, found an array"
+            ),
+            format!("{at}:4:1: settings.sub: expected a string, number or boolean, found a table"),
+        ]
+    );
+}
+
+#[test]
+fn app_name_comes_from_file_stem() {
+    let fx = Fixture::standard();
+    fx.app("my-app_1.v2.toml", "kit = \"http\"\n");
+    fx.app("README.md", "not an app");
+    let app = single_app(fx.load().unwrap());
+    assert_eq!(app.name, "my-app_1.v2");
+    assert_eq!(app.source, fx.path("apps.d/my-app_1.v2.toml"));
+}
+
+#[test]
+fn apps_are_sorted_by_name() {
+    let fx = Fixture::standard();
+    fx.app("b.toml", "kit = \"http\"\n")
+        .app("a.toml", "kit = \"http\"\n");
+    let names: Vec<_> = fx
+        .load()
+        .unwrap()
+        .apps
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+}
+
+#[test]
+fn bad_app_name() {
+    let fx = Fixture::standard();
+    fx.app("my app.toml", "kit = \"http\"\n");
+    assert_eq!(
+        fx.errors(),
+        [format!(
+            "{}:1:1: (file): app name `my app` (the file name without .toml) must match [A-Za-z0-9_.-]+",
+            fx.at("my app.toml")
+        )]
+    );
+}
+
+#[test]
+fn duplicate_app_names_in_load_from() {
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: "[daemon]\nplugins_dir = \"/nonexistent\"\n".into(),
+    };
+    let app = |origin: &str| Source {
+        origin: origin.into(),
+        text: "interval = \"1s\"\n".into(),
+    };
+    // Both lack `kit`, so only that is reported; duplicates are judged on valid apps.
+    let errors = load_from(
+        main.clone(),
+        Path::new("/"),
+        vec![app("x/a.toml"), app("y/a.toml")],
+    )
+    .unwrap_err();
+    assert_eq!(errors.0.len(), 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("http.wasm"), "").unwrap();
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: format!("daemon.plugins_dir = {:?}\n", dir.path()),
+    };
+    let app = |origin: &str| Source {
+        origin: origin.into(),
+        text: "kit = \"http\"\n".into(),
+    };
+    let errors =
+        load_from(main, Path::new("/"), vec![app("x/a.toml"), app("y/a.toml")]).unwrap_err();
+    assert_eq!(
+        errors.to_string(),
+        "y/a.toml:1:1: (file): app `a` is already defined in x/a.toml"
+    );
+}
+
+#[test]
+fn load_from_resolves_against_base_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir(dir.path().join("kits")).unwrap();
+    fs::write(dir.path().join("kits/http.wasm"), "").unwrap();
+    let main = Source {
+        origin: "<demo>/medic.toml".into(),
+        text: "[daemon]\nplugins_dir = \"kits\"\n".into(),
+    };
+    let apps = vec![Source {
+        origin: "<demo>/demo.toml".into(),
+        text: "kit = \"http\"\npidfile = \"demo.pid\"\n".into(),
+    }];
+    let config = load_from(main, dir.path(), apps).unwrap();
+    let app = single_app(config);
+    assert_eq!(app.name, "demo");
+    assert_eq!(app.kit_path, dir.path().join("kits/http.wasm"));
+    assert_eq!(app.pidfile, Some(dir.path().join("demo.pid")));
+}
+
+#[test]
+fn backend_errors() {
+    let check = |backend: &str| {
+        let text = format!("[escalation]\nbackend = \"{backend}\"\n");
+        let main = Source {
+            origin: "medic.toml".into(),
+            text,
+        };
+        load_from(main, Path::new("/"), Vec::new())
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        check("qmp"),
+        "medic.toml:2:11: escalation.backend: backend `qmp` is not available yet (only dry-run)"
+    );
+    assert_eq!(
+        check("x"),
+        "medic.toml:2:11: escalation.backend: unknown backend `x`; expected one of: dry-run, qmp, libvirt, vsphere, fence-agent"
+    );
+}
+
+#[test]
+fn integer_bounds() {
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: "[daemon]\nkit_memory_mib = 0\n[escalation]\nmax_resets = -1\n".into(),
+    };
+    assert_eq!(
+        load_from(main, Path::new("/"), Vec::new())
+            .unwrap_err()
+            .to_string(),
+        "medic.toml:2:18: daemon.kit_memory_mib: must be a whole number between 1 and 4096\n\
+         medic.toml:4:14: escalation.max_resets: must be a whole number of at least 0"
+    );
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\nkit_memory_mib = 4097\nfailures_before_action = 0\n",
+    );
+    assert_eq!(fx.errors().len(), 2);
+}
+
+#[test]
+fn kit_memory_override() {
+    let fx = Fixture::new(
+        "[daemon]\nplugins_dir = \"kits\"\napps_dir = \"apps.d\"\nkit_memory_mib = 16\n",
+    );
+    fx.app("a.toml", "kit = \"http\"\nkit_memory_mib = 4096\n")
+        .app("b.toml", "kit = \"http\"\n");
+    let config = fx.load().unwrap();
+    assert_eq!(config.daemon.kit_memory_mib, 16);
+    assert_eq!(config.apps[0].kit_memory_mib, 4096);
+    assert_eq!(config.apps[1].kit_memory_mib, 16);
+}
+
+#[test]
+fn commands() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\nstart = []\nstop = [\"kill\", \"\"]\n",
+    );
+    let at = fx.at("web.toml");
+    assert_eq!(
+        fx.errors(),
+        [
+            format!("{at}:2:9: start: command must not be empty"),
+            format!("{at}:3:17: stop[1]: must not be empty"),
+        ]
+    );
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\nstart = [\"nginx\", \"-g\", \"daemon off;\"]\n",
+    );
+    assert_eq!(
+        single_app(fx.load().unwrap()).start,
+        Some(vec!["nginx".into(), "-g".into(), "daemon off;".into()])
+    );
+}
+
+#[test]
+fn missing_apps_dir() {
+    let fx = Fixture::new("[daemon]\nplugins_dir = \"kits\"\napps_dir = \"nope\"\n");
+    let main = fx.path("medic.toml").display().to_string();
+    assert_eq!(
+        fx.errors(),
+        [format!(
+            "{main}:3:12: daemon.apps_dir: directory {} not found",
+            fx.path("nope").display()
+        )]
+    );
+}
+
+#[test]
+fn unreadable_main_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("medic.toml");
+    let errors = load(&path).unwrap_err().0;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0].line, errors[0].col, errors[0].field.as_str()),
+        (1, 1, "(file)")
+    );
+    assert!(
+        errors[0].message.starts_with("cannot read file: "),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn errors_display_one_per_line() {
+    let error = |line| ConfigError {
+        file: "f.toml".into(),
+        line,
+        col: 2,
+        field: "x.y".into(),
+        message: "bad".into(),
+    };
+    assert_eq!(
+        ConfigErrors(vec![error(1), error(7)]).to_string(),
+        "f.toml:1:2: x.y: bad\nf.toml:7:2: x.y: bad"
+    );
+}
+
+#[test]
+fn line_and_column_count_characters() {
+    let text = "a = \"é\"\nbé = 1\n";
+    assert_eq!(error::line_col(text, 0), (1, 1));
+    assert_eq!(error::line_col(text, text.find("= 1").unwrap()), (2, 4));
+    assert_eq!(error::line_col(text, text.len()), (3, 1));
+    assert_eq!(error::line_col(text, 999), (3, 1));
+}
+
+#[test]
+fn types_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Config>();
+    check::<ConfigError>();
+    check::<ConfigErrors>();
+    check::<Source>();
+}

@@ -1,0 +1,78 @@
+//! The daemon: wires config → kit registry → supervisors → escalation, and
+//! runs until SIGTERM or Ctrl-C.
+
+mod registry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::hypervisor::{self, Escalator, ResetBudget};
+use crate::journal::{self, Event, Journal, Kind};
+use crate::sandbox::KitEngine;
+use crate::supervisor::supervise;
+
+pub use registry::{build_runtime, load_kits};
+
+/// How long running checks and recoveries get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the daemon on a validated config until a termination signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let state_dir = &config.daemon.state_dir;
+    let journal = Arc::new(Journal::open(state_dir)?);
+    let past = journal::read_all(state_dir)?;
+    let budget = ResetBudget::from_journal(&config.escalation, &past);
+    let escalator = Arc::new(Escalator::new(hypervisor::from_settings(&config.escalation), journal.clone(), budget));
+    let engine = KitEngine::new(Some(state_dir.join("cache"))).context("starting the Wasm engine")?;
+    journal.record(Event::new(
+        None,
+        Kind::DaemonStarted,
+        json!({
+            "config": config.source.display().to_string(),
+            "apps": config.apps.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+            "backend": config.escalation.backend.name(),
+            "resets_left": escalator.remaining().await,
+        }),
+    ));
+
+    let kits = load_kits(&engine, &config, &journal).await;
+    let started = std::time::Instant::now();
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for spec in &config.apps {
+        let Some(kit) = kits.get(&spec.kit_path) else {
+            tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit did not load");
+            continue;
+        };
+        let runtime = Arc::new(build_runtime(spec, kit.clone(), state_dir, started));
+        tracing::info!(
+            app = %spec.name, kit = %spec.kit, interval = %humantime::format_duration(spec.interval),
+            then = spec.recovery.then.name(), "watching"
+        );
+        tasks.spawn(supervise(runtime, journal.clone(), escalator.clone(), stopped.clone()));
+    }
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    let _ = stop.send(true);
+    if tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!("supervisors still busy after {SHUTDOWN_GRACE:?}; cancelling them");
+        tasks.shutdown().await;
+    }
+    journal.record(Event::new(None, Kind::DaemonStopped, json!({})));
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

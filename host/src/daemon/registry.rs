@@ -1,0 +1,77 @@
+//! The kit registry: every kit the apps name, loaded once, and the runtime
+//! of each app built from its spec and kit.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::config::{AppSpec, Config};
+use crate::journal::{Event, Journal, Kind};
+use crate::sandbox::{CallScope, Kit, KitEngine, KitStateStore, Policy as Grants};
+use crate::supervisor::{AppRuntime, Policy};
+
+/// Loads each distinct kit file the apps name, journaling each outcome. A
+/// kit that fails to load only leaves its own apps unwatched.
+pub async fn load_kits(engine: &KitEngine, config: &Config, journal: &Journal) -> HashMap<PathBuf, Kit> {
+    let paths: BTreeSet<&PathBuf> = config.apps.iter().map(|a| &a.kit_path).collect();
+    let mut kits = HashMap::new();
+    for path in paths {
+        let loader = engine.clone();
+        let owned = path.clone();
+        // Compiling a large kit takes seconds of CPU: keep it off the runtime.
+        let loaded = tokio::task::spawn_blocking(move || loader.load(&owned)).await;
+        match loaded {
+            Ok(Ok(kit)) => {
+                journal.record(Event::new(
+                    None,
+                    Kind::KitLoaded,
+                    json!({"path": path.display().to_string(), "sha256": kit.sha256()}),
+                ));
+                kits.insert(path.clone(), kit);
+            }
+            Ok(Err(e)) => journal.record(Event::new(
+                None,
+                Kind::KitLoadFailed,
+                json!({"path": path.display().to_string(), "error": e.to_string()}),
+            )),
+            Err(e) => tracing::error!(path = %path.display(), "kit loader panicked: {e}"),
+        }
+    }
+    kits
+}
+
+/// Everything one app's supervisor needs. `medic_started` anchors the guard
+/// against escalating right after start.
+pub fn build_runtime(spec: &AppSpec, kit: Kit, state_dir: &Path, medic_started: Instant) -> AppRuntime {
+    let scope = call_scope(spec, state_dir);
+    let guard = spec.interval.saturating_mul(spec.failures_before_action);
+    AppRuntime {
+        policy: Policy {
+            interval: spec.interval,
+            failures_before_action: spec.failures_before_action,
+            local_attempts: spec.recovery.local_attempts,
+            window: spec.recovery.window,
+            backoff: spec.recovery.backoff,
+            then: spec.recovery.then,
+            can_restart: spec.start.is_some(),
+            no_escalation_before: medic_started + guard,
+        },
+        spec: spec.clone(),
+        kit,
+        scope,
+        log_dir: state_dir.join("logs"),
+    }
+}
+
+/// The sandbox scope of one app's kit calls.
+pub fn call_scope(spec: &AppSpec, state_dir: &Path) -> CallScope {
+    CallScope {
+        app: Arc::from(spec.name.as_str()),
+        policy: Arc::new(Grants::from_grants(&spec.grants)),
+        state: Arc::new(KitStateStore::open(state_dir.join("kit-state").join(format!("{}.json", spec.name)))),
+        memory_limit: usize::try_from(spec.kit_memory_mib).unwrap_or(usize::MAX) << 20,
+    }
+}

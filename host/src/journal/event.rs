@@ -1,0 +1,84 @@
+//! One journal entry and the closed set of event kinds.
+//!
+//! Kinds are a public contract: admins' scripts and monitoring match on
+//! them. Add kinds; never rename one.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What happened, as written in the journal's `kind` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The daemon started with a configuration.
+    DaemonStarted,
+    /// The daemon stopped.
+    DaemonStopped,
+    /// A kit file was loaded (compiled or taken from the cache).
+    KitLoaded,
+    /// A kit file could not be loaded; its apps are not watched.
+    KitLoadFailed,
+    /// A check said `degraded` after having said something else.
+    AppDegraded,
+    /// The app failed `failures_before_action` checks in a row.
+    AppFailed,
+    /// A local recovery step is about to run (kit recover or restart).
+    RecoveryAttempt,
+    /// A local recovery step itself failed.
+    RecoveryFailed,
+    /// A check passed again after the app had failed.
+    AppRecovered,
+    /// A kit trapped, ran out of time or memory, or was denied a capability.
+    KitFault,
+    /// Local recovery is spent; the app's `then` step is taken.
+    Escalation,
+    /// An escalation was held back (e.g. just after medic started).
+    EscalationDeferred,
+    /// The VM is about to be reset (or would be, with `dry_run: true`).
+    VmReset,
+    /// A VM reset was refused (budget spent) or failed.
+    ResetRefused,
+    /// An alert was raised for the admin.
+    Alert,
+    /// The app is held in manual state until an admin acts.
+    Manual,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = serde_json::to_value(self).map_err(|_| fmt::Error)?;
+        f.write_str(value.as_str().ok_or(fmt::Error)?)
+    }
+}
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When it happened, written as RFC 3339 UTC.
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
+    pub ts: SystemTime,
+    /// The app concerned; `null` for daemon-wide events.
+    pub app: Option<String>,
+    /// What happened.
+    pub kind: Kind,
+    /// Kind-specific facts (reason, attempt, backend...).
+    pub detail: serde_json::Value,
+}
+
+impl Event {
+    /// An event stamped now.
+    pub fn new(app: Option<&str>, kind: Kind, detail: serde_json::Value) -> Self {
+        Self { ts: SystemTime::now(), app: app.map(str::to_owned), kind, detail }
+    }
+}
+
+fn rfc3339<S: Serializer>(ts: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&humantime::format_rfc3339_millis(*ts))
+}
+
+fn from_rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+}

@@ -1,0 +1,16 @@
+//! medic keeps applications on a server or VM alive.
+//!
+//! The flow is config → kit registry → supervisor → escalation; see
+//! `docs/architecture.md`. This library is what the `medic` binary and the
+//! integration tests share.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod demo;
+pub mod fsutil;
+pub mod hypervisor;
+pub mod journal;
+pub mod process;
+pub mod sandbox;
+pub mod supervisor;

@@ -1,0 +1,19 @@
+//! Host-side bindings of the `medic:kit` WIT package.
+//!
+//! Generated once here so the rest of the sandbox names the WIT types through
+//! one path. `exec` is async because it waits for a child process and must be
+//! cancellable at the call's deadline; every other import is a quick,
+//! synchronous host call.
+
+wasmtime::component::bindgen!({
+    world: "recovery-kit",
+    path: "../wit",
+    imports: {
+        "medic:kit/host.exec": async,
+        default: trappable,
+    },
+    exports: { default: async },
+});
+
+pub use exports::medic::kit::kit::{Context, Health, KitInfo, NextStep};
+pub use medic::kit::types::{Capability, ExecOutput, Level, Setting, SettingDoc};

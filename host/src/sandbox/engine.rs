@@ -1,0 +1,133 @@
+//! One wasmtime `Engine` for all kits: pooling allocator, epoch-based
+//! deadlines, and a precompiled-code cache in `state_dir`.
+//!
+//! Precompiled artifacts are only ever read from medic's own cache directory,
+//! keyed by the sha256 of the `.wasm` and the engine's compatibility hash,
+//! never from the plugins directory: loading precompiled code is as trusting
+//! as running native code, and the plugins directory is an admin drop box.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::{RecoveryKit, RecoveryKitPre};
+use super::kit::Kit;
+use super::store::KitStore;
+use super::LoadError;
+
+/// How often the epoch advances; the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Largest per-app memory cap the engine is configured for (4 GiB).
+const MAX_KIT_MEMORY: usize = 4096 << 20;
+
+/// Compiles, caches and links kits. Cheap to clone.
+#[derive(Clone)]
+pub struct KitEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<KitStore>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl KitEngine {
+    /// Builds the engine and starts the epoch ticker thread, which stops when
+    /// the engine is dropped. Without `cache_dir` nothing is cached (one-shot
+    /// commands such as `medic kit inspect`).
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.async_support(true);
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.max_memory_size(MAX_KIT_MEMORY);
+        pool.total_component_instances(256);
+        pool.total_core_instances(1024);
+        pool.total_memories(512);
+        pool.total_tables(1024);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        RecoveryKit::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
+
+        let ticker = engine.weak();
+        std::thread::Builder::new().name("medic-epoch".into()).spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })?;
+        Ok(Self { inner: Arc::new(Inner { engine, linker, cache_dir }) })
+    }
+
+    /// Loads a kit file: validates it is a component of the `recovery-kit`
+    /// world whose imports this host satisfies, using the cache when the same
+    /// bytes were compiled before by a compatible engine.
+    pub fn load(&self, path: &Path) -> Result<Kit, LoadError> {
+        let bytes = std::fs::read(path).map_err(|e| LoadError::Read(path.to_owned(), e))?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        let component = self.compile_cached(&bytes, &sha256)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = RecoveryKitPre::new(pre).map_err(|e| LoadError::NotAKit(format!("{e:#}")))?;
+        Ok(Kit::new(path.to_owned(), sha256, pre))
+    }
+
+    fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+        let cached = self.cache_path(sha256);
+        if let Some(cached) = cached.as_deref().filter(|path| path.exists()) {
+            match self.deserialize(&cached) {
+                Ok(component) => return Ok(component),
+                Err(e) => tracing::warn!(path = %cached.display(), error = %e, "precompiled kit unusable; recompiling"),
+            }
+        }
+        if !bytes.starts_with(b"\0asm") {
+            return Err(LoadError::NotWasm);
+        }
+        let component = Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        if let Some(cached) = cached {
+            let written = component.serialize().and_then(|artifact| Ok(crate::fsutil::write_atomic(&cached, &artifact)?));
+            if let Err(e) = written {
+                tracing::warn!(path = %cached.display(), error = %e, "cannot cache precompiled kit");
+            }
+        }
+        Ok(component)
+    }
+
+    #[allow(unsafe_code)]
+    fn deserialize(&self, path: &Path) -> anyhow::Result<Component> {
+        // SAFETY: the file lives in medic's own cache directory under
+        // `state_dir` (writable only by medic), was written by
+        // `Component::serialize` of an engine with the same compatibility
+        // hash (part of the file name), and is never one of the files that
+        // admins drop into the plugins directory.
+        unsafe { Component::deserialize_file(&self.inner.engine, path) }
+    }
+
+    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.inner.engine.precompile_compatibility_hash().hash(&mut hasher);
+        let dir = self.inner.cache_dir.as_ref()?;
+        Some(dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish())))
+    }
+
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

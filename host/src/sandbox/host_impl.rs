@@ -1,0 +1,129 @@
+//! The `medic:kit/host` imports: what WASI does not give a kit. Every call is
+//! checked against the app's grants; denials are recorded so the host can
+//! report the call as a kit fault.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::bindings::medic::kit::{host, types};
+use super::bindings::{ExecOutput, Level};
+use super::store::{KitStore, LOG_MESSAGE_MAX, LOG_TOTAL_MAX};
+
+/// Bytes of stdout and of stderr kept from one `exec`.
+pub const EXEC_OUTPUT_MAX: usize = 64 * 1024;
+
+impl types::Host for KitStore {}
+
+impl host::Host for KitStore {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        if self.log_bytes >= LOG_TOTAL_MAX {
+            self.log_dropped += 1;
+            return Ok(());
+        }
+        let message = truncate(&message, LOG_MESSAGE_MAX.min(LOG_TOTAL_MAX - self.log_bytes));
+        self.log_bytes += message.len();
+        let app = &*self.scope.app;
+        match level {
+            Level::Trace => tracing::trace!(app, "kit: {message}"),
+            Level::Debug => tracing::debug!(app, "kit: {message}"),
+            Level::Info => tracing::info!(app, "kit: {message}"),
+            Level::Warn => tracing::warn!(app, "kit: {message}"),
+            Level::Error => tracing::error!(app, "kit: {message}"),
+        }
+        Ok(())
+    }
+
+    async fn exec(&mut self, program: String, args: Vec<String>, timeout_ms: u32) -> Result<ExecOutput, String> {
+        if !self.scope.policy.may_exec(&program) {
+            self.denials.record(format!("exec {program}"));
+            return Err(format!("exec of {program} is not granted"));
+        }
+        run_capped(&program, &args, Duration::from_millis(timeout_ms.into())).await
+    }
+
+    fn processes(&mut self, name: String) -> wasmtime::Result<Vec<u32>> {
+        Ok(crate::process::pids_by_name(&name))
+    }
+
+    fn pid_alive(&mut self, pid: u32) -> wasmtime::Result<bool> {
+        Ok(crate::process::is_alive(pid))
+    }
+
+    fn state_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.scope.state.get(&key))
+    }
+
+    fn state_set(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        if let Err(reason) = self.scope.state.set(&key, &value) {
+            tracing::warn!(app = &*self.scope.app, "{reason}");
+        }
+        Ok(())
+    }
+}
+
+/// Runs a program without a shell, with an empty environment and stdin
+/// closed, keeping at most [`EXEC_OUTPUT_MAX`] bytes of each output stream.
+/// The child is killed at `timeout` and whenever the call is abandoned.
+async fn run_capped(program: &str, args: &[String], timeout: Duration) -> Result<ExecOutput, String> {
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let run = async {
+        let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
+        let status = child.wait().await;
+        (out, err, status)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(((stdout, out_cut), (stderr, err_cut), status)) => Ok(ExecOutput {
+            exit_code: status.ok().and_then(|s| s.code()),
+            stdout,
+            stderr,
+            truncated: out_cut || err_cut,
+        }),
+        Err(_) => Ok(ExecOutput {
+            exit_code: None,
+            stdout: String::new(),
+            stderr: format!("killed after {} ms", timeout.as_millis()),
+            truncated: false,
+        }),
+    }
+}
+
+/// Reads a stream to its end, keeping the first [`EXEC_OUTPUT_MAX`] bytes and
+/// draining the rest so the child never blocks on a full pipe.
+async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> (String, bool) {
+    let Some(mut stream) = stream else {
+        return (String::new(), false);
+    };
+    let mut kept = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let mut cut = false;
+    while let Ok(n) = stream.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        let room = EXEC_OUTPUT_MAX.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..n.min(room)]);
+        cut |= n > room;
+    }
+    (String::from_utf8_lossy(&kept).into_owned(), cut)
+}
+
+/// Cuts `text` to at most `max` bytes on a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}

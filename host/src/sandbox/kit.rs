@@ -1,0 +1,138 @@
+//! Calling a loaded kit: a fresh store per call, a deadline that interrupts
+//! both guest code (epochs) and blocking host calls (a tokio timeout), and
+//! the outcome classified as the kit's answer or a [`KitFault`].
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::{Store, Trap};
+
+use super::bindings::{Context, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
+use super::engine::EPOCH_TICK;
+use super::store::{CallScope, KitStore};
+use super::KitFault;
+
+/// A compiled, linked kit, ready to be instantiated for each call.
+#[derive(Clone)]
+pub struct Kit {
+    path: PathBuf,
+    sha256: String,
+    pre: RecoveryKitPre<KitStore>,
+}
+
+/// One of the kit's exports with its arguments.
+enum Request {
+    Describe,
+    Check(Context),
+    Recover(Context),
+}
+
+/// The answer to a [`Request`].
+enum Response {
+    Describe(KitInfo),
+    Check(Health),
+    Recover(Result<NextStep, String>),
+}
+
+impl Kit {
+    pub(super) fn new(path: PathBuf, sha256: String, pre: RecoveryKitPre<KitStore>) -> Self {
+        Self { path, sha256, pre }
+    }
+
+    /// The file the kit was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sha256 of the kit file, which identifies exactly what runs.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Calls `describe`.
+    pub async fn describe(&self, scope: CallScope, timeout: Duration) -> Result<KitInfo, KitFault> {
+        match self.call(scope, timeout, Request::Describe).await? {
+            Response::Describe(info) => Ok(info),
+            _ => unreachable!("describe answers with describe"),
+        }
+    }
+
+    /// Calls `check` for the app in `scope`.
+    pub async fn check(&self, scope: CallScope, timeout: Duration, settings: &[(String, String)]) -> Result<Health, KitFault> {
+        let ctx = context(&scope, settings, 0);
+        match self.call(scope, timeout, Request::Check(ctx)).await? {
+            Response::Check(health) => Ok(health),
+            _ => unreachable!("check answers with check"),
+        }
+    }
+
+    /// Calls `recover` for the app in `scope`; `attempt` counts from 1.
+    pub async fn recover(
+        &self,
+        scope: CallScope,
+        timeout: Duration,
+        settings: &[(String, String)],
+        attempt: u32,
+    ) -> Result<Result<NextStep, String>, KitFault> {
+        let ctx = context(&scope, settings, attempt);
+        match self.call(scope, timeout, Request::Recover(ctx)).await? {
+            Response::Recover(step) => Ok(step),
+            _ => unreachable!("recover answers with recover"),
+        }
+    }
+
+    async fn call(&self, scope: CallScope, timeout: Duration, request: Request) -> Result<Response, KitFault> {
+        let data = KitStore::new(scope).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
+        let mut store = Store::new(self.pre.engine(), data);
+        store.limiter(|s| &mut s.limits);
+        let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) + 1;
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+
+        let run = async {
+            let kit = self.pre.instantiate_async(&mut store).await?;
+            let guest = kit.medic_kit_kit();
+            Ok::<_, wasmtime::Error>(match request {
+                Request::Describe => Response::Describe(guest.call_describe(&mut store).await?),
+                Request::Check(ctx) => Response::Check(guest.call_check(&mut store, &ctx).await?),
+                Request::Recover(ctx) => Response::Recover(guest.call_recover(&mut store, &ctx).await?),
+            })
+        };
+        let outcome = tokio::time::timeout(timeout, run).await;
+        let data = store.data_mut();
+        let denied = data.denials.take();
+        let result = match outcome {
+            Err(_) => Err(KitFault::Timeout(timeout)),
+            Ok(Err(error)) if data.limits.memory_hit => {
+                let _ = error;
+                Err(KitFault::MemoryLimit(data.scope.memory_limit))
+            }
+            Ok(Err(error)) => match error.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => Err(KitFault::Timeout(timeout)),
+                _ => Err(KitFault::Trap(trap_reason(&error))),
+            },
+            Ok(Ok(response)) => Ok(response),
+        };
+        if data.log_dropped > 0 {
+            tracing::warn!(app = &*data.scope.app, dropped = data.log_dropped, "kit log capped");
+        }
+        match result {
+            Ok(_) if !denied.is_empty() => Err(KitFault::Denied(denied)),
+            other => other,
+        }
+    }
+}
+
+fn context(scope: &CallScope, settings: &[(String, String)], attempt: u32) -> Context {
+    Context {
+        app: scope.app.to_string(),
+        settings: settings.iter().map(|(key, value)| Setting { key: key.clone(), value: value.clone() }).collect(),
+        attempt,
+    }
+}
+
+/// The guest's trap message without wasmtime's multi-line backtrace.
+fn trap_reason(error: &wasmtime::Error) -> String {
+    let text = format!("{error:#}");
+    text.lines().next().unwrap_or("trap").trim().to_owned()
+}

@@ -1,0 +1,65 @@
+//! The sandbox that runs recovery kits.
+//!
+//! Every kit call gets a fresh store with the app's grants and nothing more
+//! (deny by default), a memory cap and a deadline. Anything that goes wrong
+//! inside a kit is a [`KitFault`], which the supervisor reports but never
+//! mistakes for the application being down.
+
+mod bindings;
+mod engine;
+mod host_impl;
+mod http;
+mod kit;
+mod kit_state;
+mod policy;
+mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use bindings::{Capability, Health, KitInfo, NextStep, SettingDoc};
+pub use engine::KitEngine;
+pub use kit::Kit;
+pub use kit_state::KitStateStore;
+pub use policy::Policy;
+pub use store::CallScope;
+
+/// Something went wrong inside a kit (not in the app it watches).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KitFault {
+    /// The call did not finish within the app's `timeout`.
+    #[error("kit call exceeded its deadline of {0:?}")]
+    Timeout(Duration),
+    /// The kit tried to grow its memory past the cap.
+    #[error("kit hit its memory limit of {} MiB", .0 >> 20)]
+    MemoryLimit(usize),
+    /// The kit trapped (panic, unreachable, bad memory access...).
+    #[error("kit trapped: {0}")]
+    Trap(String),
+    /// The kit used a capability that the app's grants do not open.
+    #[error("kit was denied: {}", .0.join(", "))]
+    Denied(Vec<String>),
+    /// The store could not be set up (e.g. a granted directory is missing).
+    #[error("kit sandbox setup failed: {0}")]
+    Setup(String),
+}
+
+/// Why a kit file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {}: {1}", .0.display())]
+    Read(PathBuf, #[source] std::io::Error),
+    /// The file is not WebAssembly at all.
+    #[error("not a WebAssembly file (no \\0asm header)")]
+    NotWasm,
+    /// The bytes are WebAssembly but not a valid component.
+    #[error("not a valid WebAssembly component: {0}")]
+    Compile(String),
+    /// The component imports something this host does not provide.
+    #[error("component needs imports medic does not provide: {0}")]
+    Link(String),
+    /// The component does not export the `medic:kit/kit` interface.
+    #[error("component is not a medic kit (world medic:kit/recovery-kit): {0}")]
+    NotAKit(String),
+}

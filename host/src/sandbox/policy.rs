@@ -1,0 +1,155 @@
+//! Turns an app's `[grants]` into what the sandbox enforces.
+//!
+//! Everything not granted is denied. The same [`ConnectPolicy`] guards WASI
+//! sockets (by resolved address) and wasi-http (by the request's authority),
+//! because the socket check never sees the connections wasi-http makes.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::config::Grants;
+
+/// The grants of one app in the form the sandbox checks them on every call.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    /// Directories preopened read-only, at the same path inside the guest.
+    pub read: Vec<PathBuf>,
+    /// Where sockets and outgoing HTTP may connect.
+    pub connect: ConnectPolicy,
+    /// Programs `host.exec` may run, by exact absolute path.
+    pub exec: Vec<PathBuf>,
+}
+
+impl Policy {
+    /// Compiles grants once per app load, resolving host names in `connect`
+    /// so that each call only does set look-ups.
+    pub fn from_grants(grants: &Grants) -> Self {
+        Self {
+            read: grants.read.clone(),
+            connect: ConnectPolicy::new(&grants.connect),
+            exec: grants.exec.clone(),
+        }
+    }
+
+    /// Whether `host.exec` may run `program`.
+    pub fn may_exec(&self, program: &str) -> bool {
+        self.exec.iter().any(|granted| granted == Path::new(program))
+    }
+}
+
+/// The `host:port` pairs an app may connect to.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectPolicy {
+    /// Entries as granted, host lower-cased, without IPv6 brackets.
+    names: HashSet<(String, u16)>,
+    /// The same entries resolved to socket addresses when the app loaded.
+    addrs: HashSet<SocketAddr>,
+}
+
+impl ConnectPolicy {
+    /// Builds the policy from `host:port` grants. An entry that does not
+    /// resolve still allows HTTP to that exact name; it just allows no socket.
+    pub fn new(grants: &[String]) -> Self {
+        let mut policy = Self::default();
+        for grant in grants {
+            if let Some((host, port)) = split_host_port(grant) {
+                policy.names.insert((host.to_ascii_lowercase(), port));
+            }
+            if let Ok(addrs) = grant.to_socket_addrs() {
+                policy.addrs.extend(addrs);
+            }
+        }
+        policy
+    }
+
+    /// Whether any connection at all is granted.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Whether a socket may connect to `addr`.
+    pub fn allows_addr(&self, addr: &SocketAddr) -> bool {
+        self.addrs.contains(addr)
+    }
+
+    /// Whether an HTTP request may go to `host` on `port`: either the name
+    /// is granted as written, or it is an IP literal that a grant resolved to.
+    pub fn allows_host(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if self.names.contains(&(host.to_ascii_lowercase(), port)) {
+            return true;
+        }
+        host.parse()
+            .is_ok_and(|ip| self.addrs.contains(&SocketAddr::new(ip, port)))
+    }
+}
+
+/// Splits `host:port`, `[v6]:port` into the bare host and the port.
+fn split_host_port(text: &str) -> Option<(&str, u16)> {
+    let (host, port) = text.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host, port.parse().ok()?))
+}
+
+/// Denied capability uses seen during one call, shared with callbacks (the
+/// socket check) that cannot reach the store.
+#[derive(Debug, Clone, Default)]
+pub struct Denials(Arc<Mutex<Vec<String>>>);
+
+impl Denials {
+    /// Records one denied use, e.g. `connect 10.0.0.1:22`.
+    pub fn record(&self, what: String) {
+        tracing::debug!(denied = %what, "capability denied");
+        if let Ok(mut list) = self.0.lock() {
+            list.push(what);
+        }
+    }
+
+    /// Everything denied so far.
+    pub fn take(&self) -> Vec<String> {
+        self.0.lock().map(|mut list| std::mem::take(&mut *list)).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(grants: &[&str]) -> ConnectPolicy {
+        ConnectPolicy::new(&grants.iter().map(|g| g.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn granted_ip_allows_socket_and_http_but_not_other_ports() {
+        let p = policy(&["127.0.0.1:8080"]);
+        assert!(p.allows_addr(&"127.0.0.1:8080".parse().unwrap()));
+        assert!(!p.allows_addr(&"127.0.0.1:8081".parse().unwrap()));
+        assert!(p.allows_host("127.0.0.1", 8080));
+        assert!(!p.allows_host("127.0.0.1", 80));
+        assert!(!p.allows_host("127.0.0.2", 8080));
+    }
+
+    #[test]
+    fn granted_name_allows_its_resolved_addresses() {
+        let p = policy(&["localhost:9000"]);
+        assert!(p.allows_host("LOCALHOST", 9000));
+        assert!(p.allows_addr(&"127.0.0.1:9000".parse().unwrap()));
+        assert!(p.allows_host("127.0.0.1", 9000));
+    }
+
+    #[test]
+    fn ipv6_in_brackets() {
+        let p = policy(&["[::1]:80"]);
+        assert!(p.allows_host("[::1]", 80));
+        assert!(p.allows_addr(&"[::1]:80".parse().unwrap()));
+    }
+
+    #[test]
+    fn nothing_granted_denies_everything() {
+        let p = policy(&[]);
+        assert!(p.is_empty());
+        assert!(!p.allows_host("127.0.0.1", 80));
+    }
+}

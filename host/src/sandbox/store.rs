@@ -1,0 +1,151 @@
+//! The data of one kit call's `Store`: WASI context built from the app's
+//! policy, resource limits, and what the call did that the host must judge
+//! afterwards (denials, memory-limit hits).
+//!
+//! A store lives for exactly one call and is dropped afterwards, so a trapped
+//! or interrupted instance is never reused.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::http::GuardedHttp;
+use super::kit_state::KitStateStore;
+use super::policy::{Denials, Policy};
+
+/// Per-call caps on what a kit may log, so a kit cannot flood the journal
+/// or the host's memory through `host.log`.
+pub const LOG_MESSAGE_MAX: usize = 4 * 1024;
+/// Total bytes of log messages kept per call; the rest is dropped and counted.
+pub const LOG_TOTAL_MAX: usize = 64 * 1024;
+
+/// Who the call is for and what it may touch.
+#[derive(Clone)]
+pub struct CallScope {
+    /// The app's name, tagged on every log line and used for kit state.
+    pub app: Arc<str>,
+    /// The app's compiled grants.
+    pub policy: Arc<Policy>,
+    /// Where the app's `state-get`/`state-set` values live.
+    pub state: Arc<KitStateStore>,
+    /// Linear memory cap of the instance, in bytes.
+    pub memory_limit: usize,
+}
+
+/// The `T` of `Store<T>` for one kit call.
+pub struct KitStore {
+    pub(super) scope: CallScope,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    pub(super) http_hooks: GuardedHttp,
+    table: ResourceTable,
+    pub(super) limits: Limits,
+    pub(super) denials: Denials,
+    pub(super) log_bytes: usize,
+    pub(super) log_dropped: usize,
+}
+
+impl KitStore {
+    /// Builds the WASI context with nothing open but what the policy grants.
+    pub fn new(scope: CallScope) -> anyhow::Result<Self> {
+        let denials = Denials::default();
+        let mut wasi = WasiCtxBuilder::new();
+        for dir in &scope.policy.read {
+            let guest_path = dir.to_string_lossy();
+            wasi.preopened_dir(dir, &*guest_path, FsPerms::ReadOnly)
+                .map_err(|e| anyhow::anyhow!("cannot open granted directory {}: {e}", dir.display()))?;
+        }
+        if !scope.policy.connect.is_empty() {
+            let connect = scope.policy.connect.clone();
+            let socket_denials = denials.clone();
+            wasi.allow_tcp(true)
+                .allow_udp(false)
+                .allow_ip_name_lookup(true)
+                .socket_addr_check(move |addr: SocketAddr, _use: SocketAddrUse| {
+                    let allowed = connect.allows_addr(&addr);
+                    if !allowed {
+                        socket_denials.record(format!("connect {addr}"));
+                    }
+                    Box::pin(std::future::ready(allowed))
+                });
+        }
+        let http_hooks = GuardedHttp::new(scope.policy.connect.clone(), denials.clone());
+        let limits = Limits::new(scope.memory_limit);
+        Ok(Self {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            http_hooks,
+            table: ResourceTable::new(),
+            limits,
+            denials,
+            scope,
+            log_bytes: 0,
+            log_dropped: 0,
+        })
+    }
+}
+
+impl WasiView for KitStore {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl WasiHttpView for KitStore {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
+    }
+}
+
+/// Resource limits of one store. Unlike `StoreLimits` it remembers that the
+/// memory cap was hit, so the fault can be reported as such instead of as the
+/// guest's allocator aborting.
+pub struct Limits {
+    memory_limit: usize,
+    /// Set when a memory grow past the cap was refused.
+    pub memory_hit: bool,
+}
+
+/// Instances, tables and memories a kit component may create; real kits use
+/// a handful (one per core module and adapter).
+const MAX_INSTANCES: usize = 32;
+const MAX_TABLES: usize = 32;
+const MAX_MEMORIES: usize = 8;
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl Limits {
+    fn new(memory_limit: usize) -> Self {
+        Self { memory_limit, memory_hit: false }
+    }
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> anyhow::Result<bool> {
+        if desired > self.memory_limit {
+            self.memory_hit = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> anyhow::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}

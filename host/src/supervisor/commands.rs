@@ -1,0 +1,44 @@
+//! Running an app's `start` and `stop` commands.
+//!
+//! Commands run without a shell, in their own process group (so a signal
+//! meant for medic does not take the app down with it), with stdin closed
+//! and output kept in `state_dir/logs/APP.STEP.log` for the admin: a daemon
+//! that forks keeps its output pipes open, so medic never waits on pipes.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Runs `argv` and waits for it to exit within `timeout`. `Err` says what
+/// failed, with the last line the command wrote.
+pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Result<(), String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let output = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let errors = output.try_clone().map_err(|e| e.to_string())?;
+    let mut child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => status.map_err(|e| format!("{program}: {e}"))?,
+        Err(_) => {
+            let _ = child.start_kill();
+            return Err(format!("{program} did not finish within {}", humantime::format_duration(timeout)));
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    let last_line = std::fs::read_to_string(log)
+        .ok()
+        .and_then(|text| text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned))
+        .unwrap_or_default();
+    Err(format!("{program} exited with {status}: {last_line}").trim_end_matches(": ").to_owned())
+}

@@ -1,0 +1,305 @@
+//! The recovery ladder as a pure function: `next(state, event, policy) ->
+//! actions`. No IO and no clock: time comes in with each event, so every
+//! transition is unit-tested on its own and the executor only does what it
+//! is told.
+//!
+//! healthy → `failures_before_action` failed checks in a row → local
+//! recovery (kit `recover`, then `stop`+`start` when asked or when the kit
+//! has no recovery of its own), at most `local_attempts` per `window` with
+//! exponential backoff → `then` (`vm-reset`, `alert`, `none`). A refused
+//! reset, an alert or `none` hold the app in *manual* state. Kit faults are
+//! reported and never count as the app being down.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::config::Then;
+use crate::journal::Kind;
+
+/// The thresholds of one app, fixed while its config is unchanged.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Time between checks while nothing is wrong.
+    pub interval: Duration,
+    /// Failed checks in a row before recovery starts.
+    pub failures_before_action: u32,
+    /// Local recovery attempts allowed per `window`.
+    pub local_attempts: u32,
+    /// The window over which attempts are counted.
+    pub window: Duration,
+    /// Wait after the first attempt before re-checking; doubled each attempt.
+    pub backoff: Duration,
+    /// What follows when local recovery is spent.
+    pub then: Then,
+    /// Whether the app has `start` (so a restart is possible).
+    pub can_restart: bool,
+    /// No escalation before this instant: medic's start plus
+    /// `interval × failures_before_action`, so a freshly started medic never
+    /// resets a VM on stale evidence.
+    pub no_escalation_before: Instant,
+}
+
+/// Where the app is on the ladder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Serving, or failing fewer than `failures_before_action` times in a row.
+    Healthy,
+    /// Local recovery under way; the next failed check uses another attempt.
+    Recovering,
+    /// Waiting for the escalation backend's answer.
+    Escalating,
+    /// Held until an admin acts (or the app passes a check on its own).
+    Manual(String),
+}
+
+/// What a check found, including the kit itself failing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckOutcome {
+    /// The app is fine.
+    Healthy,
+    /// The app works with a problem.
+    Degraded(String),
+    /// The app is down.
+    Failed(String),
+    /// The kit failed; nothing is known about the app.
+    KitFault(String),
+}
+
+/// How the kit's `recover` ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KitRecovery {
+    /// The kit repaired the app.
+    Done,
+    /// The kit asks for `stop` + `start`.
+    RestartApp,
+    /// The kit gives up on local recovery.
+    Escalate(String),
+    /// The recovery step failed.
+    Failed(String),
+    /// The kit faulted while recovering.
+    KitFault(String),
+}
+
+/// How an escalation to the hypervisor ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetOutcome {
+    /// The reset was done (or, for dry-run, journaled).
+    Reset,
+    /// The reset was not done; the reason is already journaled.
+    Refused(String),
+}
+
+/// Something that happened to the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A check finished.
+    Checked(CheckOutcome),
+    /// The kit's `recover` finished.
+    KitRecovered(KitRecovery),
+    /// `stop` + `start` finished; `Err` says what failed.
+    Restarted(Result<(), String>),
+    /// The escalation backend answered.
+    ResetDone(ResetOutcome),
+}
+
+/// What the executor must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Write this event to the journal (before the actions after it).
+    Journal(Kind, serde_json::Value),
+    /// Call the kit's `recover` with this attempt number.
+    KitRecover(u32),
+    /// Run the app's `stop` then `start`.
+    Restart(u32),
+    /// Ask the escalation backend for a VM reset (it applies the budget).
+    RequestReset(String),
+    /// Check again after this long instead of after `interval`.
+    CheckAfter(Duration),
+}
+
+/// The app's state on the ladder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppState {
+    /// Where the app is.
+    pub phase: Phase,
+    /// Failed checks in a row.
+    pub consecutive_failures: u32,
+    /// When each local attempt of the current window started.
+    pub attempts: Vec<Instant>,
+    /// Whether the last check said degraded (to journal only transitions).
+    pub degraded: bool,
+    /// Kit faults in a row; only the first of a streak is journaled so a
+    /// broken kit cannot flood the journal.
+    pub kit_faults: u32,
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self { phase: Phase::Healthy, consecutive_failures: 0, attempts: Vec::new(), degraded: false, kit_faults: 0 }
+    }
+}
+
+/// Moves the app along the ladder. `now` is when `event` happened.
+pub fn next(state: &mut AppState, event: Event, policy: &Policy, now: Instant) -> Vec<Action> {
+    state.attempts.retain(|at| now.saturating_duration_since(*at) < policy.window);
+    match event {
+        Event::Checked(outcome) => checked(state, outcome, policy, now),
+        Event::KitRecovered(recovery) => kit_recovered(state, recovery, policy, now),
+        Event::Restarted(result) => {
+            let mut actions = Vec::new();
+            if let Err(error) = result {
+                actions.push(Action::Journal(Kind::RecoveryFailed, json!({"step": "restart", "error": error})));
+            }
+            actions.push(Action::CheckAfter(backoff(state, policy)));
+            actions
+        }
+        Event::ResetDone(ResetOutcome::Reset) => {
+            // The VM was (or, in dry-run, would have been) reset: whatever
+            // runs next starts from a clean slate.
+            *state = AppState::default();
+            Vec::new()
+        }
+        Event::ResetDone(ResetOutcome::Refused(reason)) => hold(state, format!("reset refused: {reason}")),
+    }
+}
+
+fn checked(state: &mut AppState, outcome: CheckOutcome, policy: &Policy, now: Instant) -> Vec<Action> {
+    if !matches!(outcome, CheckOutcome::KitFault(_)) {
+        state.kit_faults = 0;
+    }
+    match outcome {
+        CheckOutcome::KitFault(fault) => {
+            state.kit_faults = state.kit_faults.saturating_add(1);
+            if state.kit_faults > 1 {
+                return Vec::new();
+            }
+            vec![Action::Journal(Kind::KitFault, json!({"call": "check", "fault": fault}))]
+        }
+        CheckOutcome::Healthy | CheckOutcome::Degraded(_) => {
+            let mut actions = Vec::new();
+            if state.phase != Phase::Healthy {
+                actions.push(Action::Journal(Kind::AppRecovered, json!({"attempts": state.attempts.len()})));
+                state.phase = Phase::Healthy;
+            }
+            state.consecutive_failures = 0;
+            match outcome {
+                CheckOutcome::Degraded(reason) if !state.degraded => {
+                    state.degraded = true;
+                    actions.push(Action::Journal(Kind::AppDegraded, json!({"reason": reason})));
+                }
+                CheckOutcome::Degraded(_) => {}
+                _ => state.degraded = false,
+            }
+            actions
+        }
+        CheckOutcome::Failed(reason) => {
+            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+            state.degraded = false;
+            match state.phase {
+                Phase::Manual(_) | Phase::Escalating => Vec::new(),
+                Phase::Healthy if state.consecutive_failures < policy.failures_before_action => Vec::new(),
+                Phase::Healthy => {
+                    state.phase = Phase::Recovering;
+                    let mut actions = vec![Action::Journal(
+                        Kind::AppFailed,
+                        json!({"reason": reason, "failures": state.consecutive_failures}),
+                    )];
+                    actions.extend(attempt_or_escalate(state, policy, now, &reason));
+                    actions
+                }
+                Phase::Recovering => attempt_or_escalate(state, policy, now, &reason),
+            }
+        }
+    }
+}
+
+fn kit_recovered(state: &mut AppState, recovery: KitRecovery, policy: &Policy, now: Instant) -> Vec<Action> {
+    let attempt = attempt_number(state);
+    match recovery {
+        KitRecovery::Done => vec![Action::CheckAfter(backoff(state, policy))],
+        KitRecovery::RestartApp if policy.can_restart => vec![Action::Restart(attempt)],
+        KitRecovery::RestartApp => vec![
+            Action::Journal(Kind::RecoveryFailed, json!({"step": "restart", "error": "the app has no `start` command"})),
+            Action::CheckAfter(backoff(state, policy)),
+        ],
+        KitRecovery::Escalate(reason) => escalate(state, policy, now, &format!("kit: {reason}")),
+        KitRecovery::Failed(error) => vec![
+            Action::Journal(Kind::RecoveryFailed, json!({"step": "kit", "error": error})),
+            Action::CheckAfter(backoff(state, policy)),
+        ],
+        KitRecovery::KitFault(fault) => {
+            // A broken kit recovery is no reason to give up on the app: fall
+            // back to the plain restart when there is one.
+            let mut actions = vec![Action::Journal(Kind::KitFault, json!({"call": "recover", "fault": fault}))];
+            if policy.can_restart {
+                actions.push(Action::Restart(attempt));
+            } else {
+                actions.push(Action::CheckAfter(backoff(state, policy)));
+            }
+            actions
+        }
+    }
+}
+
+/// Uses one local attempt if the window allows, otherwise escalates.
+fn attempt_or_escalate(state: &mut AppState, policy: &Policy, now: Instant, reason: &str) -> Vec<Action> {
+    let used = u32::try_from(state.attempts.len()).unwrap_or(u32::MAX);
+    if used >= policy.local_attempts {
+        return escalate(state, policy, now, &format!("{used} local attempts spent; last failure: {reason}"));
+    }
+    state.attempts.push(now);
+    let attempt = used + 1;
+    vec![
+        Action::Journal(
+            Kind::RecoveryAttempt,
+            json!({"attempt": attempt, "of": policy.local_attempts, "reason": reason}),
+        ),
+        Action::KitRecover(attempt),
+    ]
+}
+
+fn escalate(state: &mut AppState, policy: &Policy, now: Instant, reason: &str) -> Vec<Action> {
+    let mut actions = vec![Action::Journal(Kind::Escalation, json!({"then": policy.then.name(), "reason": reason}))];
+    match policy.then {
+        Then::VmReset if now < policy.no_escalation_before => {
+            // Stay in recovery: the next failed check after the guard
+            // escalates again.
+            actions[0] = Action::Journal(
+                Kind::EscalationDeferred,
+                json!({"then": "vm-reset", "reason": reason, "why": "medic started less than interval × failures_before_action ago"}),
+            );
+        }
+        Then::VmReset => {
+            state.phase = Phase::Escalating;
+            actions.push(Action::RequestReset(reason.to_owned()));
+        }
+        Then::Alert => {
+            actions.push(Action::Journal(Kind::Alert, json!({"reason": reason})));
+            actions.extend(hold(state, reason.to_owned()));
+        }
+        Then::None => actions.extend(hold(state, reason.to_owned())),
+    }
+    actions
+}
+
+fn hold(state: &mut AppState, reason: String) -> Vec<Action> {
+    let action = Action::Journal(Kind::Manual, json!({"reason": reason}));
+    state.phase = Phase::Manual(reason);
+    vec![action]
+}
+
+/// The number of the attempt in progress (the last one started).
+fn attempt_number(state: &AppState) -> u32 {
+    u32::try_from(state.attempts.len()).unwrap_or(u32::MAX).max(1)
+}
+
+/// Wait before re-checking after attempt n: `backoff × 2^(n-1)`, capped at
+/// the window.
+fn backoff(state: &AppState, policy: &Policy) -> Duration {
+    let doublings = attempt_number(state).saturating_sub(1).min(16);
+    policy.backoff.saturating_mul(1 << doublings).min(policy.window)
+}
+
+#[cfg(test)]
+mod tests;

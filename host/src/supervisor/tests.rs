@@ -1,0 +1,270 @@
+use super::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+struct Ladder {
+    state: AppState,
+    policy: Policy,
+    now: Instant,
+}
+
+impl Ladder {
+    fn new(then: Then) -> Self {
+        let start = Instant::now();
+        let policy = Policy {
+            interval: SEC,
+            failures_before_action: 2,
+            local_attempts: 2,
+            window: Duration::from_secs(600),
+            backoff: SEC,
+            then,
+            can_restart: true,
+            no_escalation_before: start + 2 * SEC,
+        };
+        Self { state: AppState::default(), policy, now: start + 10 * SEC }
+    }
+
+    fn on(&mut self, event: Event) -> Vec<Action> {
+        self.now += SEC;
+        next(&mut self.state, event, &self.policy, self.now)
+    }
+
+    fn fail(&mut self) -> Vec<Action> {
+        self.on(Event::Checked(CheckOutcome::Failed("down".into())))
+    }
+
+    fn kinds(actions: &[Action]) -> Vec<Kind> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Journal(kind, _) => Some(*kind),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn failures_below_threshold_do_nothing() {
+    let mut l = Ladder::new(Then::VmReset);
+    assert!(l.fail().is_empty());
+    assert_eq!(l.state.phase, Phase::Healthy);
+    assert_eq!(l.state.consecutive_failures, 1);
+}
+
+#[test]
+fn threshold_starts_kit_recovery_after_journaling() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    let actions = l.fail();
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppFailed, Kind::RecoveryAttempt]);
+    assert_eq!(actions.last(), Some(&Action::KitRecover(1)));
+    assert_eq!(l.state.phase, Phase::Recovering);
+}
+
+#[test]
+fn a_passing_check_resets_the_count() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    assert!(l.on(Event::Checked(CheckOutcome::Healthy)).is_empty());
+    assert!(l.fail().is_empty(), "the row starts again");
+}
+
+#[test]
+fn kit_fault_is_journaled_and_never_counts() {
+    let mut l = Ladder::new(Then::VmReset);
+    let fault = Event::Checked(CheckOutcome::KitFault("trap".into()));
+    assert_eq!(Ladder::kinds(&l.on(fault.clone())), vec![Kind::KitFault]);
+    for _ in 0..10 {
+        assert!(l.on(fault.clone()).is_empty(), "a streak is journaled once");
+    }
+    l.on(Event::Checked(CheckOutcome::Healthy));
+    assert_eq!(Ladder::kinds(&l.on(fault)), vec![Kind::KitFault], "a new streak is journaled again");
+    assert_eq!(l.state.consecutive_failures, 0);
+    assert_eq!(l.state.phase, Phase::Healthy);
+}
+
+#[test]
+fn degraded_is_journaled_once_and_breaks_the_row() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    let degraded = Event::Checked(CheckOutcome::Degraded("slow".into()));
+    assert_eq!(Ladder::kinds(&l.on(degraded.clone())), vec![Kind::AppDegraded]);
+    assert!(l.on(degraded).is_empty());
+    assert_eq!(l.state.consecutive_failures, 0);
+}
+
+#[test]
+fn kit_asks_restart_then_backoff_check() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    l.fail();
+    assert_eq!(l.on(Event::KitRecovered(KitRecovery::RestartApp)), vec![Action::Restart(1)]);
+    assert_eq!(l.on(Event::Restarted(Ok(()))), vec![Action::CheckAfter(SEC)]);
+}
+
+#[test]
+fn restart_without_start_command_is_a_failed_step() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.policy.can_restart = false;
+    l.fail();
+    l.fail();
+    let actions = l.on(Event::KitRecovered(KitRecovery::RestartApp));
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::RecoveryFailed]);
+}
+
+#[test]
+fn kit_fault_in_recover_falls_back_to_restart() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    l.fail();
+    let actions = l.on(Event::KitRecovered(KitRecovery::KitFault("trap".into())));
+    assert_eq!(actions, vec![Action::Journal(Kind::KitFault, json!({"call": "recover", "fault": "trap"})), Action::Restart(1)]);
+}
+
+#[test]
+fn recovery_then_healthy_check_journals_recovered() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::Done));
+    let actions = l.on(Event::Checked(CheckOutcome::Healthy));
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppRecovered]);
+    assert_eq!(l.state.phase, Phase::Healthy);
+}
+
+#[test]
+fn backoff_doubles_per_attempt_and_is_capped_by_window() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.policy.local_attempts = 20;
+    l.fail();
+    l.fail();
+    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(SEC)]);
+    l.fail();
+    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(2 * SEC)]);
+    l.fail();
+    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(4 * SEC)]);
+    l.policy.window = 3 * SEC;
+    l.state.attempts = vec![l.now; 10];
+    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(3 * SEC)]);
+}
+
+fn spend_attempts(l: &mut Ladder) -> Vec<Action> {
+    l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::Failed("no".into())));
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::Failed("no".into())));
+    l.fail()
+}
+
+#[test]
+fn spent_attempts_request_a_reset() {
+    let mut l = Ladder::new(Then::VmReset);
+    let actions = spend_attempts(&mut l);
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::Escalation]);
+    assert!(matches!(actions.last(), Some(Action::RequestReset(_))));
+    assert_eq!(l.state.phase, Phase::Escalating);
+}
+
+#[test]
+fn attempts_outside_the_window_are_forgotten() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.policy.window = Duration::from_secs(5);
+    l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::Failed("no".into())));
+    l.now += Duration::from_secs(10);
+    let actions = l.fail();
+    assert_eq!(actions.last(), Some(&Action::KitRecover(1)), "the old attempt left the window");
+}
+
+#[test]
+fn never_escalate_just_after_start() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.now = l.policy.no_escalation_before - 10 * SEC;
+    l.policy.local_attempts = 0;
+    l.fail();
+    let actions = l.fail();
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppFailed, Kind::EscalationDeferred]);
+    assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
+    assert_eq!(l.state.phase, Phase::Recovering);
+    l.now = l.policy.no_escalation_before;
+    let actions = l.fail();
+    assert!(matches!(actions.last(), Some(Action::RequestReset(_))), "after the guard: {actions:?}");
+}
+
+#[test]
+fn kit_asking_escalation_goes_straight_to_then() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    l.fail();
+    let actions = l.on(Event::KitRecovered(KitRecovery::Escalate("disk gone".into())));
+    assert!(matches!(actions.last(), Some(Action::RequestReset(r)) if r.contains("disk gone")));
+}
+
+#[test]
+fn refused_reset_holds_in_manual_and_nothing_more_happens() {
+    let mut l = Ladder::new(Then::VmReset);
+    spend_attempts(&mut l);
+    let actions = l.on(Event::ResetDone(ResetOutcome::Refused("budget spent".into())));
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::Manual]);
+    assert!(matches!(l.state.phase, Phase::Manual(_)));
+    for _ in 0..5 {
+        assert!(l.fail().is_empty(), "manual means no action");
+    }
+}
+
+#[test]
+fn manual_app_passing_a_check_is_recovered() {
+    let mut l = Ladder::new(Then::None);
+    spend_attempts(&mut l);
+    assert!(matches!(l.state.phase, Phase::Manual(_)));
+    let actions = l.on(Event::Checked(CheckOutcome::Healthy));
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppRecovered]);
+}
+
+#[test]
+fn done_reset_starts_from_a_clean_slate() {
+    let mut l = Ladder::new(Then::VmReset);
+    spend_attempts(&mut l);
+    assert!(l.on(Event::ResetDone(ResetOutcome::Reset)).is_empty());
+    assert_eq!(l.state, AppState::default());
+    l.fail();
+    assert_eq!(l.fail().last(), Some(&Action::KitRecover(1)));
+}
+
+#[test]
+fn then_alert_alerts_and_holds() {
+    let mut l = Ladder::new(Then::Alert);
+    let actions = spend_attempts(&mut l);
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::Escalation, Kind::Alert, Kind::Manual]);
+    assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
+}
+
+#[test]
+fn then_none_just_holds() {
+    let mut l = Ladder::new(Then::None);
+    let actions = spend_attempts(&mut l);
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::Escalation, Kind::Manual]);
+}
+
+#[test]
+fn zero_local_attempts_escalates_at_once() {
+    let mut l = Ladder::new(Then::Alert);
+    l.policy.local_attempts = 0;
+    l.fail();
+    let actions = l.fail();
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppFailed, Kind::Escalation, Kind::Alert, Kind::Manual]);
+}
+
+#[test]
+fn failed_restart_is_journaled_and_rechecked() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::RestartApp));
+    let actions = l.on(Event::Restarted(Err("exit 1".into())));
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::RecoveryFailed]);
+    assert_eq!(actions.last(), Some(&Action::CheckAfter(SEC)));
+}

@@ -1,0 +1,162 @@
+//! Shared fixtures of the integration tests: guests built from source, real
+//! nginx, a medic config in a temp dir, a running daemon. Every process a
+//! fixture starts is ended by its pid when the fixture drops.
+#![allow(dead_code, missing_docs)]
+
+pub mod guests;
+pub mod nginx;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output};
+use std::time::{Duration, Instant};
+
+use medic::journal::{self, Event, Kind};
+
+/// The medic binary under test.
+pub fn medic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_medic"))
+}
+
+/// The demo app binary (a tiny web server with start/stop verbs).
+pub fn demo_app() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_medic-demo-app"))
+}
+
+/// A free port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `condition` every 20 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    condition()
+}
+
+/// A medic.toml, an apps.d and a plugins dir in a temp dir.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+}
+
+impl Setup {
+    /// A setup whose medic.toml has `escalation` as its [escalation] table body.
+    pub fn new(escalation: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["apps.d", "kits", "state"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        let main = format!(
+            "[daemon]\nplugins_dir = \"kits\"\napps_dir = \"apps.d\"\nstate_dir = \"state\"\n\n[escalation]\n{escalation}\n"
+        );
+        std::fs::write(dir.path().join("medic.toml"), main).unwrap();
+        Self { dir }
+    }
+
+    /// Copies the built guest `kit` into the plugins dir as `<kit>.wasm`.
+    pub fn with_kit(self, kit: &str) -> Self {
+        std::fs::copy(guests::kit(kit), self.dir.path().join("kits").join(format!("{kit}.wasm"))).unwrap();
+        self
+    }
+
+    /// Writes `apps.d/<name>.toml`.
+    pub fn app(self, name: &str, toml: &str) -> Self {
+        std::fs::write(self.dir.path().join("apps.d").join(format!("{name}.toml")), toml).unwrap();
+        self
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.dir.path().join("medic.toml")
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Runs a medic verb with `--config` appended where it belongs.
+    pub fn run(&self, args: &[&str]) -> Output {
+        medic().args(args).arg("--config").arg(self.config()).output().unwrap()
+    }
+
+    /// Starts `medic daemon` on this setup.
+    pub fn daemon(&self) -> Daemon {
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
+        let child = medic()
+            .args(["daemon", "--config"])
+            .arg(self.config())
+            .env("MEDIC_LOG", "medic=debug,warn")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Daemon { child, log: self.dir.path().join("daemon.log") }
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        journal::read_all(&self.state_dir()).unwrap()
+    }
+
+    pub fn kinds(&self, app: &str) -> Vec<Kind> {
+        self.events().into_iter().filter(|e| e.app.as_deref() == Some(app)).map(|e| e.kind).collect()
+    }
+
+    /// Waits until the journal holds an event of `kind` for `app`.
+    pub fn wait_event(&self, app: &str, kind: Kind, timeout: Duration) -> bool {
+        wait_for(timeout, || self.kinds(app).contains(&kind))
+    }
+}
+
+/// A running `medic daemon`, stopped with SIGTERM on drop.
+pub struct Daemon {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Stops the daemon gracefully and waits for it.
+    pub fn stop(&mut self) {
+        terminate(self.child.id());
+        let _ = self.child.wait();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends SIGTERM to a process this test started.
+pub fn terminate(pid: u32) {
+    signal(pid, rustix::process::Signal::TERM);
+}
+
+/// Sends SIGKILL to a process this test started.
+pub fn kill9(pid: u32) {
+    signal(pid, rustix::process::Signal::KILL);
+}
+
+fn signal(pid: u32, signal: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, signal);
+    }
+}
+
+/// Reads a pid from a pidfile, if it holds one.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}

@@ -1,0 +1,81 @@
+//! A real nginx started by the test with its own config and prefix in a
+//! temp dir, on a free 127.0.0.1 port.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+/// nginx's binary on Debian.
+pub const NGINX: &str = "/usr/sbin/nginx";
+
+/// A test's own nginx. Dropping it stops the master by its pid.
+pub struct Nginx {
+    pub port: u16,
+    pub prefix: PathBuf,
+}
+
+impl Nginx {
+    /// Writes the config and starts nginx; returns once it serves.
+    pub fn start(dir: &Path) -> Self {
+        let port = super::free_port();
+        let prefix = dir.join("nginx");
+        for sub in ["logs", "html", "tmp"] {
+            std::fs::create_dir_all(prefix.join(sub)).unwrap();
+        }
+        std::fs::write(prefix.join("html/healthz"), "ok\n").unwrap();
+        let conf = format!(
+            "worker_processes 1;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\ndaemon on;\nmaster_process off;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n  scgi_temp_path {p}/tmp;\n\
+             server {{ listen 127.0.0.1:{port}; root {p}/html; location / {{ }} }}\n}}\n",
+            p = prefix.display()
+        );
+        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+        let nginx = Self { port, prefix };
+        let status = Command::new(NGINX).args(nginx.start_args()).status().unwrap();
+        assert!(status.success(), "nginx did not start");
+        assert!(super::wait_for(Duration::from_secs(5), || nginx.serves()), "nginx does not serve");
+        nginx
+    }
+
+    /// The argv that starts this nginx (used as the app's `start`).
+    pub fn start_args(&self) -> Vec<String> {
+        vec!["-c".into(), self.prefix.join("nginx.conf").display().to_string(), "-p".into(), self.prefix.display().to_string()]
+    }
+
+    /// The app's `start` as a TOML array.
+    pub fn start_toml(&self) -> String {
+        let mut argv = vec![NGINX.to_string()];
+        argv.extend(self.start_args());
+        format!("[{}]", argv.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "))
+    }
+
+    pub fn pidfile(&self) -> PathBuf {
+        self.prefix.join("nginx.pid")
+    }
+
+    pub fn master_pid(&self) -> Option<u32> {
+        super::read_pid(&self.pidfile())
+    }
+
+    /// Whether GET /healthz answers 200.
+    pub fn serves(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let _ = stream.write_all(b"GET /healthz HTTP/1.0\r\n\r\n");
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response.starts_with("HTTP/1.1 200")
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Some(pid) = self.master_pid() {
+            super::terminate(pid);
+        }
+    }
+}

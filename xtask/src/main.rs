@@ -1,0 +1,156 @@
+//! Project tasks behind the README's commands:
+//!
+//! - `cargo xtask demo`  — build everything, run the daemon on the embedded demo config
+//! - `cargo xtask test`  — install what the tests need, then fmt, clippy and every test
+//! - `cargo xtask dist`  — `target/dist/bin/medic` and `target/dist/kits/*.wasm`
+//! - `cargo xtask bench` — the check-cost benchmark (see docs/benchmarks.md)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+struct Args {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Build the dist tree and run the demo daemon in the foreground.
+    Demo,
+    /// Install test needs, then cargo fmt --check, clippy -D warnings, all tests.
+    Test,
+    /// Build target/dist/bin/medic and target/dist/kits/*.wasm.
+    Dist {
+        /// Build the host with the dev profile (dependencies optimised; shares
+        /// the test build) instead of release.
+        #[arg(long)]
+        dev: bool,
+    },
+    /// Measure the CPU cost of one http check (needs nginx, monit, check_http).
+    Bench,
+}
+
+/// Guest workspaces: (directory, kits it builds, copied into dist).
+const KITS: &str = "plugins";
+const BUNDLED: &[&str] = &["http", "tcp", "process"];
+const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
+/// Debian packages the tests and the benchmark use.
+const APT_PACKAGES: &[&str] = &["nginx-light", "monitoring-plugins-basic", "monit", "procps"];
+
+fn main() -> anyhow::Result<()> {
+    let root = project_root();
+    match Args::parse().task {
+        Task::Demo => {
+            let dist = dist(&root, true)?;
+            run(Command::new(dist.join("bin/medic")).arg("daemon"))
+        }
+        Task::Test => test(&root),
+        Task::Dist { dev } => dist(&root, dev).map(|_| ()),
+        Task::Bench => {
+            install_needs()?;
+            run(cargo(&root).args(["bench", "--profile", "dev", "-p", "medic", "--bench", "check_cost"]))
+        }
+    }
+}
+
+fn test(root: &Path) -> anyhow::Result<()> {
+    install_needs()?;
+    run(cargo(root).args(["fmt", "--all", "--check"]))?;
+    for guests in GUEST_WORKSPACES {
+        run(cargo(&root.join(guests)).args(["fmt", "--all", "--check"]))?;
+        run(cargo(&root.join(guests))
+            .args(["clippy", "--release", "--target", "wasm32-wasip2", "--", "-D", "warnings"])
+            .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
+    }
+    run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo(root).args(["test", "--workspace"]))
+}
+
+/// Installs the wasm target and, as root, the Debian packages the tests use.
+fn install_needs() -> anyhow::Result<()> {
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|pkg| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", pkg])
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!("the tests need these Debian packages: {}; run as root or install them", missing.join(" "));
+    }
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    // Debian starts the services it installs; the tests run their own.
+    for service in ["nginx", "monit"] {
+        let _ = Command::new("systemctl").args(["stop", service]).status();
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
+/// Builds the host and the bundled kits into `target/dist`.
+fn dist(root: &Path, dev: bool) -> anyhow::Result<PathBuf> {
+    run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
+    let profile = if dev { "dev" } else { "release" };
+    run(cargo(root).args(["build", "-p", "medic", "--bins", "--profile", profile]))?;
+    run(cargo(&root.join(KITS))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
+    let dist = root.join("target/dist");
+    let profile_dir = if dev { "debug" } else { "release" };
+    for (sub, files) in [("bin", &["medic", "medic-demo-app"][..])] {
+        std::fs::create_dir_all(dist.join(sub))?;
+        for file in files {
+            copy(&root.join("target").join(profile_dir).join(file), &dist.join(sub).join(file))?;
+        }
+    }
+    std::fs::create_dir_all(dist.join("kits"))?;
+    for kit in BUNDLED {
+        let built = root.join("target/guests/wasm32-wasip2/release").join(format!("kit_{kit}.wasm"));
+        copy(&built, &dist.join("kits").join(format!("{kit}.wasm")))?;
+    }
+    println!("dist: {}", dist.display());
+    Ok(dist)
+}
+
+fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
+    // Remove first: copying over a running binary fails with ETXTBSY.
+    let _ = std::fs::remove_file(to);
+    std::fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    Ok(())
+}
+
+fn cargo(dir: &Path) -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(dir);
+    command
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
