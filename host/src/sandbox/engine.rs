@@ -43,8 +43,11 @@ impl KitEngine {
     /// the engine is dropped. Without `cache_dir` nothing is cached (one-shot
     /// commands such as `medic kit inspect`).
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::build(cache_dir).map_err(|e| anyhow::anyhow!("{e:#}"))
+    }
+
+    fn build(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
         let mut config = Config::new();
-        config.async_support(true);
         config.epoch_interruption(true);
         config.wasm_component_model(true);
         let mut pool = PoolingAllocationConfig::default();
@@ -76,7 +79,7 @@ impl KitEngine {
     /// world whose imports this host satisfies, using the cache when the same
     /// bytes were compiled before by a compatible engine.
     pub fn load(&self, path: &Path) -> Result<Kit, LoadError> {
-        let bytes = std::fs::read(path).map_err(|e| LoadError::Read(path.to_owned(), e))?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
         let sha256 = hex(&Sha256::digest(&bytes));
         let component = self.compile_cached(&bytes, &sha256)?;
         let pre = self
@@ -110,7 +113,7 @@ impl KitEngine {
     }
 
     #[allow(unsafe_code)]
-    fn deserialize(&self, path: &Path) -> anyhow::Result<Component> {
+    fn deserialize(&self, path: &Path) -> wasmtime::Result<Component> {
         // SAFETY: the file lives in medic's own cache directory under
         // `state_dir` (writable only by medic), was written by
         // `Component::serialize` of an engine with the same compatibility

@@ -48,8 +48,13 @@ pub enum KitFault {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read {}: {1}", .0.display())]
-    Read(PathBuf, #[source] std::io::Error),
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The kit file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     /// The file is not WebAssembly at all.
     #[error("not a WebAssembly file (no \\0asm header)")]
     NotWasm,

@@ -1,0 +1,148 @@
+//! CPU cost of one HTTP check of a local nginx, measured four ways in one
+//! run: medic's http kit through the sandbox, the floor (a plain in-process
+//! GET on a new connection), Nagios `check_http` as a process, and Monit 5
+//! doing the same checks in its daemon. Client-side CPU only (nginx's own CPU
+//! is the same for all and not counted). Run: `cargo xtask bench`; results go
+//! in docs/benchmarks.md.
+#![allow(missing_docs)]
+
+#[path = "../../tests/common/mod.rs"]
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use medic::config::Grants;
+use medic::sandbox::{CallScope, Health, KitEngine, KitStateStore, Policy};
+
+const CHECKS: u32 = 3_000;
+const ROUNDS: usize = 3;
+const CHECK_HTTP: &str = "/usr/lib/nagios/plugins/check_http";
+const MONIT: &str = "/usr/bin/monit";
+
+/// CPU time (user + system) of this process, or of its reaped children.
+fn cpu(who: rustix::process::RUsageWho) -> Duration {
+    let usage = rustix::process::getrusage(who);
+    let tv = |t: rustix::process::Timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+fn per_check(total: Duration, checks: u32) -> f64 {
+    total.as_secs_f64() * 1e6 / f64::from(checks)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn floor(port: u16) -> f64 {
+    let before = cpu(rustix::process::RUsageWho::SELF);
+    for _ in 0..CHECKS {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        assert!(response.starts_with(b"HTTP/1.1 200"));
+    }
+    per_check(cpu(rustix::process::RUsageWho::SELF) - before, CHECKS)
+}
+
+fn kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
+    let engine = KitEngine::new(Some(dir.join("cache"))).unwrap();
+    let kit = engine.load(&common::guests::kit("http")).unwrap();
+    let grants = Grants { connect: vec![format!("127.0.0.1:{port}")], ..Grants::default() };
+    let scope = CallScope {
+        app: Arc::from("bench"),
+        policy: Arc::new(Policy::from_grants(&grants)),
+        state: Arc::new(KitStateStore::open(dir.join("state.json"))),
+        memory_limit: 64 << 20,
+    };
+    let settings = vec![("url".to_string(), format!("http://127.0.0.1:{port}/healthz")), ("expect_body".to_string(), "ok".to_string())];
+    runtime.block_on(async {
+        // Warm up: first instantiation touches fresh pool slots.
+        for _ in 0..50 {
+            assert_eq!(kit.check(scope.clone(), Duration::from_secs(2), &settings).await, Ok(Health::Healthy));
+        }
+        let before = cpu(rustix::process::RUsageWho::SELF);
+        for _ in 0..CHECKS {
+            assert_eq!(kit.check(scope.clone(), Duration::from_secs(2), &settings).await, Ok(Health::Healthy));
+        }
+        per_check(cpu(rustix::process::RUsageWho::SELF) - before, CHECKS)
+    })
+}
+
+fn check_http(port: u16) -> f64 {
+    let runs = CHECKS / 10;
+    let before = cpu(rustix::process::RUsageWho::CHILDREN);
+    for _ in 0..runs {
+        let status = Command::new(CHECK_HTTP)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string(), "-u", "/healthz", "-s", "ok"])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    per_check(cpu(rustix::process::RUsageWho::CHILDREN) - before, runs)
+}
+
+/// Monit with `hosts` identical http checks, one cycle per second; its CPU
+/// is read from /proc over `seconds` cycles.
+fn monit(port: u16, dir: &std::path::Path) -> f64 {
+    const HOSTS: u32 = 100;
+    const SECONDS: u32 = 10;
+    let rc = dir.join("monitrc");
+    let mut conf = format!(
+        "set daemon 1\nset pidfile {d}/monit.pid\nset idfile {d}/monit.id\nset statefile {d}/monit.state\nset logfile {d}/monit.log\n",
+        d = dir.display()
+    );
+    for i in 0..HOSTS {
+        conf += &format!(
+            "check host h{i} with address 127.0.0.1\n  if failed port {port} protocol http request \"/healthz\" content = \"ok\" then alert\n"
+        );
+    }
+    std::fs::write(&rc, conf).unwrap();
+    let mut perms = std::fs::metadata(&rc).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
+    std::fs::set_permissions(&rc, perms).unwrap();
+    let mut child = Command::new(MONIT).args(["-I", "-c"]).arg(&rc).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let ticks = || -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let before = ticks();
+    std::thread::sleep(Duration::from_secs(u64::from(SECONDS)));
+    let used = ticks() - before;
+    common::terminate(child.id());
+    let _ = child.wait();
+    let hz = 100.0; // USER_HZ on Linux
+    used as f64 / hz * 1e6 / f64::from(HOSTS * SECONDS)
+}
+
+fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let nginx = common::nginx::Nginx::start(dir.path());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut rows: Vec<(&str, Vec<f64>)> = vec![("floor: Rust TcpStream GET, new connection", vec![]), ("medic http kit (sandboxed Wasm)", vec![]), ("Nagios check_http as a process", vec![])];
+    for _ in 0..ROUNDS {
+        rows[0].1.push(floor(nginx.port));
+        rows[1].1.push(kit(nginx.port, &runtime, dir.path()));
+        rows[2].1.push(check_http(nginx.port));
+    }
+    let monit_cost = if std::path::Path::new(MONIT).exists() { Some(monit(nginx.port, dir.path())) } else { None };
+    let floor_cost = median(rows[0].1.clone());
+    println!("| way of checking | µs CPU per check (median of {ROUNDS}) | × floor |");
+    println!("|---|---:|---:|");
+    for (name, values) in rows {
+        let m = median(values);
+        println!("| {name} | {m:.0} | {:.2} |", m / floor_cost);
+    }
+    if let Some(m) = monit_cost {
+        println!("| Monit 5 http check in its daemon | {m:.0} | {:.2} |", m / floor_cost);
+    }
+}

@@ -1,0 +1,203 @@
+//! Test kit `misbehave`: does whatever its `mode` setting says, including
+//! the things a real kit must never do (spin, trap, hog memory, reach for
+//! what was not granted). The host's sandbox tests use it, one test per
+//! mode; it is never shipped.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use medic_kit::{
+    Capability, Context, Health, Kit, KitInfo, Level, NextStep, SettingDoc, export, host, http,
+};
+
+/// The kit; every behaviour is chosen by settings.
+struct Misbehave;
+
+impl Kit for Misbehave {
+    fn describe() -> KitInfo {
+        KitInfo {
+            name: "misbehave".into(),
+            version: "0.1.0".into(),
+            summary: "Misbehaves on demand, for medic's own sandbox tests.".into(),
+            settings: vec![
+                SettingDoc::required(
+                    "mode",
+                    "What `check` does: ok, fail, degraded, loop, alloc, trap, read, \
+                     connect, fetch, exec, log, state, env or sleep.",
+                ),
+                SettingDoc::with_default(
+                    "recover_mode",
+                    "restart",
+                    "What `recover` does: done, restart, escalate, error, loop or trap.",
+                ),
+                SettingDoc::optional(
+                    "mib",
+                    "Mebibytes to allocate (mode alloc, default 1024) or to log \
+                     (mode log, default 100).",
+                ),
+                SettingDoc::optional("path", "File to read (mode read)."),
+                SettingDoc::optional("address", "`host:port` to connect to (mode connect)."),
+                SettingDoc::optional("url", "URL to GET (mode fetch)."),
+                SettingDoc::optional(
+                    "program",
+                    "Absolute path of the program to run (mode exec).",
+                ),
+                SettingDoc::optional(
+                    "args",
+                    "Arguments for `program`, separated by spaces (mode exec).",
+                ),
+                SettingDoc::with_default(
+                    "timeout_ms",
+                    "5000",
+                    "Timeout of the exec or fetch, in milliseconds (modes exec, fetch).",
+                ),
+                SettingDoc::with_default(
+                    "ms",
+                    "60000",
+                    "How long to sleep in a blocking WASI call, in milliseconds (mode sleep).",
+                ),
+            ],
+            wants: vec![
+                Capability::Read("directory of path".into()),
+                Capability::Connect("address".into()),
+                Capability::Connect("host:port of url".into()),
+                Capability::Exec("program".into()),
+            ],
+        }
+    }
+
+    fn check(ctx: &Context) -> Health {
+        match ctx.setting("mode").unwrap_or_default() {
+            "ok" => Health::Healthy,
+            "fail" => Health::Failed("told to fail".into()),
+            "degraded" => Health::Degraded("told to degrade".into()),
+            "loop" => spin(),
+            "alloc" => alloc(ctx).unwrap_or_else(Health::Failed),
+            "trap" => panic!("told to trap"),
+            "read" => read(ctx).unwrap_or_else(Health::Failed),
+            "connect" => connect(ctx).unwrap_or_else(Health::Failed),
+            "fetch" => fetch(ctx).unwrap_or_else(Health::Failed),
+            "exec" => exec(ctx).unwrap_or_else(Health::Failed),
+            "log" => log(ctx).unwrap_or_else(Health::Failed),
+            "state" => state(),
+            "env" => Health::Degraded(format!(
+                "env {} args {}",
+                std::env::vars().count(),
+                std::env::args().count()
+            )),
+            "sleep" => sleep(ctx).unwrap_or_else(Health::Failed),
+            _ => Health::Failed("unknown mode".into()),
+        }
+    }
+
+    fn recover(ctx: &Context) -> Result<NextStep, String> {
+        match ctx.setting("recover_mode").unwrap_or("restart") {
+            "done" => Ok(NextStep::Done),
+            "restart" => Ok(NextStep::RestartApp),
+            "escalate" => Ok(NextStep::Escalate("told to escalate".into())),
+            "error" => Err("told to fail recovery".into()),
+            "loop" => spin(),
+            "trap" => panic!("told to trap"),
+            _ => Err("unknown recover_mode".into()),
+        }
+    }
+}
+
+/// Burns CPU forever without calling the host, so only the host's
+/// deadline (epoch interruption or fuel) can stop it.
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Allocates and fills `mib` MiB; under the host's memory cap the
+/// allocation fails and the kit traps before this returns.
+fn alloc(ctx: &Context) -> Result<Health, String> {
+    let mib = ctx.parse_or("mib", 1024usize)?;
+    let bytes = mib
+        .checked_mul(1 << 20)
+        .ok_or_else(|| format!("{mib} MiB does not fit the address space"))?;
+    let block = vec![1u8; bytes];
+    black_box(&block);
+    Ok(Health::Degraded(format!("allocated {mib} MiB")))
+}
+
+/// Reads a file through WASI, which only sees granted directories.
+fn read(ctx: &Context) -> Result<Health, String> {
+    let path = ctx.require("path")?;
+    Ok(match std::fs::read(path) {
+        Ok(bytes) => Health::Degraded(format!("read ok: {} bytes", bytes.len())),
+        Err(e) => Health::Failed(format!("read denied: {e}")),
+    })
+}
+
+/// Opens a TCP connection through WASI sockets.
+fn connect(ctx: &Context) -> Result<Health, String> {
+    let address = ctx.require("address")?;
+    Ok(match std::net::TcpStream::connect(address) {
+        Ok(_stream) => Health::Degraded("connect ok".into()),
+        Err(e) => Health::Failed(format!("connect denied: {e}")),
+    })
+}
+
+/// Sends one GET through wasi:http.
+fn fetch(ctx: &Context) -> Result<Health, String> {
+    let url = ctx.require("url")?;
+    let timeout = Duration::from_millis(ctx.parse_or("timeout_ms", 5000u64)?);
+    Ok(match http::get(url, timeout, 64 * 1024) {
+        Ok(response) => Health::Degraded(format!("fetch ok: status {}", response.status)),
+        Err(e) => Health::Failed(format!("fetch denied: {e:?}")),
+    })
+}
+
+/// Runs a program through `host::exec`.
+fn exec(ctx: &Context) -> Result<Health, String> {
+    let program = ctx.require("program")?;
+    let args: Vec<String> = ctx
+        .setting("args")
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|a| !a.is_empty())
+        .map(String::from)
+        .collect();
+    let timeout_ms = ctx.parse_or("timeout_ms", 5000u32)?;
+    Ok(match host::exec(program, &args, timeout_ms) {
+        Ok(out) => Health::Degraded(format!(
+            "exec ok: exit {:?} stdout {:?}",
+            out.exit_code, out.stdout
+        )),
+        Err(e) => Health::Failed(format!("exec denied: {e}")),
+    })
+}
+
+/// Floods `host::log` with `mib` messages of 1 MiB each.
+fn log(ctx: &Context) -> Result<Health, String> {
+    let mib = ctx.parse_or("mib", 100u32)?;
+    let message = "x".repeat(1 << 20);
+    for _ in 0..mib {
+        host::log(Level::Info, &message);
+    }
+    Ok(Health::Degraded("logged".into()))
+}
+
+/// Counts calls in the app's persistent state.
+fn state() -> Health {
+    let n = host::state_get("counter")
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    host::state_set("counter", &n.to_string());
+    Health::Degraded(format!("counter {n}"))
+}
+
+/// Blocks in a WASI clock wait, so only a deadline that also covers host
+/// calls can stop it early.
+fn sleep(ctx: &Context) -> Result<Health, String> {
+    let ms = ctx.parse_or("ms", 60_000u64)?;
+    std::thread::sleep(Duration::from_millis(ms));
+    Ok(Health::Degraded(format!("slept {ms} ms")))
+}
+
+export!(Misbehave);
