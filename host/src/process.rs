@@ -1,8 +1,6 @@
 //! What medic needs to know about processes on this machine, read from
-//! `/proc`: used by the `host.processes`/`pid-alive` kit imports and by the
-//! supervisor's pidfile handling.
+//! `/proc`: used by the `host.processes`/`pid-alive` kit imports.
 
-use std::path::Path;
 
 /// Pids of processes whose `/proc/PID/comm` equals `name`. `comm` is what
 /// `ps -o comm` and `pgrep` match by default; it is cut at 15 bytes, so a
@@ -38,15 +36,6 @@ pub fn is_alive(pid: u32) -> bool {
         .is_some_and(|state| state != "Z" && state != "X")
 }
 
-/// Reads a pid from a pidfile (first whitespace-separated token).
-pub fn read_pidfile(path: &Path) -> std::io::Result<u32> {
-    let text = std::fs::read_to_string(path)?;
-    text.split_whitespace()
-        .next()
-        .and_then(|token| token.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no pid in pidfile"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,15 +50,5 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!is_alive(pid), "a reaped child is gone");
-    }
-
-    #[test]
-    fn pidfile_parsing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("app.pid");
-        std::fs::write(&path, "1234\n").unwrap();
-        assert_eq!(read_pidfile(&path).unwrap(), 1234);
-        std::fs::write(&path, "garbage").unwrap();
-        assert!(read_pidfile(&path).is_err());
     }
 }

@@ -66,6 +66,12 @@ fn test(root: &Path) -> anyhow::Result<()> {
             .args(["clippy", "--release", "--target", "wasm32-wasip2", "--", "-D", "warnings"])
             .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
     }
+    // The SDK also builds natively, so authors can unit-test kits on the host.
+    run(cargo(&root.join("sdk")).args(["fmt", "--check"]))?;
+    run(cargo(&root.join("sdk"))
+        .args(["clippy", "--all-targets", "--", "-D", "warnings"])
+        .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
+    run(cargo(&root.join("sdk")).args(["test"]).env("CARGO_TARGET_DIR", root.join("target/guests")))?;
     run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     run(cargo(root).args(["test", "--workspace"]))
 }

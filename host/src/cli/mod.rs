@@ -101,7 +101,8 @@ impl Cli {
 fn validate(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
-            println!("{}: valid ({} apps)", path.display(), config.apps.len());
+            let count = config.apps.len();
+            println!("{}: valid ({count} app{})", path.display(), if count == 1 { "" } else { "s" });
             ExitCode::SUCCESS
         }
         Err(errors) => {

@@ -51,7 +51,7 @@ pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<Con
     let recovery = RecoveryPolicy {
         local_attempts: table.u32_in("local_attempts", 0..=u32::MAX).or(3),
         window: table
-            .duration("window", Duration::ZERO)
+            .duration("window", Duration::from_secs(1))
             .or(Duration::from_secs(600)),
         backoff: table
             .duration("backoff", Duration::ZERO)

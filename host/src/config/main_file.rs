@@ -62,7 +62,7 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
             .u32_in("max_resets", 0..=u32::MAX)
             .or(fallback.escalation.max_resets),
         reset_window: escalation
-            .duration("reset_window", Duration::ZERO)
+            .duration("reset_window", Duration::from_secs(1))
             .or(fallback.escalation.reset_window),
     };
     escalation.finish();

@@ -47,5 +47,5 @@ pub fn print_banner(config: &Config) {
             println!("  try: kill -9 $(cat {}) and watch medic bring it back", pidfile.display());
         }
     }
-    println!("  journal: {} events --config <medic.toml> (or read {}/journal.jsonl); Ctrl-C stops", "medic", config.daemon.state_dir.display());
+    println!("  journal: tail -f {}/journal.jsonl; Ctrl-C stops medic", config.daemon.state_dir.display());
 }

@@ -49,7 +49,7 @@ pub enum Kind {
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let value = serde_json::to_value(self).map_err(|_| fmt::Error)?;
-        f.write_str(value.as_str().ok_or(fmt::Error)?)
+        f.pad(value.as_str().ok_or(fmt::Error)?)
     }
 }
 

@@ -14,6 +14,7 @@ wasmtime::component::bindgen!({
         default: trappable,
     },
     exports: { default: async },
+    additional_derives: [PartialEq, Eq],
 });
 
 pub use exports::medic::kit::kit::{Context, Health, KitInfo, NextStep};

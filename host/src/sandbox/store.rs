@@ -60,20 +60,26 @@ impl KitStore {
             wasi.preopened_dir(dir, &*guest_path, FsPerms::ReadOnly)
                 .map_err(|e| anyhow::anyhow!("cannot open granted directory {}: {e}", dir.display()))?;
         }
-        if !scope.policy.connect.is_empty() {
-            let connect = scope.policy.connect.clone();
-            let socket_denials = denials.clone();
-            wasi.allow_tcp(true)
-                .allow_udp(false)
-                .allow_ip_name_lookup(true)
-                .socket_addr_check(move |addr: SocketAddr, _use: SocketAddrUse| {
-                    let allowed = connect.allows_addr(&addr);
-                    if !allowed {
-                        socket_denials.record(format!("connect {addr}"));
-                    }
-                    Box::pin(std::future::ready(allowed))
-                });
-        }
+        // TCP is always "enabled" so that every attempt reaches the address
+        // check and a denied one is recorded as such (a kit fault), instead
+        // of the guest seeing a bare permission error that it would report
+        // as the app being down.
+        let connect = scope.policy.connect.clone();
+        let socket_denials = denials.clone();
+        wasi.allow_tcp(true)
+            .allow_udp(false)
+            .allow_ip_name_lookup(!scope.policy.connect.is_empty())
+            .socket_addr_check(move |addr: SocketAddr, usage: SocketAddrUse| {
+                let allowed = match usage {
+                    // Connecting first binds an ephemeral local port.
+                    SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    _ => connect.allows_addr(&addr),
+                };
+                if !allowed {
+                    socket_denials.record(format!("connect {addr}"));
+                }
+                Box::pin(std::future::ready(allowed))
+            });
         let http_hooks = GuardedHttp::new(scope.policy.connect.clone(), denials.clone());
         let limits = Limits::new(scope.memory_limit);
         Ok(Self {

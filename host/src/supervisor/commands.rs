@@ -29,6 +29,10 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
     let status = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => status.map_err(|e| format!("{program}: {e}"))?,
         Err(_) => {
+            // The command runs in its own process group: end all of it.
+            if let Some(group) = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32)) {
+                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+            }
             let _ = child.start_kill();
             return Err(format!("{program} did not finish within {}", humantime::format_duration(timeout)));
         }
