@@ -1,4 +1,5 @@
 //! The command-line contract: verbs, output and exit codes.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
 
 mod common;
 
@@ -15,7 +16,10 @@ fn stderr(output: &std::process::Output) -> String {
 fn misbehaving(mode: &str) -> Setup {
     Setup::new("backend = \"dry-run\"")
         .with_kit("misbehave")
-        .app("app", &format!("kit = \"misbehave\"\ntimeout = \"500ms\"\n[settings]\nmode = \"{mode}\"\n"))
+        .app(
+            "app",
+            &format!("kit = \"misbehave\"\ntimeout = \"500ms\"\n[settings]\nmode = \"{mode}\"\n"),
+        )
 }
 
 #[test]
@@ -25,12 +29,25 @@ fn check_exit_codes_follow_the_nagios_convention() {
         ("degraded", 1, "WARNING - app: degraded: told to degrade"),
         ("fail", 2, "CRITICAL - app: failed: told to fail"),
         ("trap", 3, "UNKNOWN - app: kit fault: kit trapped"),
-        ("loop", 3, "UNKNOWN - app: kit fault: kit call exceeded its deadline"),
+        (
+            "loop",
+            3,
+            "UNKNOWN - app: kit fault: kit call exceeded its deadline",
+        ),
     ] {
         let setup = misbehaving(mode);
         let output = setup.run(&["check", "app"]);
-        assert_eq!(output.status.code(), Some(code), "mode {mode}: {}", stdout(&output));
-        assert!(stdout(&output).starts_with(prefix), "mode {mode}: {}", stdout(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "mode {mode}: {}",
+            stdout(&output)
+        );
+        assert!(
+            stdout(&output).starts_with(prefix),
+            "mode {mode}: {}",
+            stdout(&output)
+        );
         assert_eq!(stdout(&output).lines().count(), 1, "one line of output");
     }
 }
@@ -50,10 +67,17 @@ fn check_of_an_unknown_app_or_missing_kit_is_unknown() {
 fn logging_100_mib_is_capped() {
     let setup = Setup::new("backend = \"dry-run\"")
         .with_kit("misbehave")
-        .app("app", "kit = \"misbehave\"\ntimeout = \"30s\"\n[settings]\nmode = \"log\"\nmib = \"100\"\n");
+        .app(
+            "app",
+            "kit = \"misbehave\"\ntimeout = \"30s\"\n[settings]\nmode = \"log\"\nmib = \"100\"\n",
+        );
     let output = setup.run(&["check", "app"]);
     assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
-    assert!(output.stderr.len() < 256 * 1024, "kit log reached the host's log: {} bytes", output.stderr.len());
+    assert!(
+        output.stderr.len() < 256 * 1024,
+        "kit log reached the host's log: {} bytes",
+        output.stderr.len()
+    );
 }
 
 #[test]
@@ -70,14 +94,24 @@ fn config_errors_name_file_line_column_and_field() {
     let db = setup.dir.path().join("apps.d/db.toml");
     let expect = [
         format!("{}:1:7: kit: kit file ", db.display()),
-        format!("{}:2:12: interval: invalid duration \"5 parsecs\"", web.display()),
+        format!(
+            "{}:2:12: interval: invalid duration \"5 parsecs\"",
+            web.display()
+        ),
         format!("{}:3:26: failures_before_action: expected ", web.display()),
         format!("{}:4:1: colour: unknown key `colour`", web.display()),
     ];
     for line in &expect {
-        assert!(errors.lines().any(|l| l.starts_with(line.as_str())), "missing {line:?} in:\n{errors}");
+        assert!(
+            errors.lines().any(|l| l.starts_with(line.as_str())),
+            "missing {line:?} in:\n{errors}"
+        );
     }
-    assert_eq!(errors.lines().count(), 4, "every error at once, nothing else:\n{errors}");
+    assert_eq!(
+        errors.lines().count(),
+        4,
+        "every error at once, nothing else:\n{errors}"
+    );
 }
 
 #[test]
@@ -89,15 +123,38 @@ fn a_valid_config_validates() {
 
 #[test]
 fn kit_inspect_shows_settings_and_wants_of_each_bundled_kit() {
-    for (kit, setting, want) in [("http", "url", "connect"), ("tcp", "address", "connect"), ("process", "pidfile", "read")] {
-        let output = common::medic().args(["kit", "inspect"]).arg(common::guests::kit(kit)).arg("--json").output().unwrap();
+    for (kit, setting, want) in [
+        ("http", "url", "connect"),
+        ("tcp", "address", "connect"),
+        ("process", "pidfile", "read"),
+    ] {
+        let output = common::medic()
+            .args(["kit", "inspect"])
+            .arg(common::guests::kit(kit))
+            .arg("--json")
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(0), "{kit}: {}", stderr(&output));
         let info: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(info["name"], kit);
         let settings = info["settings"].as_array().unwrap();
-        assert!(settings.iter().any(|s| s["key"] == setting), "{kit}: {info}");
-        assert!(info["wants"].as_array().unwrap().iter().any(|w| w["grant"] == want), "{kit}: {info}");
-        let text = common::medic().args(["kit", "inspect"]).arg(common::guests::kit(kit)).output().unwrap();
+        assert!(
+            settings.iter().any(|s| s["key"] == setting),
+            "{kit}: {info}"
+        );
+        assert!(
+            info["wants"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["grant"] == want),
+            "{kit}: {info}"
+        );
+        let text = common::medic()
+            .args(["kit", "inspect"])
+            .arg(common::guests::kit(kit))
+            .output()
+            .unwrap();
         assert!(stdout(&text).contains(setting));
     }
 }
@@ -113,9 +170,17 @@ fn kit_inspect_refuses_what_is_not_a_kit() {
     ] {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).unwrap();
-        let output = common::medic().args(["kit", "inspect"]).arg(&path).output().unwrap();
+        let output = common::medic()
+            .args(["kit", "inspect"])
+            .arg(&path)
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(1), "{name}");
-        assert!(stderr(&output).contains(name), "the error names the file: {}", stderr(&output));
+        assert!(
+            stderr(&output).contains(name),
+            "the error names the file: {}",
+            stderr(&output)
+        );
     }
 }
 
@@ -123,11 +188,26 @@ fn kit_inspect_refuses_what_is_not_a_kit() {
 fn events_json_has_ts_app_kind_detail() {
     let setup = misbehaving("ok");
     let journal = medic::journal::Journal::open(&setup.state_dir()).unwrap();
-    journal.append(&medic::journal::Event::new(Some("app"), medic::journal::Kind::AppFailed, serde_json::json!({"reason": "x"}))).unwrap();
-    journal.append(&medic::journal::Event::new(Some("other"), medic::journal::Kind::AppRecovered, serde_json::json!({}))).unwrap();
+    journal
+        .append(&medic::journal::Event::new(
+            Some("app"),
+            medic::journal::Kind::AppFailed,
+            serde_json::json!({"reason": "x"}),
+        ))
+        .unwrap();
+    journal
+        .append(&medic::journal::Event::new(
+            Some("other"),
+            medic::journal::Kind::AppRecovered,
+            serde_json::json!({}),
+        ))
+        .unwrap();
     let output = setup.run(&["events", "--json", "--app", "app"]);
     assert_eq!(output.status.code(), Some(0));
-    let lines: Vec<serde_json::Value> = stdout(&output).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["kind"], "app_failed");
     assert_eq!(lines[0]["app"], "app");

@@ -1,4 +1,5 @@
 //! The daemon end to end: real nginx, real guests, the journal on disk.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
 
 mod common;
 
@@ -26,12 +27,22 @@ fn killed_nginx_is_restarted_and_the_journal_shows_it() {
     let first = nginx.master_pid().unwrap();
     std::thread::sleep(Duration::from_millis(500));
     common::kill9(first);
-    assert!(setup.wait_event("web", Kind::AppRecovered, Duration::from_secs(20)), "{}", daemon.log_text());
+    assert!(
+        setup.wait_event("web", Kind::AppRecovered, Duration::from_secs(20)),
+        "{}",
+        daemon.log_text()
+    );
     assert!(nginx.serves(), "nginx serves again");
     assert_ne!(nginx.master_pid(), Some(first), "a new nginx runs");
     let kinds = setup.kinds("web");
-    let failed = kinds.iter().position(|k| *k == Kind::AppFailed).expect("app_failed journaled");
-    let attempt = kinds.iter().position(|k| *k == Kind::RecoveryAttempt).expect("recovery_attempt journaled");
+    let failed = kinds
+        .iter()
+        .position(|k| *k == Kind::AppFailed)
+        .expect("app_failed journaled");
+    let attempt = kinds
+        .iter()
+        .position(|k| *k == Kind::RecoveryAttempt)
+        .expect("recovery_attempt journaled");
     let recovered = kinds.iter().position(|k| *k == Kind::AppRecovered).unwrap();
     assert!(failed < attempt && attempt < recovered, "{kinds:?}");
     assert!(daemon.is_running());
@@ -48,9 +59,15 @@ fn always_failing(setup: Setup) -> Setup {
 
 #[test]
 fn spent_local_attempts_reset_once_then_refuse_also_after_a_restart_of_medic() {
-    let setup = always_failing(Setup::new("backend = \"dry-run\"\nmax_resets = 1\nreset_window = \"1h\""));
+    let setup = always_failing(Setup::new(
+        "backend = \"dry-run\"\nmax_resets = 1\nreset_window = \"1h\"",
+    ));
     let mut daemon = setup.daemon();
-    assert!(setup.wait_event("stuck", Kind::ResetRefused, Duration::from_secs(30)), "{}", daemon.log_text());
+    assert!(
+        setup.wait_event("stuck", Kind::ResetRefused, Duration::from_secs(30)),
+        "{}",
+        daemon.log_text()
+    );
     daemon.stop();
     let events = setup.events();
     let resets: Vec<_> = events.iter().filter(|e| e.kind == Kind::VmReset).collect();
@@ -59,26 +76,56 @@ fn spent_local_attempts_reset_once_then_refuse_also_after_a_restart_of_medic() {
     assert_eq!(resets[0].detail["backend"], "dry-run");
     let kinds = setup.kinds("stuck");
     let reset_at = kinds.iter().position(|k| *k == Kind::VmReset).unwrap();
-    let attempts_before = kinds[..reset_at].iter().filter(|k| **k == Kind::RecoveryAttempt).count();
-    assert_eq!(attempts_before, 2, "both local attempts before the reset: {kinds:?}");
+    let attempts_before = kinds[..reset_at]
+        .iter()
+        .filter(|k| **k == Kind::RecoveryAttempt)
+        .count();
+    assert_eq!(
+        attempts_before, 2,
+        "both local attempts before the reset: {kinds:?}"
+    );
     assert!(kinds[reset_at..].contains(&Kind::ResetRefused));
-    assert_eq!(kinds.last(), Some(&Kind::Manual), "held in manual: {kinds:?}");
+    assert_eq!(
+        kinds.last(),
+        Some(&Kind::Manual),
+        "held in manual: {kinds:?}"
+    );
 
-    let refused_before = setup.kinds("stuck").iter().filter(|k| **k == Kind::ResetRefused).count();
+    let refused_before = setup
+        .kinds("stuck")
+        .iter()
+        .filter(|k| **k == Kind::ResetRefused)
+        .count();
     let mut again = setup.daemon();
     assert!(
         common::wait_for(Duration::from_secs(30), || {
-            setup.kinds("stuck").iter().filter(|k| **k == Kind::ResetRefused).count() > refused_before
+            setup
+                .kinds("stuck")
+                .iter()
+                .filter(|k| **k == Kind::ResetRefused)
+                .count()
+                > refused_before
         }),
         "{}",
         again.log_text()
     );
     again.stop();
-    assert_eq!(setup.events().iter().filter(|e| e.kind == Kind::VmReset).count(), 1, "the budget was read back from the journal");
+    assert_eq!(
+        setup
+            .events()
+            .iter()
+            .filter(|e| e.kind == Kind::VmReset)
+            .count(),
+        1,
+        "the budget was read back from the journal"
+    );
 }
 
 fn counter(setup: &Setup, app: &str) -> u64 {
-    let path = setup.state_dir().join("kit-state").join(format!("{app}.json"));
+    let path = setup
+        .state_dir()
+        .join("kit-state")
+        .join(format!("{app}.json"));
     std::fs::read(path)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
@@ -89,26 +136,53 @@ fn counter(setup: &Setup, app: &str) -> u64 {
 #[test]
 fn hostile_and_broken_kits_never_stop_the_daemon_or_delay_other_apps() {
     let setup = Setup::new("backend = \"dry-run\"").with_kit("misbehave");
-    std::fs::write(setup.dir.path().join("kits/broken.wasm"), b"\0asm\x0d\0\x01\0garbage").unwrap();
-    let hostile = |mode: &str| format!("kit = \"misbehave\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\n[settings]\nmode = \"{mode}\"\nmib = \"1024\"\n");
+    std::fs::write(
+        setup.dir.path().join("kits/broken.wasm"),
+        b"\0asm\x0d\0\x01\0garbage",
+    )
+    .unwrap();
+    let hostile = |mode: &str| {
+        format!(
+            "kit = \"misbehave\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\n[settings]\nmode = \"{mode}\"\nmib = \"1024\"\n"
+        )
+    };
     let setup = setup
         .app("loopy", &hostile("loop"))
         .app("greedy", &hostile("alloc"))
         .app("crashy", &hostile("trap"))
         .app("broken", "kit = \"broken\"\n")
-        .app("steady", "kit = \"misbehave\"\ninterval = \"100ms\"\n[settings]\nmode = \"state\"\n");
+        .app(
+            "steady",
+            "kit = \"misbehave\"\ninterval = \"100ms\"\n[settings]\nmode = \"state\"\n",
+        );
     let mut daemon = setup.daemon();
-    assert!(common::wait_for(Duration::from_secs(20), || counter(&setup, "steady") >= 1), "{}", daemon.log_text());
+    assert!(
+        common::wait_for(Duration::from_secs(20), || counter(&setup, "steady") >= 1),
+        "{}",
+        daemon.log_text()
+    );
     let start = counter(&setup, "steady");
     std::thread::sleep(Duration::from_secs(3));
     let done = counter(&setup, "steady") - start;
-    assert!(done >= 10, "steady checks every 100 ms kept their schedule: {done} in 3 s");
-    assert!(daemon.is_running(), "the daemon survived: {}", daemon.log_text());
+    assert!(
+        done >= 10,
+        "steady checks every 100 ms kept their schedule: {done} in 3 s"
+    );
+    assert!(
+        daemon.is_running(),
+        "the daemon survived: {}",
+        daemon.log_text()
+    );
     for app in ["loopy", "greedy", "crashy"] {
         let kinds = setup.kinds(app);
         assert!(kinds.contains(&Kind::KitFault), "{app}: {kinds:?}");
-        assert!(!kinds.contains(&Kind::AppFailed), "a kit fault never counts as the app being down: {app}");
+        assert!(
+            !kinds.contains(&Kind::AppFailed),
+            "a kit fault never counts as the app being down: {app}"
+        );
     }
-    let load_failed = setup.events().into_iter().any(|e| e.kind == Kind::KitLoadFailed && e.detail["path"].as_str().unwrap().ends_with("broken.wasm"));
+    let load_failed = setup.events().into_iter().any(|e| {
+        e.kind == Kind::KitLoadFailed && e.detail["path"].as_str().unwrap().ends_with("broken.wasm")
+    });
     assert!(load_failed, "the broken kit is journaled");
 }

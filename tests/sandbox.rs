@@ -1,6 +1,7 @@
 //! The sandbox against hostile and well-behaved guests: one misbehaving kit
 //! (`tests/guests/misbehave`) whose `mode` setting picks the misbehaviour,
 //! and malformed kit files. Each unsafe behaviour is tested as denied.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
 
 mod common;
 
@@ -11,7 +12,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use medic::config::Grants;
-use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault, KitStateStore, LoadError, Policy};
+use medic::sandbox::{
+    CallScope, Health, Kit, KitEngine, KitFault, KitStateStore, LoadError, Policy,
+};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -25,24 +28,46 @@ struct Sandbox {
 fn misbehave() -> Sandbox {
     static KIT: OnceLock<Kit> = OnceLock::new();
     let kit = KIT
-        .get_or_init(|| KitEngine::new(None).unwrap().load(&common::guests::kit("misbehave")).unwrap())
+        .get_or_init(|| {
+            KitEngine::new(None)
+                .unwrap()
+                .load(&common::guests::kit("misbehave"))
+                .unwrap()
+        })
         .clone();
     let dir = tempfile::tempdir().unwrap();
     let state = Arc::new(KitStateStore::open(dir.path().join("state.json")));
-    Sandbox { _dir: dir, state, kit }
+    Sandbox {
+        _dir: dir,
+        state,
+        kit,
+    }
 }
 
 impl Sandbox {
     fn scope(&self, grants: &Grants) -> CallScope {
-        CallScope { app: Arc::from("test"), policy: Arc::new(Policy::from_grants(grants)), state: self.state.clone(), memory_limit: 64 << 20 }
+        CallScope {
+            app: Arc::from("test"),
+            policy: Arc::new(Policy::from_grants(grants)),
+            state: self.state.clone(),
+            memory_limit: 64 << 20,
+        }
     }
 
     async fn check(&self, grants: &Grants, settings: &[(&str, &str)]) -> Result<Health, KitFault> {
         self.check_within(grants, settings, TIMEOUT).await
     }
 
-    async fn check_within(&self, grants: &Grants, settings: &[(&str, &str)], timeout: Duration) -> Result<Health, KitFault> {
-        let settings: Vec<(String, String)> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    async fn check_within(
+        &self,
+        grants: &Grants,
+        settings: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Health, KitFault> {
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         self.kit.check(self.scope(grants), timeout, &settings).await
     }
 }
@@ -67,28 +92,45 @@ fn failed_text(result: Result<Health, KitFault>) -> String {
 
 #[tokio::test]
 async fn well_behaved_check_is_healthy() {
-    assert_eq!(misbehave().check(&none(), &[("mode", "ok")]).await, Ok(Health::Healthy));
+    assert_eq!(
+        misbehave().check(&none(), &[("mode", "ok")]).await,
+        Ok(Health::Healthy)
+    );
 }
 
 #[tokio::test]
 async fn endless_loop_is_killed_at_the_deadline_and_the_next_check_runs() {
     let sandbox = misbehave();
     let started = Instant::now();
-    let result = sandbox.check_within(&none(), &[("mode", "loop")], Duration::from_millis(300)).await;
+    let result = sandbox
+        .check_within(&none(), &[("mode", "loop")], Duration::from_millis(300))
+        .await;
     assert_eq!(result, Err(KitFault::Timeout(Duration::from_millis(300))));
-    assert!(started.elapsed() < Duration::from_secs(5), "interrupted near its deadline");
-    assert_eq!(sandbox.check(&none(), &[("mode", "ok")]).await, Ok(Health::Healthy));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "interrupted near its deadline"
+    );
+    assert_eq!(
+        sandbox.check(&none(), &[("mode", "ok")]).await,
+        Ok(Health::Healthy)
+    );
 }
 
 #[tokio::test]
 async fn allocating_a_gib_hits_the_memory_cap() {
-    let result = misbehave().check(&none(), &[("mode", "alloc"), ("mib", "1024")]).await;
+    let result = misbehave()
+        .check(&none(), &[("mode", "alloc"), ("mib", "1024")])
+        .await;
     assert_eq!(result, Err(KitFault::MemoryLimit(64 << 20)));
 }
 
 #[tokio::test]
 async fn allocating_under_the_cap_works() {
-    let text = degraded_text(misbehave().check(&none(), &[("mode", "alloc"), ("mib", "8")]).await);
+    let text = degraded_text(
+        misbehave()
+            .check(&none(), &[("mode", "alloc"), ("mib", "8")])
+            .await,
+    );
     assert!(text.contains("allocated 8"), "{text}");
 }
 
@@ -100,12 +142,19 @@ async fn panic_is_a_trap() {
 
 #[tokio::test]
 async fn no_env_no_args() {
-    assert_eq!(degraded_text(misbehave().check(&none(), &[("mode", "env")]).await), "env 0 args 0");
+    assert_eq!(
+        degraded_text(misbehave().check(&none(), &[("mode", "env")]).await),
+        "env 0 args 0"
+    );
 }
 
 #[tokio::test]
 async fn reading_etc_shadow_is_denied() {
-    let text = failed_text(misbehave().check(&none(), &[("mode", "read"), ("path", "/etc/shadow")]).await);
+    let text = failed_text(
+        misbehave()
+            .check(&none(), &[("mode", "read"), ("path", "/etc/shadow")])
+            .await,
+    );
     assert!(text.starts_with("read denied"), "{text}");
 }
 
@@ -115,15 +164,44 @@ async fn reading_outside_the_granted_dir_is_denied_and_inside_works() {
     std::fs::write(granted.path().join("inside.txt"), "12345").unwrap();
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join("outside.txt"), "secret").unwrap();
-    let grants = Grants { read: vec![granted.path().to_path_buf()], ..Grants::default() };
+    let grants = Grants {
+        read: vec![granted.path().to_path_buf()],
+        ..Grants::default()
+    };
     let sandbox = misbehave();
     let inside = granted.path().join("inside.txt");
-    let text = degraded_text(sandbox.check(&grants, &[("mode", "read"), ("path", inside.to_str().unwrap())]).await);
+    let text = degraded_text(
+        sandbox
+            .check(
+                &grants,
+                &[("mode", "read"), ("path", inside.to_str().unwrap())],
+            )
+            .await,
+    );
     assert_eq!(text, "read ok: 5 bytes");
-    let escape = granted.path().join("../").join(outside.path().file_name().unwrap()).join("outside.txt");
-    for path in [outside.path().join("outside.txt"), escape, PathBuf::from("/etc/shadow")] {
-        let text = failed_text(sandbox.check(&grants, &[("mode", "read"), ("path", path.to_str().unwrap())]).await);
-        assert!(text.starts_with("read denied"), "{}: {text}", path.display());
+    let escape = granted
+        .path()
+        .join("../")
+        .join(outside.path().file_name().unwrap())
+        .join("outside.txt");
+    for path in [
+        outside.path().join("outside.txt"),
+        escape,
+        PathBuf::from("/etc/shadow"),
+    ] {
+        let text = failed_text(
+            sandbox
+                .check(
+                    &grants,
+                    &[("mode", "read"), ("path", path.to_str().unwrap())],
+                )
+                .await,
+        );
+        assert!(
+            text.starts_with("read denied"),
+            "{}: {text}",
+            path.display()
+        );
     }
 }
 
@@ -133,9 +211,19 @@ async fn granted_dir_is_read_only() {
     // the policy: only DirPerms::READ is ever granted. Reading stays possible.
     let granted = tempfile::tempdir().unwrap();
     std::fs::write(granted.path().join("f"), "x").unwrap();
-    let grants = Grants { read: vec![granted.path().to_path_buf()], ..Grants::default() };
+    let grants = Grants {
+        read: vec![granted.path().to_path_buf()],
+        ..Grants::default()
+    };
     let path = granted.path().join("f");
-    let text = degraded_text(misbehave().check(&grants, &[("mode", "read"), ("path", path.to_str().unwrap())]).await);
+    let text = degraded_text(
+        misbehave()
+            .check(
+                &grants,
+                &[("mode", "read"), ("path", path.to_str().unwrap())],
+            )
+            .await,
+    );
     assert_eq!(text, "read ok: 1 bytes");
 }
 
@@ -147,7 +235,8 @@ fn http_server() -> u16 {
         for mut stream in listener.incoming().flatten() {
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
     port
@@ -157,61 +246,140 @@ fn http_server() -> u16 {
 async fn connecting_to_an_ungranted_address_is_denied() {
     let port = http_server();
     let address = format!("127.0.0.1:{port}");
-    let result = misbehave().check(&none(), &[("mode", "connect"), ("address", &address)]).await;
-    assert_eq!(result, Err(KitFault::Denied(vec![format!("connect {address}")])), "nothing granted");
-    let other = Grants { connect: vec![format!("127.0.0.1:{}", port + 1)], ..Grants::default() };
-    let result = misbehave().check(&other, &[("mode", "connect"), ("address", &address)]).await;
-    assert_eq!(result, Err(KitFault::Denied(vec![format!("connect {address}")])));
+    let result = misbehave()
+        .check(&none(), &[("mode", "connect"), ("address", &address)])
+        .await;
+    assert_eq!(
+        result,
+        Err(KitFault::Denied(vec![format!("connect {address}")])),
+        "nothing granted"
+    );
+    let other = Grants {
+        connect: vec![format!("127.0.0.1:{}", port + 1)],
+        ..Grants::default()
+    };
+    let result = misbehave()
+        .check(&other, &[("mode", "connect"), ("address", &address)])
+        .await;
+    assert_eq!(
+        result,
+        Err(KitFault::Denied(vec![format!("connect {address}")]))
+    );
 }
 
 #[tokio::test]
 async fn connecting_to_a_granted_address_works() {
     let port = http_server();
     let address = format!("127.0.0.1:{port}");
-    let grants = Grants { connect: vec![address.clone()], ..Grants::default() };
-    assert_eq!(degraded_text(misbehave().check(&grants, &[("mode", "connect"), ("address", &address)]).await), "connect ok");
+    let grants = Grants {
+        connect: vec![address.clone()],
+        ..Grants::default()
+    };
+    assert_eq!(
+        degraded_text(
+            misbehave()
+                .check(&grants, &[("mode", "connect"), ("address", &address)])
+                .await
+        ),
+        "connect ok"
+    );
 }
 
 #[tokio::test]
 async fn fetching_from_an_ungranted_address_is_denied() {
     let port = http_server();
     let url = format!("http://127.0.0.1:{port}/");
-    let grants = Grants { connect: vec![format!("127.0.0.1:{}", port + 1)], ..Grants::default() };
-    let result = misbehave().check(&grants, &[("mode", "fetch"), ("url", &url)]).await;
-    assert_eq!(result, Err(KitFault::Denied(vec![format!("http 127.0.0.1:{port}")])));
-    let result = misbehave().check(&none(), &[("mode", "fetch"), ("url", &url)]).await;
-    assert!(matches!(result, Err(KitFault::Denied(_))), "nothing granted: {result:?}");
+    let grants = Grants {
+        connect: vec![format!("127.0.0.1:{}", port + 1)],
+        ..Grants::default()
+    };
+    let result = misbehave()
+        .check(&grants, &[("mode", "fetch"), ("url", &url)])
+        .await;
+    assert_eq!(
+        result,
+        Err(KitFault::Denied(vec![format!("http 127.0.0.1:{port}")]))
+    );
+    let result = misbehave()
+        .check(&none(), &[("mode", "fetch"), ("url", &url)])
+        .await;
+    assert!(
+        matches!(result, Err(KitFault::Denied(_))),
+        "nothing granted: {result:?}"
+    );
 }
 
 #[tokio::test]
 async fn fetching_from_a_granted_address_works() {
     let port = http_server();
     let url = format!("http://127.0.0.1:{port}/");
-    let grants = Grants { connect: vec![format!("127.0.0.1:{port}")], ..Grants::default() };
-    assert_eq!(degraded_text(misbehave().check(&grants, &[("mode", "fetch"), ("url", &url)]).await), "fetch ok: status 200");
+    let grants = Grants {
+        connect: vec![format!("127.0.0.1:{port}")],
+        ..Grants::default()
+    };
+    assert_eq!(
+        degraded_text(
+            misbehave()
+                .check(&grants, &[("mode", "fetch"), ("url", &url)])
+                .await
+        ),
+        "fetch ok: status 200"
+    );
 }
 
 #[tokio::test]
 async fn exec_of_an_ungranted_program_is_denied() {
-    let grants = Grants { exec: vec![PathBuf::from("/bin/echo")], ..Grants::default() };
-    let result = misbehave().check(&grants, &[("mode", "exec"), ("program", "/bin/sh"), ("args", "-c id")]).await;
+    let grants = Grants {
+        exec: vec![PathBuf::from("/bin/echo")],
+        ..Grants::default()
+    };
+    let result = misbehave()
+        .check(
+            &grants,
+            &[("mode", "exec"), ("program", "/bin/sh"), ("args", "-c id")],
+        )
+        .await;
     assert_eq!(result, Err(KitFault::Denied(vec!["exec /bin/sh".into()])));
 }
 
 #[tokio::test]
 async fn exec_of_a_granted_program_runs_without_a_shell() {
-    let grants = Grants { exec: vec![PathBuf::from("/bin/echo")], ..Grants::default() };
-    let text = degraded_text(misbehave().check(&grants, &[("mode", "exec"), ("program", "/bin/echo"), ("args", "hi $HOME")]).await);
+    let grants = Grants {
+        exec: vec![PathBuf::from("/bin/echo")],
+        ..Grants::default()
+    };
+    let text = degraded_text(
+        misbehave()
+            .check(
+                &grants,
+                &[
+                    ("mode", "exec"),
+                    ("program", "/bin/echo"),
+                    ("args", "hi $HOME"),
+                ],
+            )
+            .await,
+    );
     assert_eq!(text, "exec ok: exit Some(0) stdout \"hi $HOME\\n\"");
 }
 
 #[tokio::test]
 async fn a_blocking_host_call_is_interrupted_at_the_deadline() {
-    let grants = Grants { exec: vec![PathBuf::from("/bin/sleep")], ..Grants::default() };
+    let grants = Grants {
+        exec: vec![PathBuf::from("/bin/sleep")],
+        ..Grants::default()
+    };
     let sandbox = misbehave();
     let started = Instant::now();
-    let settings = [("mode", "exec"), ("program", "/bin/sleep"), ("args", "30"), ("timeout_ms", "60000")];
-    let result = sandbox.check_within(&grants, &settings, Duration::from_millis(300)).await;
+    let settings = [
+        ("mode", "exec"),
+        ("program", "/bin/sleep"),
+        ("args", "30"),
+        ("timeout_ms", "60000"),
+    ];
+    let result = sandbox
+        .check_within(&grants, &settings, Duration::from_millis(300))
+        .await;
     assert_eq!(result, Err(KitFault::Timeout(Duration::from_millis(300))));
     assert!(started.elapsed() < Duration::from_secs(5));
 }
@@ -220,7 +388,13 @@ async fn a_blocking_host_call_is_interrupted_at_the_deadline() {
 async fn logging_100_mib_finishes_and_is_capped() {
     let sandbox = misbehave();
     let started = Instant::now();
-    let result = sandbox.check_within(&none(), &[("mode", "log"), ("mib", "100")], Duration::from_secs(30)).await;
+    let result = sandbox
+        .check_within(
+            &none(),
+            &[("mode", "log"), ("mib", "100")],
+            Duration::from_secs(30),
+        )
+        .await;
     assert_eq!(degraded_text(result), "logged");
     assert!(started.elapsed() < Duration::from_secs(30));
 }
@@ -228,20 +402,30 @@ async fn logging_100_mib_finishes_and_is_capped() {
 #[tokio::test]
 async fn kit_state_persists_across_calls() {
     let sandbox = misbehave();
-    assert_eq!(degraded_text(sandbox.check(&none(), &[("mode", "state")]).await), "counter 1");
-    assert_eq!(degraded_text(sandbox.check(&none(), &[("mode", "state")]).await), "counter 2");
+    assert_eq!(
+        degraded_text(sandbox.check(&none(), &[("mode", "state")]).await),
+        "counter 1"
+    );
+    assert_eq!(
+        degraded_text(sandbox.check(&none(), &[("mode", "state")]).await),
+        "counter 2"
+    );
 }
 
 fn load(bytes: &[u8]) -> Result<Kit, LoadError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.wasm");
     std::fs::write(&path, bytes).unwrap();
-    KitEngine::new(Some(dir.path().join("cache"))).unwrap().load(&path)
+    KitEngine::new(Some(dir.path().join("cache")))
+        .unwrap()
+        .load(&path)
 }
 
 #[test]
 fn random_bytes_are_not_a_kit() {
-    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     assert!(matches!(load(&bytes), Err(LoadError::NotWasm)));
 }
 
@@ -260,6 +444,8 @@ fn a_core_module_is_not_a_kit() {
 #[test]
 fn a_component_of_another_world_is_not_a_kit() {
     let component = wat::parse_str("(component (core module $m (func (export \"run\"))) (core instance $i (instantiate $m)) (func (export \"run\") (canon lift (core func $i \"run\"))))").unwrap();
-    let error = load(&component).err().expect("another world must be refused");
+    let error = load(&component)
+        .err()
+        .expect("another world must be refused");
     assert!(matches!(error, LoadError::NotAKit(_)), "{error}");
 }

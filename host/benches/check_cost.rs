@@ -4,7 +4,7 @@
 //! doing the same checks in its daemon. Client-side CPU only (nginx's own CPU
 //! is the same for all and not counted). Run: `cargo xtask bench`; results go
 //! in docs/benchmarks.md.
-#![allow(missing_docs)]
+#![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use medic::config::Grants;
 use medic::sandbox::{CallScope, Health, KitEngine, KitStateStore, Policy};
+use nix::sys::resource::{UsageWho, getrusage};
 
 const CHECKS: u32 = 3_000;
 const ROUNDS: usize = 3;
@@ -24,10 +25,10 @@ const CHECK_HTTP: &str = "/usr/lib/nagios/plugins/check_http";
 const MONIT: &str = "/usr/bin/monit";
 
 /// CPU time (user + system) of this process, or of its reaped children.
-fn cpu(who: rustix::process::RUsageWho) -> Duration {
-    let usage = rustix::process::getrusage(who);
-    let tv = |t: rustix::process::Timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+fn cpu(who: UsageWho) -> Duration {
+    let usage = getrusage(who).unwrap();
+    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    Duration::from_micros(micros(usage.user_time()) + micros(usage.system_time()))
 }
 
 fn per_check(total: Duration, checks: u32) -> f64 {
@@ -40,53 +41,81 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn floor(port: u16) -> f64 {
-    let before = cpu(rustix::process::RUsageWho::SELF);
+    let before = cpu(UsageWho::RUSAGE_SELF);
     for _ in 0..CHECKS {
         let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .unwrap();
         let mut response = Vec::new();
         stream.read_to_end(&mut response).unwrap();
         assert!(response.starts_with(b"HTTP/1.1 200"));
     }
-    per_check(cpu(rustix::process::RUsageWho::SELF) - before, CHECKS)
+    per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
 }
 
 fn kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
     let engine = KitEngine::new(Some(dir.join("cache"))).unwrap();
     let kit = engine.load(&common::guests::kit("http")).unwrap();
-    let grants = Grants { connect: vec![format!("127.0.0.1:{port}")], ..Grants::default() };
+    let grants = Grants {
+        connect: vec![format!("127.0.0.1:{port}")],
+        ..Grants::default()
+    };
     let scope = CallScope {
         app: Arc::from("bench"),
         policy: Arc::new(Policy::from_grants(&grants)),
         state: Arc::new(KitStateStore::open(dir.join("state.json"))),
         memory_limit: 64 << 20,
     };
-    let settings = vec![("url".to_string(), format!("http://127.0.0.1:{port}/healthz")), ("expect_body".to_string(), "ok".to_string())];
+    let settings = vec![
+        (
+            "url".to_string(),
+            format!("http://127.0.0.1:{port}/healthz"),
+        ),
+        ("expect_body".to_string(), "ok".to_string()),
+    ];
     runtime.block_on(async {
         // Warm up: first instantiation touches fresh pool slots.
         for _ in 0..50 {
-            assert_eq!(kit.check(scope.clone(), Duration::from_secs(2), &settings).await, Ok(Health::Healthy));
+            assert_eq!(
+                kit.check(scope.clone(), Duration::from_secs(2), &settings)
+                    .await,
+                Ok(Health::Healthy)
+            );
         }
-        let before = cpu(rustix::process::RUsageWho::SELF);
+        let before = cpu(UsageWho::RUSAGE_SELF);
         for _ in 0..CHECKS {
-            assert_eq!(kit.check(scope.clone(), Duration::from_secs(2), &settings).await, Ok(Health::Healthy));
+            assert_eq!(
+                kit.check(scope.clone(), Duration::from_secs(2), &settings)
+                    .await,
+                Ok(Health::Healthy)
+            );
         }
-        per_check(cpu(rustix::process::RUsageWho::SELF) - before, CHECKS)
+        per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
     })
 }
 
 fn check_http(port: u16) -> f64 {
     let runs = CHECKS / 10;
-    let before = cpu(rustix::process::RUsageWho::CHILDREN);
+    let before = cpu(UsageWho::RUSAGE_CHILDREN);
     for _ in 0..runs {
         let status = Command::new(CHECK_HTTP)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string(), "-u", "/healthz", "-s", "ok"])
+            .args([
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-u",
+                "/healthz",
+                "-s",
+                "ok",
+            ])
             .stdout(Stdio::null())
             .status()
             .unwrap();
         assert!(status.success());
     }
-    per_check(cpu(rustix::process::RUsageWho::CHILDREN) - before, runs)
+    per_check(cpu(UsageWho::RUSAGE_CHILDREN) - before, runs)
 }
 
 /// Monit with `hosts` identical http checks, one cycle per second; its CPU
@@ -108,10 +137,21 @@ fn monit(port: u16, dir: &std::path::Path) -> f64 {
     let mut perms = std::fs::metadata(&rc).unwrap().permissions();
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
     std::fs::set_permissions(&rc, perms).unwrap();
-    let mut child = Command::new(MONIT).args(["-I", "-c"]).arg(&rc).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(MONIT)
+        .args(["-I", "-c"])
+        .arg(&rc)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let ticks = || -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
         fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
     };
     std::thread::sleep(Duration::from_secs(3));
@@ -127,14 +167,26 @@ fn monit(port: u16, dir: &std::path::Path) -> f64 {
 fn main() {
     let dir = tempfile::tempdir().unwrap();
     let nginx = common::nginx::Nginx::start(dir.path());
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let mut rows: Vec<(&str, Vec<f64>)> = vec![("floor: Rust TcpStream GET, new connection", vec![]), ("medic http kit (sandboxed Wasm)", vec![]), ("Nagios check_http as a process", vec![])];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows: Vec<(&str, Vec<f64>)> = vec![
+        ("floor: Rust TcpStream GET, new connection", vec![]),
+        ("medic http kit (sandboxed Wasm)", vec![]),
+        ("Nagios check_http as a process", vec![]),
+    ];
     for _ in 0..ROUNDS {
         rows[0].1.push(floor(nginx.port));
         rows[1].1.push(kit(nginx.port, &runtime, dir.path()));
         rows[2].1.push(check_http(nginx.port));
     }
-    let monit_cost = if std::path::Path::new(MONIT).exists() { Some(monit(nginx.port, dir.path())) } else { None };
+    let monit_cost = if std::path::Path::new(MONIT).exists() {
+        Some(monit(nginx.port, dir.path()))
+    } else {
+        None
+    };
     let floor_cost = median(rows[0].1.clone());
     println!("| way of checking | µs CPU per check (median of {ROUNDS}) | × floor |");
     println!("|---|---:|---:|");
@@ -143,6 +195,9 @@ fn main() {
         println!("| {name} | {m:.0} | {:.2} |", m / floor_cost);
     }
     if let Some(m) = monit_cost {
-        println!("| Monit 5 http check in its daemon | {m:.0} | {:.2} |", m / floor_cost);
+        println!(
+            "| Monit 5 http check in its daemon | {m:.0} | {:.2} |",
+            m / floor_cost
+        );
     }
 }

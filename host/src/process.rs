@@ -1,7 +1,6 @@
 //! What medic needs to know about processes on this machine, read from
 //! `/proc`: used by the `host.processes`/`pid-alive` kit imports.
 
-
 /// Pids of processes whose `/proc/PID/comm` equals `name`. `comm` is what
 /// `ps -o comm` and `pgrep` match by default; it is cut at 15 bytes, so a
 /// longer `name` is compared on its first 15 bytes.

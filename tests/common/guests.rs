@@ -28,7 +28,10 @@ fn build_all() -> PathBuf {
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .status()
             .expect("run cargo for the guests");
-        assert!(status.success(), "building guests in {workspace} failed (is the wasm32-wasip2 target installed?)");
+        assert!(
+            status.success(),
+            "building guests in {workspace} failed (is the wasm32-wasip2 target installed?)"
+        );
     }
     target_dir().join("wasm32-wasip2").join("release")
 }
@@ -36,5 +39,7 @@ fn build_all() -> PathBuf {
 /// The built component of kit `name` (`http`, `tcp`, `process`, `misbehave`).
 pub fn kit(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(build_all).join(format!("kit_{name}.wasm"))
+    BUILT
+        .get_or_init(build_all)
+        .join(format!("kit_{name}.wasm"))
 }

@@ -1,7 +1,7 @@
 //! Shared fixtures of the integration tests: guests built from source, real
 //! nginx, a medic config in a temp dir, a running daemon. Every process a
 //! fixture starts is ended by its pid when the fixture drops.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::unwrap_used)] // fixtures: a panic is a failed test
 
 pub mod guests;
 pub mod nginx;
@@ -25,7 +25,11 @@ pub fn demo_app() -> PathBuf {
 
 /// A free port on 127.0.0.1.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Polls `condition` every 20 ms until it holds or `timeout` passes.
@@ -61,13 +65,21 @@ impl Setup {
 
     /// Copies the built guest `kit` into the plugins dir as `<kit>.wasm`.
     pub fn with_kit(self, kit: &str) -> Self {
-        std::fs::copy(guests::kit(kit), self.dir.path().join("kits").join(format!("{kit}.wasm"))).unwrap();
+        std::fs::copy(
+            guests::kit(kit),
+            self.dir.path().join("kits").join(format!("{kit}.wasm")),
+        )
+        .unwrap();
         self
     }
 
     /// Writes `apps.d/<name>.toml`.
     pub fn app(self, name: &str, toml: &str) -> Self {
-        std::fs::write(self.dir.path().join("apps.d").join(format!("{name}.toml")), toml).unwrap();
+        std::fs::write(
+            self.dir.path().join("apps.d").join(format!("{name}.toml")),
+            toml,
+        )
+        .unwrap();
         self
     }
 
@@ -81,7 +93,12 @@ impl Setup {
 
     /// Runs a medic verb with `--config` appended where it belongs.
     pub fn run(&self, args: &[&str]) -> Output {
-        medic().args(args).arg("--config").arg(self.config()).output().unwrap()
+        medic()
+            .args(args)
+            .arg("--config")
+            .arg(self.config())
+            .output()
+            .unwrap()
     }
 
     /// Starts `medic daemon` on this setup.
@@ -95,7 +112,10 @@ impl Setup {
             .stderr(log)
             .spawn()
             .unwrap();
-        Daemon { child, log: self.dir.path().join("daemon.log") }
+        Daemon {
+            child,
+            log: self.dir.path().join("daemon.log"),
+        }
     }
 
     pub fn events(&self) -> Vec<Event> {
@@ -103,7 +123,11 @@ impl Setup {
     }
 
     pub fn kinds(&self, app: &str) -> Vec<Kind> {
-        self.events().into_iter().filter(|e| e.app.as_deref() == Some(app)).map(|e| e.kind).collect()
+        self.events()
+            .into_iter()
+            .filter(|e| e.app.as_deref() == Some(app))
+            .map(|e| e.kind)
+            .collect()
     }
 
     /// Waits until the journal holds an event of `kind` for `app`.

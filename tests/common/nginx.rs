@@ -32,22 +32,39 @@ impl Nginx {
         );
         std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
         let nginx = Self { port, prefix };
-        let status = Command::new(NGINX).args(nginx.start_args()).status().unwrap();
+        let status = Command::new(NGINX)
+            .args(nginx.start_args())
+            .status()
+            .unwrap();
         assert!(status.success(), "nginx did not start");
-        assert!(super::wait_for(Duration::from_secs(5), || nginx.serves()), "nginx does not serve");
+        assert!(
+            super::wait_for(Duration::from_secs(5), || nginx.serves()),
+            "nginx does not serve"
+        );
         nginx
     }
 
     /// The argv that starts this nginx (used as the app's `start`).
     pub fn start_args(&self) -> Vec<String> {
-        vec!["-c".into(), self.prefix.join("nginx.conf").display().to_string(), "-p".into(), self.prefix.display().to_string()]
+        vec![
+            "-c".into(),
+            self.prefix.join("nginx.conf").display().to_string(),
+            "-p".into(),
+            self.prefix.display().to_string(),
+        ]
     }
 
     /// The app's `start` as a TOML array.
     pub fn start_toml(&self) -> String {
         let mut argv = vec![NGINX.to_string()];
         argv.extend(self.start_args());
-        format!("[{}]", argv.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", "))
+        format!(
+            "[{}]",
+            argv.iter()
+                .map(|a| format!("{a:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 
     pub fn pidfile(&self) -> PathBuf {

@@ -52,7 +52,15 @@ fn main() -> anyhow::Result<()> {
         Task::Dist { dev } => dist(&root, dev).map(|_| ()),
         Task::Bench => {
             install_needs()?;
-            run(cargo(&root).args(["bench", "--profile", "dev", "-p", "medic", "--bench", "check_cost"]))
+            run(cargo(&root).args([
+                "bench",
+                "--profile",
+                "dev",
+                "-p",
+                "medic",
+                "--bench",
+                "check_cost",
+            ]))
         }
     }
 }
@@ -63,7 +71,15 @@ fn test(root: &Path) -> anyhow::Result<()> {
     for guests in GUEST_WORKSPACES {
         run(cargo(&root.join(guests)).args(["fmt", "--all", "--check"]))?;
         run(cargo(&root.join(guests))
-            .args(["clippy", "--release", "--target", "wasm32-wasip2", "--", "-D", "warnings"])
+            .args([
+                "clippy",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--",
+                "-D",
+                "warnings",
+            ])
             .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
     }
     // The SDK also builds natively, so authors can unit-test kits on the host.
@@ -71,8 +87,17 @@ fn test(root: &Path) -> anyhow::Result<()> {
     run(cargo(&root.join("sdk"))
         .args(["clippy", "--all-targets", "--", "-D", "warnings"])
         .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
-    run(cargo(&root.join("sdk")).args(["test"]).env("CARGO_TARGET_DIR", root.join("target/guests")))?;
-    run(cargo(root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo(&root.join("sdk"))
+        .args(["test"])
+        .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
+    run(cargo(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     run(cargo(root).args(["test", "--workspace"]))
 }
 
@@ -93,7 +118,10 @@ fn install_needs() -> anyhow::Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("the tests need these Debian packages: {}; run as root or install them", missing.join(" "));
+        bail!(
+            "the tests need these Debian packages: {}; run as root or install them",
+            missing.join(" ")
+        );
     }
     run(Command::new("apt-get").arg("update").arg("-qq"))?;
     run(Command::new("apt-get")
@@ -108,7 +136,10 @@ fn install_needs() -> anyhow::Result<()> {
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 /// Builds the host and the bundled kits into `target/dist`.
@@ -124,12 +155,17 @@ fn dist(root: &Path, dev: bool) -> anyhow::Result<PathBuf> {
     for (sub, files) in [("bin", &["medic", "medic-demo-app"][..])] {
         std::fs::create_dir_all(dist.join(sub))?;
         for file in files {
-            copy(&root.join("target").join(profile_dir).join(file), &dist.join(sub).join(file))?;
+            copy(
+                &root.join("target").join(profile_dir).join(file),
+                &dist.join(sub).join(file),
+            )?;
         }
     }
     std::fs::create_dir_all(dist.join("kits"))?;
     for kit in BUNDLED {
-        let built = root.join("target/guests/wasm32-wasip2/release").join(format!("kit_{kit}.wasm"));
+        let built = root
+            .join("target/guests/wasm32-wasip2/release")
+            .join(format!("kit_{kit}.wasm"));
         copy(&built, &dist.join("kits").join(format!("{kit}.wasm")))?;
     }
     println!("dist: {}", dist.display());
@@ -139,7 +175,8 @@ fn dist(root: &Path, dev: bool) -> anyhow::Result<PathBuf> {
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {
     // Remove first: copying over a running binary fails with ETXTBSY.
     let _ = std::fs::remove_file(to);
-    std::fs::copy(from, to).with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
+    std::fs::copy(from, to)
+        .with_context(|| format!("copy {} to {}", from.display(), to.display()))?;
     Ok(())
 }
 
@@ -150,7 +187,9 @@ fn cargo(dir: &Path) -> Command {
 }
 
 fn run(command: &mut Command) -> anyhow::Result<()> {
-    let status = command.status().with_context(|| format!("cannot run {command:?}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run {command:?}"))?;
     if !status.success() {
         bail!("{command:?} failed with {status}");
     }
@@ -158,5 +197,8 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 }
 
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }

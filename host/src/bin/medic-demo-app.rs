@@ -76,7 +76,8 @@ fn start(port: u16, pidfile: &std::path::Path) -> Result<(), String> {
 }
 
 fn serve(port: u16, pidfile: &std::path::Path) -> Result<(), String> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("bind 127.0.0.1:{port}: {e}"))?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .map_err(|e| format!("bind 127.0.0.1:{port}: {e}"))?;
     if let Some(dir) = pidfile.parent() {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
     }
@@ -84,14 +85,20 @@ fn serve(port: u16, pidfile: &std::path::Path) -> Result<(), String> {
     for mut stream in listener.incoming().flatten() {
         let mut request = [0u8; 1024];
         let _ = stream.read(&mut request);
-        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\nconnection: close\r\n\r\nok\n");
     }
     Ok(())
 }
 
 fn stop(pidfile: &std::path::Path) -> Result<(), String> {
-    let text = std::fs::read_to_string(pidfile).map_err(|e| format!("{}: {e}", pidfile.display()))?;
-    let pid: i32 = text.trim().parse().map_err(|_| format!("{}: no pid", pidfile.display()))?;
+    let text =
+        std::fs::read_to_string(pidfile).map_err(|e| format!("{}: {e}", pidfile.display()))?;
+    let pid: i32 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{}: no pid", pidfile.display()))?;
     let pid = rustix::process::Pid::from_raw(pid).ok_or("pid 0")?;
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).map_err(|e| format!("kill {pid:?}: {e}"))
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+        .map_err(|e| format!("kill {pid:?}: {e}"))
 }

@@ -25,14 +25,18 @@ fn check(config_path: &Path, app: &str) -> (u8, String) {
         return (UNKNOWN, format!("bad config {}", config_path.display()));
     };
     let Some(spec) = config.apps.iter().find(|a| a.name == app) else {
-        return (UNKNOWN, format!("no app named {app} in {}", config.daemon.apps_dir.display()));
+        return (
+            UNKNOWN,
+            format!("no app named {app} in {}", config.daemon.apps_dir.display()),
+        );
     };
     let state_dir = &config.daemon.state_dir;
     let outcome = super::runtime().and_then(|rt| {
         rt.block_on(async {
             let engine = KitEngine::new(Some(state_dir.join("cache")))?;
             let kit = engine.load(&spec.kit_path)?;
-            let runtime = crate::daemon::build_runtime(spec, kit, state_dir, std::time::Instant::now());
+            let runtime =
+                crate::daemon::build_runtime(spec, kit, state_dir, std::time::Instant::now());
             Ok(runtime.check().await)
         })
     });

@@ -17,7 +17,10 @@ pub(super) fn run(config_path: &Path, app: Option<&str>, json: bool) -> ExitCode
             return ExitCode::FAILURE;
         }
     };
-    for event in events.iter().filter(|e| app.is_none() || e.app.as_deref() == app) {
+    for event in events
+        .iter()
+        .filter(|e| app.is_none() || e.app.as_deref() == app)
+    {
         if json {
             match serde_json::to_string(event) {
                 Ok(line) => println!("{line}"),

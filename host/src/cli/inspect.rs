@@ -91,15 +91,29 @@ fn from_info(file: &Path, sha256: &str, info: KitInfo) -> Description {
         settings: info
             .settings
             .into_iter()
-            .map(|s| SettingDoc { key: s.key, required: s.required, default: s.default, doc: s.doc })
+            .map(|s| SettingDoc {
+                key: s.key,
+                required: s.required,
+                default: s.default,
+                doc: s.doc,
+            })
             .collect(),
         wants: info
             .wants
             .into_iter()
             .map(|want| match want {
-                Capability::Read(target) => Want { grant: "read", target },
-                Capability::Connect(target) => Want { grant: "connect", target },
-                Capability::Exec(target) => Want { grant: "exec", target },
+                Capability::Read(target) => Want {
+                    grant: "read",
+                    target,
+                },
+                Capability::Connect(target) => Want {
+                    grant: "connect",
+                    target,
+                },
+                Capability::Exec(target) => Want {
+                    grant: "exec",
+                    target,
+                },
             })
             .collect(),
     }

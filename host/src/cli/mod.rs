@@ -90,9 +90,13 @@ impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Daemon { config } => daemon(config),
-            Command::Config { command: ConfigCommand::Validate { config } } => validate(&config),
+            Command::Config {
+                command: ConfigCommand::Validate { config },
+            } => validate(&config),
             Command::Check { config, app } => check::run(&config, &app),
-            Command::Kit { command: KitCommand::Inspect { file, json } } => inspect::run(&file, json),
+            Command::Kit {
+                command: KitCommand::Inspect { file, json },
+            } => inspect::run(&file, json),
             Command::Events { config, app, json } => events::run(&config, app.as_deref(), json),
         }
     }
@@ -102,7 +106,11 @@ fn validate(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
             let count = config.apps.len();
-            println!("{}: valid ({count} app{})", path.display(), if count == 1 { "" } else { "s" });
+            println!(
+                "{}: valid ({count} app{})",
+                path.display(),
+                if count == 1 { "" } else { "s" }
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -138,7 +146,9 @@ fn daemon(path: Option<PathBuf>) -> ExitCode {
 
 /// Loads a config for a one-shot command, or prints its errors.
 fn load_or_report(path: &std::path::Path) -> Option<Config> {
-    config::load(path).map_err(|errors| eprint!("{}", with_newlines(&errors))).ok()
+    config::load(path)
+        .map_err(|errors| eprint!("{}", with_newlines(&errors)))
+        .ok()
 }
 
 fn with_newlines(errors: &ConfigErrors) -> String {
@@ -146,5 +156,7 @@ fn with_newlines(errors: &ConfigErrors) -> String {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -27,8 +27,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let journal = Arc::new(Journal::open(state_dir)?);
     let past = journal::read_all(state_dir)?;
     let budget = ResetBudget::from_journal(&config.escalation, &past);
-    let escalator = Arc::new(Escalator::new(hypervisor::from_settings(&config.escalation), journal.clone(), budget));
-    let engine = KitEngine::new(Some(state_dir.join("cache"))).context("starting the Wasm engine")?;
+    let escalator = Arc::new(Escalator::new(
+        hypervisor::from_settings(&config.escalation),
+        journal.clone(),
+        budget,
+    ));
+    let engine =
+        KitEngine::new(Some(state_dir.join("cache"))).context("starting the Wasm engine")?;
     journal.record(Event::new(
         None,
         Kind::DaemonStarted,
@@ -54,13 +59,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             app = %spec.name, kit = %spec.kit, interval = %humantime::format_duration(spec.interval),
             then = spec.recovery.then.name(), "watching"
         );
-        tasks.spawn(supervise(runtime, journal.clone(), escalator.clone(), stopped.clone()));
+        tasks.spawn(supervise(
+            runtime,
+            journal.clone(),
+            escalator.clone(),
+            stopped.clone(),
+        ));
     }
 
     shutdown_signal().await?;
     tracing::info!("shutting down");
     let _ = stop.send(true);
-    if tokio::time::timeout(SHUTDOWN_GRACE, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_err()
+    {
         tracing::warn!("supervisors still busy after {SHUTDOWN_GRACE:?}; cancelling them");
         tasks.shutdown().await;
     }

@@ -15,7 +15,11 @@ use crate::supervisor::{AppRuntime, Policy};
 
 /// Loads each distinct kit file the apps name, journaling each outcome. A
 /// kit that fails to load only leaves its own apps unwatched.
-pub async fn load_kits(engine: &KitEngine, config: &Config, journal: &Journal) -> HashMap<PathBuf, Kit> {
+pub async fn load_kits(
+    engine: &KitEngine,
+    config: &Config,
+    journal: &Journal,
+) -> HashMap<PathBuf, Kit> {
     let paths: BTreeSet<&PathBuf> = config.apps.iter().map(|a| &a.kit_path).collect();
     let mut kits = HashMap::new();
     for path in paths {
@@ -45,7 +49,12 @@ pub async fn load_kits(engine: &KitEngine, config: &Config, journal: &Journal) -
 
 /// Everything one app's supervisor needs. `medic_started` anchors the guard
 /// against escalating right after start.
-pub fn build_runtime(spec: &AppSpec, kit: Kit, state_dir: &Path, medic_started: Instant) -> AppRuntime {
+pub fn build_runtime(
+    spec: &AppSpec,
+    kit: Kit,
+    state_dir: &Path,
+    medic_started: Instant,
+) -> AppRuntime {
     let scope = call_scope(spec, state_dir);
     let guard = spec.interval.saturating_mul(spec.failures_before_action);
     AppRuntime {
@@ -71,7 +80,11 @@ pub fn call_scope(spec: &AppSpec, state_dir: &Path) -> CallScope {
     CallScope {
         app: Arc::from(spec.name.as_str()),
         policy: Arc::new(Grants::from_grants(&spec.grants)),
-        state: Arc::new(KitStateStore::open(state_dir.join("kit-state").join(format!("{}.json", spec.name)))),
+        state: Arc::new(KitStateStore::open(
+            state_dir
+                .join("kit-state")
+                .join(format!("{}.json", spec.name)),
+        )),
         memory_limit: usize::try_from(spec.kit_memory_mib).unwrap_or(usize::MAX) << 20,
     }
 }

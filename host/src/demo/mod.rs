@@ -26,9 +26,15 @@ pub fn config() -> Result<Config, ConfigErrors> {
     let fill = |text: &str| text.replace("@DIST@", &dist.to_string_lossy());
     let origin = PathBuf::from(ORIGIN);
     config::load_from(
-        Source { origin: origin.join("medic.toml"), text: fill(MAIN) },
+        Source {
+            origin: origin.join("medic.toml"),
+            text: fill(MAIN),
+        },
         &dist,
-        vec![Source { origin: origin.join("demo-web.toml"), text: fill(APP) }],
+        vec![Source {
+            origin: origin.join("demo-web.toml"),
+            text: fill(APP),
+        }],
     )
 }
 
@@ -39,13 +45,31 @@ pub fn is_demo(config: &Config) -> bool {
 
 /// Tells the newcomer what runs and how to see medic at work.
 pub fn print_banner(config: &Config) {
-    println!("medic demo: dry-run escalation, state in {}", config.daemon.state_dir.display());
+    println!(
+        "medic demo: dry-run escalation, state in {}",
+        config.daemon.state_dir.display()
+    );
     for app in &config.apps {
-        let url = app.settings.iter().find(|(k, _)| k == "url").map_or("", |(_, v)| v.as_str());
-        println!("  watching {} with kit {} every {}: {url}", app.name, app.kit, humantime::format_duration(app.interval));
+        let url = app
+            .settings
+            .iter()
+            .find(|(k, _)| k == "url")
+            .map_or("", |(_, v)| v.as_str());
+        println!(
+            "  watching {} with kit {} every {}: {url}",
+            app.name,
+            app.kit,
+            humantime::format_duration(app.interval)
+        );
         if let Some(pidfile) = &app.pidfile {
-            println!("  try: kill -9 $(cat {}) and watch medic bring it back", pidfile.display());
+            println!(
+                "  try: kill -9 $(cat {}) and watch medic bring it back",
+                pidfile.display()
+            );
         }
     }
-    println!("  journal: tail -f {}/journal.jsonl; Ctrl-C stops medic", config.daemon.state_dir.display());
+    println!(
+        "  journal: tail -f {}/journal.jsonl; Ctrl-C stops medic",
+        config.daemon.state_dir.display()
+    );
 }

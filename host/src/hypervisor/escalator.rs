@@ -24,12 +24,20 @@ pub struct ResetBudget {
 impl ResetBudget {
     /// A budget over past `vm_reset` times (any order).
     pub fn new(max_resets: u32, window: Duration, resets: Vec<SystemTime>) -> Self {
-        Self { max_resets, window, resets }
+        Self {
+            max_resets,
+            window,
+            resets,
+        }
     }
 
     /// Reads past resets from the journal's `vm_reset` events.
     pub fn from_journal(settings: &EscalationSettings, events: &[Event]) -> Self {
-        let resets = events.iter().filter(|e| e.kind == Kind::VmReset).map(|e| e.ts).collect();
+        let resets = events
+            .iter()
+            .filter(|e| e.kind == Kind::VmReset)
+            .map(|e| e.ts)
+            .collect();
         Self::new(settings.max_resets, settings.reset_window, resets)
     }
 
@@ -38,7 +46,10 @@ impl ResetBudget {
         let in_window = self
             .resets
             .iter()
-            .filter(|at| now.duration_since(**at).map_or(true, |age| age < self.window))
+            .filter(|at| {
+                now.duration_since(**at)
+                    .map_or(true, |age| age < self.window)
+            })
             .count();
         u32::try_from(in_window).unwrap_or(u32::MAX)
     }
@@ -64,7 +75,11 @@ pub struct Escalator {
 impl Escalator {
     /// An escalator over `backend` with the budget read back from `events`.
     pub fn new(backend: Box<dyn Hypervisor>, journal: Arc<Journal>, budget: ResetBudget) -> Self {
-        Self { backend, journal, budget: Mutex::new(budget) }
+        Self {
+            backend,
+            journal,
+            budget: Mutex::new(budget),
+        }
     }
 
     /// Resets the VM for `app` if the budget allows. The `vm_reset` event is
@@ -74,7 +89,11 @@ impl Escalator {
         let mut budget = self.budget.lock().await;
         let now = SystemTime::now();
         if budget.remaining(now) == 0 {
-            let why = format!("reset budget spent: {} of {} in the window", budget.used(now), budget.max_resets);
+            let why = format!(
+                "reset budget spent: {} of {} in the window",
+                budget.used(now),
+                budget.max_resets
+            );
             self.journal.record(Event::new(
                 Some(app),
                 Kind::ResetRefused,
@@ -145,16 +164,34 @@ mod tests {
     async fn second_reset_is_refused_and_both_are_journaled_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(Journal::open(dir.path()).unwrap());
-        let settings = EscalationSettings { backend: crate::config::Backend::DryRun, max_resets: 1, reset_window: HOUR };
-        let escalator = Escalator::new(Box::new(DryRun), journal.clone(), ResetBudget::from_journal(&settings, &[]));
-        assert_eq!(escalator.request_reset("web", "spent").await, ResetOutcome::Reset);
-        assert!(matches!(escalator.request_reset("web", "spent").await, ResetOutcome::Refused(_)));
+        let settings = EscalationSettings {
+            backend: crate::config::Backend::DryRun,
+            max_resets: 1,
+            reset_window: HOUR,
+        };
+        let escalator = Escalator::new(
+            Box::new(DryRun),
+            journal.clone(),
+            ResetBudget::from_journal(&settings, &[]),
+        );
+        assert_eq!(
+            escalator.request_reset("web", "spent").await,
+            ResetOutcome::Reset
+        );
+        assert!(matches!(
+            escalator.request_reset("web", "spent").await,
+            ResetOutcome::Refused(_)
+        ));
         let events = crate::journal::read_all(dir.path()).unwrap();
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec![Kind::VmReset, Kind::ResetRefused]);
         assert_eq!(events[0].detail["dry_run"], json!(true));
         assert_eq!(events[0].detail["backend"], json!("dry-run"));
         let reread = ResetBudget::from_journal(&settings, &events);
-        assert_eq!(reread.remaining(SystemTime::now()), 0, "a restarted medic sees the spent budget");
+        assert_eq!(
+            reread.remaining(SystemTime::now()),
+            0,
+            "a restarted medic sees the spent budget"
+        );
     }
 }

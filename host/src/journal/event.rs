@@ -70,7 +70,12 @@ pub struct Event {
 impl Event {
     /// An event stamped now.
     pub fn new(app: Option<&str>, kind: Kind, detail: serde_json::Value) -> Self {
-        Self { ts: SystemTime::now(), app: app.map(str::to_owned), kind, detail }
+        Self {
+            ts: SystemTime::now(),
+            app: app.map(str::to_owned),
+            kind,
+            detail,
+        }
     }
 }
 

@@ -43,18 +43,34 @@ impl Journal {
     /// Opens (creating if needed) the journal in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
         let path = state_dir.join(FILE_NAME);
-        let io = |source| JournalError::Io { path: path.clone(), source };
+        let io = |source| JournalError::Io {
+            path: path.clone(),
+            source,
+        };
         std::fs::create_dir_all(state_dir).map_err(io)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(io)?;
-        Ok(Self { path, file: Mutex::new(file) })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        Ok(Self {
+            path,
+            file: Mutex::new(file),
+        })
     }
 
     /// Appends one event and waits until it is on disk.
     pub fn append(&self, event: &Event) -> Result<(), JournalError> {
-        let io = |source| JournalError::Io { path: self.path.clone(), source };
+        let io = |source| JournalError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let mut line = serde_json::to_vec(event).map_err(|e| io(e.into()))?;
         line.push(b'\n');
-        let mut file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         file.write_all(&line).map_err(io)?;
         file.sync_data().map_err(io)
     }
@@ -63,7 +79,9 @@ impl Journal {
     /// but does not stop supervision (an unwatched app is worse).
     pub fn record(&self, event: Event) {
         match self.append(&event) {
-            Ok(()) => tracing::info!(app = event.app.as_deref().unwrap_or("-"), kind = %event.kind, detail = %event.detail, "event"),
+            Ok(()) => {
+                tracing::info!(app = event.app.as_deref().unwrap_or("-"), kind = %event.kind, detail = %event.detail, "event")
+            }
             Err(e) => tracing::error!(error = %e, kind = %event.kind, "event NOT journaled"),
         }
     }
@@ -100,8 +118,16 @@ mod tests {
     fn appended_events_read_back_in_order_and_torn_lines_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Journal::open(dir.path()).unwrap();
-        journal.append(&Event::new(Some("web"), Kind::AppFailed, json!({"reason": "down"}))).unwrap();
-        journal.append(&Event::new(None, Kind::DaemonStarted, json!({}))).unwrap();
+        journal
+            .append(&Event::new(
+                Some("web"),
+                Kind::AppFailed,
+                json!({"reason": "down"}),
+            ))
+            .unwrap();
+        journal
+            .append(&Event::new(None, Kind::DaemonStarted, json!({})))
+            .unwrap();
         std::fs::OpenOptions::new()
             .append(true)
             .open(journal.path())

@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::LoadError;
 use super::bindings::{RecoveryKit, RecoveryKitPre};
 use super::kit::Kit;
 use super::store::KitStore;
-use super::LoadError;
 
 /// How often the epoch advances; the granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -65,21 +65,32 @@ impl KitEngine {
         RecoveryKit::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
 
         let ticker = engine.weak();
-        std::thread::Builder::new().name("medic-epoch".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })?;
-        Ok(Self { inner: Arc::new(Inner { engine, linker, cache_dir }) })
+        std::thread::Builder::new()
+            .name("medic-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache_dir,
+            }),
+        })
     }
 
     /// Loads a kit file: validates it is a component of the `recovery-kit`
     /// world whose imports this host satisfies, using the cache when the same
     /// bytes were compiled before by a compatible engine.
     pub fn load(&self, path: &Path) -> Result<Kit, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let sha256 = hex(&Sha256::digest(&bytes));
         let component = self.compile_cached(&bytes, &sha256)?;
         let pre = self
@@ -94,17 +105,22 @@ impl KitEngine {
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
         let cached = self.cache_path(sha256);
         if let Some(cached) = cached.as_deref().filter(|path| path.exists()) {
-            match self.deserialize(&cached) {
+            match self.deserialize(cached) {
                 Ok(component) => return Ok(component),
-                Err(e) => tracing::warn!(path = %cached.display(), error = %e, "precompiled kit unusable; recompiling"),
+                Err(e) => {
+                    tracing::warn!(path = %cached.display(), error = %e, "precompiled kit unusable; recompiling")
+                }
             }
         }
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotWasm);
         }
-        let component = Component::new(&self.inner.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.inner.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         if let Some(cached) = cached {
-            let written = component.serialize().and_then(|artifact| Ok(crate::fsutil::write_atomic(&cached, &artifact)?));
+            let written = component
+                .serialize()
+                .and_then(|artifact| Ok(crate::fsutil::write_atomic(&cached, &artifact)?));
             if let Err(e) = written {
                 tracing::warn!(path = %cached.display(), error = %e, "cannot cache precompiled kit");
             }
@@ -124,11 +140,13 @@ impl KitEngine {
 
     fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        self.inner.engine.precompile_compatibility_hash().hash(&mut hasher);
+        self.inner
+            .engine
+            .precompile_compatibility_hash()
+            .hash(&mut hasher);
         let dir = self.inner.cache_dir.as_ref()?;
         Some(dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish())))
     }
-
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -22,7 +22,10 @@ impl host::Host for KitStore {
             self.log_dropped += 1;
             return Ok(());
         }
-        let message = truncate(&message, LOG_MESSAGE_MAX.min(LOG_TOTAL_MAX - self.log_bytes));
+        let message = truncate(
+            &message,
+            LOG_MESSAGE_MAX.min(LOG_TOTAL_MAX - self.log_bytes),
+        );
         self.log_bytes += message.len();
         let app = &*self.scope.app;
         match level {
@@ -35,7 +38,12 @@ impl host::Host for KitStore {
         Ok(())
     }
 
-    async fn exec(&mut self, program: String, args: Vec<String>, timeout_ms: u32) -> Result<ExecOutput, String> {
+    async fn exec(
+        &mut self,
+        program: String,
+        args: Vec<String>,
+        timeout_ms: u32,
+    ) -> Result<ExecOutput, String> {
         if !self.scope.policy.may_exec(&program) {
             self.denials.record(format!("exec {program}"));
             return Err(format!("exec of {program} is not granted"));
@@ -66,7 +74,11 @@ impl host::Host for KitStore {
 /// Runs a program without a shell, with an empty environment and stdin
 /// closed, keeping at most [`EXEC_OUTPUT_MAX`] bytes of each output stream.
 /// The child is killed at `timeout` and whenever the call is abandoned.
-async fn run_capped(program: &str, args: &[String], timeout: Duration) -> Result<ExecOutput, String> {
+async fn run_capped(
+    program: &str,
+    args: &[String],
+    timeout: Duration,
+) -> Result<ExecOutput, String> {
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .env_clear()

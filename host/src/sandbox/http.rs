@@ -34,7 +34,9 @@ impl GuardedHttp {
     }
 
     fn allows(&self, uri: &http::Uri) -> Result<(), String> {
-        let host = uri.host().ok_or_else(|| format!("request to {uri} has no host"))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("request to {uri} has no host"))?;
         let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
             Some("https") => 443,
             _ => 80,

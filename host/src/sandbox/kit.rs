@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use wasmtime::{Store, Trap};
 
+use super::KitFault;
 use super::bindings::{Context, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
 use super::engine::EPOCH_TICK;
 use super::store::{CallScope, KitStore};
-use super::KitFault;
 
 /// A compiled, linked kit, ready to be instantiated for each call.
 #[derive(Clone)]
@@ -58,7 +58,12 @@ impl Kit {
     }
 
     /// Calls `check` for the app in `scope`.
-    pub async fn check(&self, scope: CallScope, timeout: Duration, settings: &[(String, String)]) -> Result<Health, KitFault> {
+    pub async fn check(
+        &self,
+        scope: CallScope,
+        timeout: Duration,
+        settings: &[(String, String)],
+    ) -> Result<Health, KitFault> {
         let ctx = context(&scope, settings, 0);
         match self.call(scope, timeout, Request::Check(ctx)).await? {
             Response::Check(health) => Ok(health),
@@ -81,7 +86,12 @@ impl Kit {
         }
     }
 
-    async fn call(&self, scope: CallScope, timeout: Duration, request: Request) -> Result<Response, KitFault> {
+    async fn call(
+        &self,
+        scope: CallScope,
+        timeout: Duration,
+        request: Request,
+    ) -> Result<Response, KitFault> {
         let data = KitStore::new(scope).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
         let mut store = Store::new(self.pre.engine(), data);
         store.limiter(|s| &mut s.limits);
@@ -95,7 +105,9 @@ impl Kit {
             Ok::<_, wasmtime::Error>(match request {
                 Request::Describe => Response::Describe(guest.call_describe(&mut store).await?),
                 Request::Check(ctx) => Response::Check(guest.call_check(&mut store, &ctx).await?),
-                Request::Recover(ctx) => Response::Recover(guest.call_recover(&mut store, &ctx).await?),
+                Request::Recover(ctx) => {
+                    Response::Recover(guest.call_recover(&mut store, &ctx).await?)
+                }
             })
         };
         let outcome = tokio::time::timeout(timeout, run).await;
@@ -114,7 +126,11 @@ impl Kit {
             Ok(Ok(response)) => Ok(response),
         };
         if data.log_dropped > 0 {
-            tracing::warn!(app = &*data.scope.app, dropped = data.log_dropped, "kit log capped");
+            tracing::warn!(
+                app = &*data.scope.app,
+                dropped = data.log_dropped,
+                "kit log capped"
+            );
         }
         match result {
             Ok(_) if !denied.is_empty() => Err(KitFault::Denied(denied)),
@@ -126,7 +142,13 @@ impl Kit {
 fn context(scope: &CallScope, settings: &[(String, String)], attempt: u32) -> Context {
     Context {
         app: scope.app.to_string(),
-        settings: settings.iter().map(|(key, value)| Setting { key: key.clone(), value: value.clone() }).collect(),
+        settings: settings
+            .iter()
+            .map(|(key, value)| Setting {
+                key: key.clone(),
+                value: value.clone(),
+            })
+            .collect(),
         attempt,
     }
 }

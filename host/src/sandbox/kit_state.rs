@@ -34,7 +34,10 @@ impl KitStateStore {
             }),
             Err(_) => BTreeMap::new(),
         };
-        Self { path, values: Mutex::new(values) }
+        Self {
+            path,
+            values: Mutex::new(values),
+        }
     }
 
     /// The stored value of `key`, if any.
@@ -46,9 +49,14 @@ impl KitStateStore {
     /// refused when a cap is exceeded or the file cannot be written.
     pub fn set(&self, key: &str, value: &str) -> Result<(), String> {
         if key.len() > KEY_MAX || value.len() > VALUE_MAX {
-            return Err(format!("state-set refused: key over {KEY_MAX} or value over {VALUE_MAX} bytes"));
+            return Err(format!(
+                "state-set refused: key over {KEY_MAX} or value over {VALUE_MAX} bytes"
+            ));
         }
-        let mut values = self.values.lock().map_err(|_| "kit state lock poisoned".to_string())?;
+        let mut values = self
+            .values
+            .lock()
+            .map_err(|_| "kit state lock poisoned".to_string())?;
         if !values.contains_key(key) && values.len() >= KEYS_MAX {
             return Err(format!("state-set refused: more than {KEYS_MAX} keys"));
         }
@@ -68,12 +76,18 @@ mod tests {
         let path = dir.path().join("web.json");
         let store = KitStateStore::open(path.clone());
         store.set("count", "3").unwrap();
-        assert_eq!(KitStateStore::open(path.clone()).get("count").as_deref(), Some("3"));
+        assert_eq!(
+            KitStateStore::open(path.clone()).get("count").as_deref(),
+            Some("3")
+        );
         assert!(store.set("big", &"x".repeat(VALUE_MAX + 1)).is_err());
         for i in 0..KEYS_MAX - 1 {
             store.set(&format!("k{i}"), "v").unwrap();
         }
         assert!(store.set("one-too-many", "v").is_err());
-        assert!(store.set("count", "4").is_ok(), "updating an existing key stays allowed");
+        assert!(
+            store.set("count", "4").is_ok(),
+            "updating an existing key stays allowed"
+        );
     }
 }

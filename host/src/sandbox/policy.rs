@@ -35,7 +35,9 @@ impl Policy {
 
     /// Whether `host.exec` may run `program`.
     pub fn may_exec(&self, program: &str) -> bool {
-        self.exec.iter().any(|granted| granted == Path::new(program))
+        self.exec
+            .iter()
+            .any(|granted| granted == Path::new(program))
     }
 }
 
@@ -109,7 +111,10 @@ impl Denials {
 
     /// Everything denied so far.
     pub fn take(&self) -> Vec<String> {
-        self.0.lock().map(|mut list| std::mem::take(&mut *list)).unwrap_or_default()
+        self.0
+            .lock()
+            .map(|mut list| std::mem::take(&mut *list))
+            .unwrap_or_default()
     }
 }
 

@@ -8,8 +8,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -58,7 +58,9 @@ impl KitStore {
         for dir in &scope.policy.read {
             let guest_path = dir.to_string_lossy();
             wasi.preopened_dir(dir, &*guest_path, FsPerms::ReadOnly)
-                .map_err(|e| anyhow::anyhow!("cannot open granted directory {}: {e}", dir.display()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot open granted directory {}: {e}", dir.display())
+                })?;
         }
         // TCP is always "enabled" so that every attempt reaches the address
         // check and a denied one is recorded as such (a kit fault), instead
@@ -72,7 +74,9 @@ impl KitStore {
             .socket_addr_check(move |addr: SocketAddr, usage: SocketAddrUse| {
                 let allowed = match usage {
                     // Connecting first binds an ephemeral local port.
-                    SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+                        addr.ip().is_unspecified() && addr.port() == 0
+                    }
                     _ => connect.allows_addr(&addr),
                 };
                 if !allowed {
@@ -98,13 +102,20 @@ impl KitStore {
 
 impl WasiView for KitStore {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
 impl WasiHttpView for KitStore {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
-        WasiHttpCtxView { ctx: &mut self.http, table: &mut self.table, hooks: &mut self.http_hooks }
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
     }
 }
 
@@ -126,12 +137,20 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 
 impl Limits {
     fn new(memory_limit: usize) -> Self {
-        Self { memory_limit, memory_hit: false }
+        Self {
+            memory_limit,
+            memory_hit: false,
+        }
     }
 }
 
 impl ResourceLimiter for Limits {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.memory_limit {
             self.memory_hit = true;
             return Ok(false);
@@ -139,7 +158,12 @@ impl ResourceLimiter for Limits {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 

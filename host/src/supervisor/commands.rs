@@ -14,9 +14,11 @@ use std::time::Duration;
 pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
     if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let output = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let output =
+        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let errors = output.try_clone().map_err(|e| e.to_string())?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
@@ -30,11 +32,17 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
         Ok(status) => status.map_err(|e| format!("{program}: {e}"))?,
         Err(_) => {
             // The command runs in its own process group: end all of it.
-            if let Some(group) = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32)) {
+            if let Some(group) = child
+                .id()
+                .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
+            {
                 let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
             }
             let _ = child.start_kill();
-            return Err(format!("{program} did not finish within {}", humantime::format_duration(timeout)));
+            return Err(format!(
+                "{program} did not finish within {}",
+                humantime::format_duration(timeout)
+            ));
         }
     };
     if status.success() {
@@ -42,7 +50,14 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
     }
     let last_line = std::fs::read_to_string(log)
         .ok()
-        .and_then(|text| text.lines().rev().find(|l| !l.trim().is_empty()).map(str::to_owned))
+        .and_then(|text| {
+            text.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+        })
         .unwrap_or_default();
-    Err(format!("{program} exited with {status}: {last_line}").trim_end_matches(": ").to_owned())
+    Err(format!("{program} exited with {status}: {last_line}")
+        .trim_end_matches(": ")
+        .to_owned())
 }

@@ -31,7 +31,11 @@ pub struct AppRuntime {
 impl AppRuntime {
     /// Runs the kit's check once and classifies the result.
     pub async fn check(&self) -> CheckOutcome {
-        match self.kit.check(self.scope.clone(), self.spec.timeout, &self.spec.settings).await {
+        match self
+            .kit
+            .check(self.scope.clone(), self.spec.timeout, &self.spec.settings)
+            .await
+        {
             Ok(Health::Healthy) => CheckOutcome::Healthy,
             Ok(Health::Degraded(reason)) => CheckOutcome::Degraded(reason),
             Ok(Health::Failed(reason)) => CheckOutcome::Failed(reason),
@@ -40,7 +44,16 @@ impl AppRuntime {
     }
 
     async fn kit_recover(&self, attempt: u32) -> KitRecovery {
-        match self.kit.recover(self.scope.clone(), self.spec.timeout, &self.spec.settings, attempt).await {
+        match self
+            .kit
+            .recover(
+                self.scope.clone(),
+                self.spec.timeout,
+                &self.spec.settings,
+                attempt,
+            )
+            .await
+        {
             Ok(Ok(NextStep::Done)) => KitRecovery::Done,
             Ok(Ok(NextStep::RestartApp)) => KitRecovery::RestartApp,
             Ok(Ok(NextStep::Escalate(reason))) => KitRecovery::Escalate(reason),
@@ -53,17 +66,37 @@ impl AppRuntime {
         let name = &self.spec.name;
         if let Some(stop) = &self.spec.stop {
             // A failed stop is expected when the app is already down.
-            if let Err(e) = run_command(stop, self.spec.command_timeout, &self.log_dir.join(format!("{name}.stop.log"))).await {
+            if let Err(e) = run_command(
+                stop,
+                self.spec.command_timeout,
+                &self.log_dir.join(format!("{name}.stop.log")),
+            )
+            .await
+            {
                 tracing::info!(app = %name, "stop: {e}");
             }
         }
-        let start = self.spec.start.as_ref().ok_or("the app has no `start` command")?;
-        run_command(start, self.spec.command_timeout, &self.log_dir.join(format!("{name}.start.log"))).await
+        let start = self
+            .spec
+            .start
+            .as_ref()
+            .ok_or("the app has no `start` command")?;
+        run_command(
+            start,
+            self.spec.command_timeout,
+            &self.log_dir.join(format!("{name}.start.log")),
+        )
+        .await
     }
 }
 
 /// Watches one app until `shutdown` turns true. The first check runs at once.
-pub async fn supervise(app: Arc<AppRuntime>, journal: Arc<Journal>, escalator: Arc<Escalator>, mut shutdown: watch::Receiver<bool>) {
+pub async fn supervise(
+    app: Arc<AppRuntime>,
+    journal: Arc<Journal>,
+    escalator: Arc<Escalator>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let name = app.spec.name.clone();
     let mut ladder = AppState::default();
     let mut next_check = Instant::now();
@@ -79,11 +112,17 @@ pub async fn supervise(app: Arc<AppRuntime>, journal: Arc<Journal>, escalator: A
         while let Some(event) = events.pop_front() {
             for action in state::next(&mut ladder, event, &app.policy, Instant::now().into_std()) {
                 match action {
-                    Action::Journal(kind, detail) => journal.record(journal::Event::new(Some(&name), kind, detail)),
-                    Action::KitRecover(attempt) => events.push_back(Event::KitRecovered(app.kit_recover(attempt).await)),
+                    Action::Journal(kind, detail) => {
+                        journal.record(journal::Event::new(Some(&name), kind, detail))
+                    }
+                    Action::KitRecover(attempt) => {
+                        events.push_back(Event::KitRecovered(app.kit_recover(attempt).await))
+                    }
                     Action::Restart(_) => events.push_back(Event::Restarted(app.restart().await)),
                     Action::RequestReset(reason) => {
-                        events.push_back(Event::ResetDone(escalator.request_reset(&name, &reason).await));
+                        events.push_back(Event::ResetDone(
+                            escalator.request_reset(&name, &reason).await,
+                        ));
                     }
                     Action::CheckAfter(wait) => next_check = Instant::now() + wait,
                 }

@@ -136,20 +136,31 @@ pub struct AppState {
 
 impl Default for AppState {
     fn default() -> Self {
-        Self { phase: Phase::Healthy, consecutive_failures: 0, attempts: Vec::new(), degraded: false, kit_faults: 0 }
+        Self {
+            phase: Phase::Healthy,
+            consecutive_failures: 0,
+            attempts: Vec::new(),
+            degraded: false,
+            kit_faults: 0,
+        }
     }
 }
 
 /// Moves the app along the ladder. `now` is when `event` happened.
 pub fn next(state: &mut AppState, event: Event, policy: &Policy, now: Instant) -> Vec<Action> {
-    state.attempts.retain(|at| now.saturating_duration_since(*at) < policy.window);
+    state
+        .attempts
+        .retain(|at| now.saturating_duration_since(*at) < policy.window);
     match event {
         Event::Checked(outcome) => checked(state, outcome, policy, now),
         Event::KitRecovered(recovery) => kit_recovered(state, recovery, policy, now),
         Event::Restarted(result) => {
             let mut actions = Vec::new();
             if let Err(error) = result {
-                actions.push(Action::Journal(Kind::RecoveryFailed, json!({"step": "restart", "error": error})));
+                actions.push(Action::Journal(
+                    Kind::RecoveryFailed,
+                    json!({"step": "restart", "error": error}),
+                ));
             }
             actions.push(Action::CheckAfter(backoff(state, policy)));
             actions
@@ -160,11 +171,18 @@ pub fn next(state: &mut AppState, event: Event, policy: &Policy, now: Instant) -
             *state = AppState::default();
             Vec::new()
         }
-        Event::ResetDone(ResetOutcome::Refused(reason)) => hold(state, format!("reset refused: {reason}")),
+        Event::ResetDone(ResetOutcome::Refused(reason)) => {
+            hold(state, format!("reset refused: {reason}"))
+        }
     }
 }
 
-fn checked(state: &mut AppState, outcome: CheckOutcome, policy: &Policy, now: Instant) -> Vec<Action> {
+fn checked(
+    state: &mut AppState,
+    outcome: CheckOutcome,
+    policy: &Policy,
+    now: Instant,
+) -> Vec<Action> {
     if !matches!(outcome, CheckOutcome::KitFault(_)) {
         state.kit_faults = 0;
     }
@@ -174,19 +192,28 @@ fn checked(state: &mut AppState, outcome: CheckOutcome, policy: &Policy, now: In
             if state.kit_faults > 1 {
                 return Vec::new();
             }
-            vec![Action::Journal(Kind::KitFault, json!({"call": "check", "fault": fault}))]
+            vec![Action::Journal(
+                Kind::KitFault,
+                json!({"call": "check", "fault": fault}),
+            )]
         }
         CheckOutcome::Healthy | CheckOutcome::Degraded(_) => {
             let mut actions = Vec::new();
             if state.phase != Phase::Healthy {
-                actions.push(Action::Journal(Kind::AppRecovered, json!({"attempts": state.attempts.len()})));
+                actions.push(Action::Journal(
+                    Kind::AppRecovered,
+                    json!({"attempts": state.attempts.len()}),
+                ));
                 state.phase = Phase::Healthy;
             }
             state.consecutive_failures = 0;
             match outcome {
                 CheckOutcome::Degraded(reason) if !state.degraded => {
                     state.degraded = true;
-                    actions.push(Action::Journal(Kind::AppDegraded, json!({"reason": reason})));
+                    actions.push(Action::Journal(
+                        Kind::AppDegraded,
+                        json!({"reason": reason}),
+                    ));
                 }
                 CheckOutcome::Degraded(_) => {}
                 _ => state.degraded = false,
@@ -198,7 +225,9 @@ fn checked(state: &mut AppState, outcome: CheckOutcome, policy: &Policy, now: In
             state.degraded = false;
             match state.phase {
                 Phase::Manual(_) | Phase::Escalating => Vec::new(),
-                Phase::Healthy if state.consecutive_failures < policy.failures_before_action => Vec::new(),
+                Phase::Healthy if state.consecutive_failures < policy.failures_before_action => {
+                    Vec::new()
+                }
                 Phase::Healthy => {
                     state.phase = Phase::Recovering;
                     let mut actions = vec![Action::Journal(
@@ -214,13 +243,21 @@ fn checked(state: &mut AppState, outcome: CheckOutcome, policy: &Policy, now: In
     }
 }
 
-fn kit_recovered(state: &mut AppState, recovery: KitRecovery, policy: &Policy, now: Instant) -> Vec<Action> {
+fn kit_recovered(
+    state: &mut AppState,
+    recovery: KitRecovery,
+    policy: &Policy,
+    now: Instant,
+) -> Vec<Action> {
     let attempt = attempt_number(state);
     match recovery {
         KitRecovery::Done => vec![Action::CheckAfter(backoff(state, policy))],
         KitRecovery::RestartApp if policy.can_restart => vec![Action::Restart(attempt)],
         KitRecovery::RestartApp => vec![
-            Action::Journal(Kind::RecoveryFailed, json!({"step": "restart", "error": "the app has no `start` command"})),
+            Action::Journal(
+                Kind::RecoveryFailed,
+                json!({"step": "restart", "error": "the app has no `start` command"}),
+            ),
             Action::CheckAfter(backoff(state, policy)),
         ],
         KitRecovery::Escalate(reason) => escalate(state, policy, now, &format!("kit: {reason}")),
@@ -231,7 +268,10 @@ fn kit_recovered(state: &mut AppState, recovery: KitRecovery, policy: &Policy, n
         KitRecovery::KitFault(fault) => {
             // A broken kit recovery is no reason to give up on the app: fall
             // back to the plain restart when there is one.
-            let mut actions = vec![Action::Journal(Kind::KitFault, json!({"call": "recover", "fault": fault}))];
+            let mut actions = vec![Action::Journal(
+                Kind::KitFault,
+                json!({"call": "recover", "fault": fault}),
+            )];
             if policy.can_restart {
                 actions.push(Action::Restart(attempt));
             } else {
@@ -243,10 +283,20 @@ fn kit_recovered(state: &mut AppState, recovery: KitRecovery, policy: &Policy, n
 }
 
 /// Uses one local attempt if the window allows, otherwise escalates.
-fn attempt_or_escalate(state: &mut AppState, policy: &Policy, now: Instant, reason: &str) -> Vec<Action> {
+fn attempt_or_escalate(
+    state: &mut AppState,
+    policy: &Policy,
+    now: Instant,
+    reason: &str,
+) -> Vec<Action> {
     let used = u32::try_from(state.attempts.len()).unwrap_or(u32::MAX);
     if used >= policy.local_attempts {
-        return escalate(state, policy, now, &format!("{used} local attempts spent; last failure: {reason}"));
+        return escalate(
+            state,
+            policy,
+            now,
+            &format!("{used} local attempts spent; last failure: {reason}"),
+        );
     }
     state.attempts.push(now);
     let attempt = used + 1;
@@ -260,7 +310,10 @@ fn attempt_or_escalate(state: &mut AppState, policy: &Policy, now: Instant, reas
 }
 
 fn escalate(state: &mut AppState, policy: &Policy, now: Instant, reason: &str) -> Vec<Action> {
-    let mut actions = vec![Action::Journal(Kind::Escalation, json!({"then": policy.then.name(), "reason": reason}))];
+    let mut actions = vec![Action::Journal(
+        Kind::Escalation,
+        json!({"then": policy.then.name(), "reason": reason}),
+    )];
     match policy.then {
         Then::VmReset if now < policy.no_escalation_before => {
             // Stay in recovery: the next failed check after the guard
@@ -291,14 +344,19 @@ fn hold(state: &mut AppState, reason: String) -> Vec<Action> {
 
 /// The number of the attempt in progress (the last one started).
 fn attempt_number(state: &AppState) -> u32 {
-    u32::try_from(state.attempts.len()).unwrap_or(u32::MAX).max(1)
+    u32::try_from(state.attempts.len())
+        .unwrap_or(u32::MAX)
+        .max(1)
 }
 
 /// Wait before re-checking after attempt n: `backoff × 2^(n-1)`, capped at
 /// the window.
 fn backoff(state: &AppState, policy: &Policy) -> Duration {
     let doublings = attempt_number(state).saturating_sub(1).min(16);
-    policy.backoff.saturating_mul(1 << doublings).min(policy.window)
+    policy
+        .backoff
+        .saturating_mul(1 << doublings)
+        .min(policy.window)
 }
 
 #[cfg(test)]

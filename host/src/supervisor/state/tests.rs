@@ -21,7 +21,11 @@ impl Ladder {
             can_restart: true,
             no_escalation_before: start + 2 * SEC,
         };
-        Self { state: AppState::default(), policy, now: start + 10 * SEC }
+        Self {
+            state: AppState::default(),
+            policy,
+            now: start + 10 * SEC,
+        }
     }
 
     fn on(&mut self, event: Event) -> Vec<Action> {
@@ -57,7 +61,10 @@ fn threshold_starts_kit_recovery_after_journaling() {
     let mut l = Ladder::new(Then::VmReset);
     l.fail();
     let actions = l.fail();
-    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppFailed, Kind::RecoveryAttempt]);
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::AppFailed, Kind::RecoveryAttempt]
+    );
     assert_eq!(actions.last(), Some(&Action::KitRecover(1)));
     assert_eq!(l.state.phase, Phase::Recovering);
 }
@@ -79,7 +86,11 @@ fn kit_fault_is_journaled_and_never_counts() {
         assert!(l.on(fault.clone()).is_empty(), "a streak is journaled once");
     }
     l.on(Event::Checked(CheckOutcome::Healthy));
-    assert_eq!(Ladder::kinds(&l.on(fault)), vec![Kind::KitFault], "a new streak is journaled again");
+    assert_eq!(
+        Ladder::kinds(&l.on(fault)),
+        vec![Kind::KitFault],
+        "a new streak is journaled again"
+    );
     assert_eq!(l.state.consecutive_failures, 0);
     assert_eq!(l.state.phase, Phase::Healthy);
 }
@@ -89,7 +100,10 @@ fn degraded_is_journaled_once_and_breaks_the_row() {
     let mut l = Ladder::new(Then::VmReset);
     l.fail();
     let degraded = Event::Checked(CheckOutcome::Degraded("slow".into()));
-    assert_eq!(Ladder::kinds(&l.on(degraded.clone())), vec![Kind::AppDegraded]);
+    assert_eq!(
+        Ladder::kinds(&l.on(degraded.clone())),
+        vec![Kind::AppDegraded]
+    );
     assert!(l.on(degraded).is_empty());
     assert_eq!(l.state.consecutive_failures, 0);
 }
@@ -99,8 +113,14 @@ fn kit_asks_restart_then_backoff_check() {
     let mut l = Ladder::new(Then::VmReset);
     l.fail();
     l.fail();
-    assert_eq!(l.on(Event::KitRecovered(KitRecovery::RestartApp)), vec![Action::Restart(1)]);
-    assert_eq!(l.on(Event::Restarted(Ok(()))), vec![Action::CheckAfter(SEC)]);
+    assert_eq!(
+        l.on(Event::KitRecovered(KitRecovery::RestartApp)),
+        vec![Action::Restart(1)]
+    );
+    assert_eq!(
+        l.on(Event::Restarted(Ok(()))),
+        vec![Action::CheckAfter(SEC)]
+    );
 }
 
 #[test]
@@ -119,7 +139,13 @@ fn kit_fault_in_recover_falls_back_to_restart() {
     l.fail();
     l.fail();
     let actions = l.on(Event::KitRecovered(KitRecovery::KitFault("trap".into())));
-    assert_eq!(actions, vec![Action::Journal(Kind::KitFault, json!({"call": "recover", "fault": "trap"})), Action::Restart(1)]);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Journal(Kind::KitFault, json!({"call": "recover", "fault": "trap"})),
+            Action::Restart(1)
+        ]
+    );
 }
 
 #[test]
@@ -139,14 +165,26 @@ fn backoff_doubles_per_attempt_and_is_capped_by_window() {
     l.policy.local_attempts = 20;
     l.fail();
     l.fail();
-    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(SEC)]);
+    assert_eq!(
+        l.on(Event::KitRecovered(KitRecovery::Done)),
+        vec![Action::CheckAfter(SEC)]
+    );
     l.fail();
-    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(2 * SEC)]);
+    assert_eq!(
+        l.on(Event::KitRecovered(KitRecovery::Done)),
+        vec![Action::CheckAfter(2 * SEC)]
+    );
     l.fail();
-    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(4 * SEC)]);
+    assert_eq!(
+        l.on(Event::KitRecovered(KitRecovery::Done)),
+        vec![Action::CheckAfter(4 * SEC)]
+    );
     l.policy.window = 3 * SEC;
     l.state.attempts = vec![l.now; 10];
-    assert_eq!(l.on(Event::KitRecovered(KitRecovery::Done)), vec![Action::CheckAfter(3 * SEC)]);
+    assert_eq!(
+        l.on(Event::KitRecovered(KitRecovery::Done)),
+        vec![Action::CheckAfter(3 * SEC)]
+    );
 }
 
 fn spend_attempts(l: &mut Ladder) -> Vec<Action> {
@@ -176,7 +214,11 @@ fn attempts_outside_the_window_are_forgotten() {
     l.on(Event::KitRecovered(KitRecovery::Failed("no".into())));
     l.now += Duration::from_secs(10);
     let actions = l.fail();
-    assert_eq!(actions.last(), Some(&Action::KitRecover(1)), "the old attempt left the window");
+    assert_eq!(
+        actions.last(),
+        Some(&Action::KitRecover(1)),
+        "the old attempt left the window"
+    );
 }
 
 #[test]
@@ -186,12 +228,18 @@ fn never_escalate_just_after_start() {
     l.policy.local_attempts = 0;
     l.fail();
     let actions = l.fail();
-    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppFailed, Kind::EscalationDeferred]);
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::AppFailed, Kind::EscalationDeferred]
+    );
     assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
     assert_eq!(l.state.phase, Phase::Recovering);
     l.now = l.policy.no_escalation_before;
     let actions = l.fail();
-    assert!(matches!(actions.last(), Some(Action::RequestReset(_))), "after the guard: {actions:?}");
+    assert!(
+        matches!(actions.last(), Some(Action::RequestReset(_))),
+        "after the guard: {actions:?}"
+    );
 }
 
 #[test]
@@ -199,7 +247,9 @@ fn kit_asking_escalation_goes_straight_to_then() {
     let mut l = Ladder::new(Then::VmReset);
     l.fail();
     l.fail();
-    let actions = l.on(Event::KitRecovered(KitRecovery::Escalate("disk gone".into())));
+    let actions = l.on(Event::KitRecovered(KitRecovery::Escalate(
+        "disk gone".into(),
+    )));
     assert!(matches!(actions.last(), Some(Action::RequestReset(r)) if r.contains("disk gone")));
 }
 
@@ -207,7 +257,9 @@ fn kit_asking_escalation_goes_straight_to_then() {
 fn refused_reset_holds_in_manual_and_nothing_more_happens() {
     let mut l = Ladder::new(Then::VmReset);
     spend_attempts(&mut l);
-    let actions = l.on(Event::ResetDone(ResetOutcome::Refused("budget spent".into())));
+    let actions = l.on(Event::ResetDone(ResetOutcome::Refused(
+        "budget spent".into(),
+    )));
     assert_eq!(Ladder::kinds(&actions), vec![Kind::Manual]);
     assert!(matches!(l.state.phase, Phase::Manual(_)));
     for _ in 0..5 {
@@ -238,7 +290,10 @@ fn done_reset_starts_from_a_clean_slate() {
 fn then_alert_alerts_and_holds() {
     let mut l = Ladder::new(Then::Alert);
     let actions = spend_attempts(&mut l);
-    assert_eq!(Ladder::kinds(&actions), vec![Kind::Escalation, Kind::Alert, Kind::Manual]);
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::Escalation, Kind::Alert, Kind::Manual]
+    );
     assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
 }
 
@@ -246,7 +301,10 @@ fn then_alert_alerts_and_holds() {
 fn then_none_just_holds() {
     let mut l = Ladder::new(Then::None);
     let actions = spend_attempts(&mut l);
-    assert_eq!(Ladder::kinds(&actions), vec![Kind::Escalation, Kind::Manual]);
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::Escalation, Kind::Manual]
+    );
 }
 
 #[test]
@@ -255,7 +313,10 @@ fn zero_local_attempts_escalates_at_once() {
     l.policy.local_attempts = 0;
     l.fail();
     let actions = l.fail();
-    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppFailed, Kind::Escalation, Kind::Alert, Kind::Manual]);
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::AppFailed, Kind::Escalation, Kind::Alert, Kind::Manual]
+    );
 }
 
 #[test]
