@@ -95,6 +95,27 @@ fn kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f
     })
 }
 
+/// The sandbox alone: a fresh store, instantiation and one call of a check
+/// that does no I/O (the misbehave kit's `ok` mode).
+fn sandbox_only(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
+    let engine = KitEngine::new(None).unwrap();
+    let kit = engine.load(&common::guests::kit("misbehave")).unwrap();
+    let scope = CallScope {
+        app: Arc::from("bench"),
+        policy: Arc::new(Policy::default()),
+        state: Arc::new(KitStateStore::open(dir.join("state-ok.json"))),
+        memory_limit: 64 << 20,
+    };
+    let settings = vec![("mode".to_string(), "ok".to_string())];
+    runtime.block_on(async {
+        let before = cpu(UsageWho::RUSAGE_SELF);
+        for _ in 0..CHECKS {
+            assert_eq!(kit.check(scope.clone(), Duration::from_secs(2), &settings).await, Ok(Health::Healthy));
+        }
+        per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
+    })
+}
+
 fn check_http(port: u16) -> f64 {
     let runs = CHECKS / 10;
     let before = cpu(UsageWho::RUSAGE_CHILDREN);
@@ -164,7 +185,9 @@ fn monit(port: u16, dir: &std::path::Path) -> f64 {
     used as f64 / hz * 1e6 / f64::from(HOSTS * SECONDS)
 }
 
+/// `MEDIC_BENCH_QUICK=1` measures only medic and the floor (for iterating).
 fn main() {
+    let quick = std::env::var_os("MEDIC_BENCH_QUICK").is_some();
     let dir = tempfile::tempdir().unwrap();
     let nginx = common::nginx::Nginx::start(dir.path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -176,13 +199,17 @@ fn main() {
         ("floor: Rust TcpStream GET, new connection", vec![]),
         ("medic http kit (sandboxed Wasm)", vec![]),
         ("Nagios check_http as a process", vec![]),
+        ("(medic sandbox alone: instantiate + call, no I/O)", vec![]),
     ];
     for _ in 0..ROUNDS {
         rows[0].1.push(floor(nginx.port));
         rows[1].1.push(kit(nginx.port, &runtime, dir.path()));
-        rows[2].1.push(check_http(nginx.port));
+        if !quick {
+            rows[2].1.push(check_http(nginx.port));
+        }
+        rows[3].1.push(sandbox_only(&runtime, dir.path()));
     }
-    let monit_cost = if std::path::Path::new(MONIT).exists() {
+    let monit_cost = if !quick && std::path::Path::new(MONIT).exists() {
         Some(monit(nginx.port, dir.path()))
     } else {
         None
@@ -190,7 +217,7 @@ fn main() {
     let floor_cost = median(rows[0].1.clone());
     println!("| way of checking | µs CPU per check (median of {ROUNDS}) | × floor |");
     println!("|---|---:|---:|");
-    for (name, values) in rows {
+    for (name, values) in rows.into_iter().filter(|(_, v)| !v.is_empty()) {
         let m = median(values);
         println!("| {name} | {m:.0} | {:.2} |", m / floor_cost);
     }
