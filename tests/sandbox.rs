@@ -285,46 +285,32 @@ async fn connecting_to_a_granted_address_works() {
     );
 }
 
+/// Both HTTP paths: the host's `http-get` (`fetch`) and wasi:http
+/// (`fetch-wasi`), each guarded on its own.
+const FETCH_MODES: [&str; 2] = ["fetch", "fetch-wasi"];
+
 #[tokio::test]
 async fn fetching_from_an_ungranted_address_is_denied() {
     let port = http_server();
     let url = format!("http://127.0.0.1:{port}/");
-    let grants = Grants {
-        connect: vec![format!("127.0.0.1:{}", port + 1)],
-        ..Grants::default()
-    };
-    let result = misbehave()
-        .check(&grants, &[("mode", "fetch"), ("url", &url)])
-        .await;
-    assert_eq!(
-        result,
-        Err(KitFault::Denied(vec![format!("http 127.0.0.1:{port}")]))
-    );
-    let result = misbehave()
-        .check(&none(), &[("mode", "fetch"), ("url", &url)])
-        .await;
-    assert!(
-        matches!(result, Err(KitFault::Denied(_))),
-        "nothing granted: {result:?}"
-    );
+    let grants = Grants { connect: vec![format!("127.0.0.1:{}", port + 1)], ..Grants::default() };
+    for mode in FETCH_MODES {
+        let result = misbehave().check(&grants, &[("mode", mode), ("url", &url)]).await;
+        assert_eq!(result, Err(KitFault::Denied(vec![format!("http 127.0.0.1:{port}")])), "{mode}");
+        let result = misbehave().check(&none(), &[("mode", mode), ("url", &url)]).await;
+        assert!(matches!(result, Err(KitFault::Denied(_))), "{mode}, nothing granted: {result:?}");
+    }
 }
 
 #[tokio::test]
 async fn fetching_from_a_granted_address_works() {
     let port = http_server();
     let url = format!("http://127.0.0.1:{port}/");
-    let grants = Grants {
-        connect: vec![format!("127.0.0.1:{port}")],
-        ..Grants::default()
-    };
-    assert_eq!(
-        degraded_text(
-            misbehave()
-                .check(&grants, &[("mode", "fetch"), ("url", &url)])
-                .await
-        ),
-        "fetch ok: status 200"
-    );
+    let grants = Grants { connect: vec![format!("127.0.0.1:{port}")], ..Grants::default() };
+    for mode in FETCH_MODES {
+        let text = degraded_text(misbehave().check(&grants, &[("mode", mode), ("url", &url)]).await);
+        assert_eq!(text, "fetch ok: status 200", "{mode}");
+    }
 }
 
 #[tokio::test]

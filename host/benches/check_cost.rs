@@ -190,8 +190,7 @@ fn main() {
     let quick = std::env::var_os("MEDIC_BENCH_QUICK").is_some();
     let dir = tempfile::tempdir().unwrap();
     let nginx = common::nginx::Nginx::start(dir.path());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();

@@ -1,4 +1,6 @@
-//! One blocking HTTP GET through `wasi:http/outgoing-handler`.
+//! One blocking HTTP GET: through the host's own `http-get` for `http://`
+//! (one call, the cheapest check there is) and through
+//! `wasi:http/outgoing-handler` for `https://`.
 //!
 //! Enabled by the `http` feature. Kits that probe web endpoints all need the
 //! same few dozen lines of resource juggling; this module keeps them in one
@@ -38,6 +40,8 @@ pub enum Error {
     Request(ErrorCode),
     /// The response arrived but reading its body failed; the text says how.
     Body(String),
+    /// The host's `http-get` failed (denied, refused, timed out, ...).
+    Host(String),
 }
 
 impl fmt::Display for Error {
@@ -46,6 +50,7 @@ impl fmt::Display for Error {
             Error::InvalidUrl(msg) => f.write_str(msg),
             Error::Request(code) => write!(f, "{code:?}"),
             Error::Body(msg) => write!(f, "reading body: {msg}"),
+            Error::Host(msg) => f.write_str(msg),
         }
     }
 }
@@ -115,12 +120,31 @@ impl Url {
     }
 }
 
-/// Sends one `GET url` and reads at most `max_body` bytes of the response.
+/// Sends one `GET url` and reads at most `max_body` bytes of the response:
+/// `http://` through the host's `http-get`, `https://` through wasi:http.
 ///
-/// `timeout` bounds connecting, the wait for the first response byte and
-/// each wait between body bytes, so a stalled server cannot hold the check
+/// `timeout` bounds the exchange, so a stalled server cannot hold the check
 /// until the host kills it.
 pub fn get(url: &str, timeout: Duration, max_body: usize) -> Result<Response, Error> {
+    if Url::parse(url)?.https {
+        return get_wasi(url, timeout, max_body);
+    }
+    let millis = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+    let cap = u32::try_from(max_body).unwrap_or(u32::MAX);
+    let response = crate::host::http_get(url, millis, cap).map_err(Error::Host)?;
+    Ok(Response {
+        status: response.status,
+        body: response.body,
+        truncated: response.truncated,
+    })
+}
+
+/// [`get`] through `wasi:http` whatever the scheme, for kits that need the
+/// standard interface (and for testing that the host guards it too).
+///
+/// `timeout` bounds connecting, the wait for the first response byte and
+/// each wait between body bytes.
+pub fn get_wasi(url: &str, timeout: Duration, max_body: usize) -> Result<Response, Error> {
     let url = Url::parse(url)?;
     let request = OutgoingRequest::new(Fields::new());
     let refused = |what: &str| Error::InvalidUrl(format!("the host refused the {what}"));

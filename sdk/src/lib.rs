@@ -67,7 +67,8 @@ pub mod bindings {
 }
 
 pub use bindings::medic::kit::types::{
-    Capability, Context, ExecOutput, Health, KitInfo, Level, NextStep, Setting, SettingDoc,
+    Capability, Context, ExecOutput, Health, HttpResponse, KitInfo, Level, NextStep, Setting,
+    SettingDoc,
 };
 
 /// What medic itself offers a kit beyond WASI.
@@ -77,7 +78,7 @@ pub use bindings::medic::kit::types::{
 /// reports such errors instead of retrying them.
 pub mod host {
     pub use crate::bindings::medic::kit::host::{
-        exec, log, pid_alive, processes, state_get, state_set,
+        exec, http_get, log, pid_alive, processes, state_get, state_set,
     };
 }
 

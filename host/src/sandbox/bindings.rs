@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: {
         "medic:kit/host.exec": async,
+        "medic:kit/host.http-get": async,
         default: trappable,
     },
     exports: { default: async },
@@ -18,4 +19,4 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::medic::kit::kit::{Context, Health, KitInfo, NextStep};
-pub use medic::kit::types::{Capability, ExecOutput, Level, Setting, SettingDoc};
+pub use medic::kit::types::{Capability, ExecOutput, HttpResponse, Level, Setting, SettingDoc};

@@ -8,11 +8,14 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::bindings::medic::kit::{host, types};
-use super::bindings::{ExecOutput, Level};
+use super::bindings::{ExecOutput, HttpResponse, Level};
+use super::lean_http;
 use super::store::{KitStore, LOG_MESSAGE_MAX, LOG_TOTAL_MAX};
 
 /// Bytes of stdout and of stderr kept from one `exec`.
 pub const EXEC_OUTPUT_MAX: usize = 64 * 1024;
+/// Most body bytes `http-get` hands a kit, whatever it asks for.
+pub const HTTP_BODY_MAX: usize = 1024 * 1024;
 
 impl types::Host for KitStore {}
 
@@ -49,6 +52,16 @@ impl host::Host for KitStore {
             return Err(format!("exec of {program} is not granted"));
         }
         run_capped(&program, &args, Duration::from_millis(timeout_ms.into())).await
+    }
+
+    async fn http_get(&mut self, url: String, timeout_ms: u32, max_body: u32) -> Result<HttpResponse, String> {
+        let uri = lean_http::parse_url(&url)?;
+        if let Err(denied) = self.scope.policy.connect.allows_uri(&uri) {
+            self.denials.record(denied.clone());
+            return Err(format!("{denied} is not granted"));
+        }
+        let max_body = usize::try_from(max_body).unwrap_or(usize::MAX).min(HTTP_BODY_MAX);
+        lean_http::get(&uri, Duration::from_millis(timeout_ms.into()), max_body).await
     }
 
     fn processes(&mut self, name: String) -> wasmtime::Result<Vec<u32>> {

@@ -32,21 +32,6 @@ impl GuardedHttp {
     pub fn new(connect: ConnectPolicy, denials: Denials) -> Self {
         Self { connect, denials }
     }
-
-    fn allows(&self, uri: &http::Uri) -> Result<(), String> {
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("request to {uri} has no host"))?;
-        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
-            Some("https") => 443,
-            _ => 80,
-        });
-        if self.connect.allows_host(host, port) {
-            Ok(())
-        } else {
-            Err(format!("http {host}:{port}"))
-        }
-    }
 }
 
 impl WasiHttpHooks for GuardedHttp {
@@ -56,7 +41,7 @@ impl WasiHttpHooks for GuardedHttp {
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        if let Err(denied) = self.allows(request.uri()) {
+        if let Err(denied) = self.connect.allows_uri(request.uri()) {
             self.denials.record(denied);
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }

@@ -11,6 +11,7 @@ mod host_impl;
 mod http;
 mod kit;
 mod kit_state;
+mod lean_http;
 mod policy;
 mod store;
 

@@ -88,6 +88,19 @@ impl ConnectPolicy {
     }
 }
 
+impl ConnectPolicy {
+    /// Checks an HTTP(S) URI by its authority (default port by scheme).
+    /// `Err` names the refused `host:port` in the form journaled as denied.
+    pub fn allows_uri(&self, uri: &http::Uri) -> Result<(), String> {
+        let host = uri.host().ok_or_else(|| format!("request to {uri} has no host"))?;
+        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+            Some("https") => 443,
+            _ => 80,
+        });
+        if self.allows_host(host, port) { Ok(()) } else { Err(format!("http {host}:{port}")) }
+    }
+}
+
 /// Splits `host:port`, `[v6]:port` into the bare host and the port.
 fn split_host_port(text: &str) -> Option<(&str, u16)> {
     let (host, port) = text.rsplit_once(':')?;

@@ -76,7 +76,8 @@ impl Kit for Misbehave {
             "trap" => panic!("told to trap"),
             "read" => read(ctx).unwrap_or_else(Health::Failed),
             "connect" => connect(ctx).unwrap_or_else(Health::Failed),
-            "fetch" => fetch(ctx).unwrap_or_else(Health::Failed),
+            "fetch" => fetch(ctx, http::get).unwrap_or_else(Health::Failed),
+            "fetch-wasi" => fetch(ctx, http::get_wasi).unwrap_or_else(Health::Failed),
             "exec" => exec(ctx).unwrap_or_else(Health::Failed),
             "log" => log(ctx).unwrap_or_else(Health::Failed),
             "state" => state(),
@@ -143,14 +144,19 @@ fn connect(ctx: &Context) -> Result<Health, String> {
 }
 
 /// Sends one GET through wasi:http.
-fn fetch(ctx: &Context) -> Result<Health, String> {
+/// GETs `url` with `get`: the host's `http-get` (`fetch`) or wasi:http
+/// (`fetch-wasi`), which the host guards separately.
+fn fetch(ctx: &Context, get: Getter) -> Result<Health, String> {
     let url = ctx.require("url")?;
     let timeout = Duration::from_millis(ctx.parse_or("timeout_ms", 5000u64)?);
-    Ok(match http::get(url, timeout, 64 * 1024) {
+    Ok(match get(url, timeout, 64 * 1024) {
         Ok(response) => Health::Degraded(format!("fetch ok: status {}", response.status)),
         Err(e) => Health::Failed(format!("fetch denied: {e:?}")),
     })
 }
+
+/// One of the SDK's GET functions.
+type Getter = fn(&str, Duration, usize) -> Result<http::Response, http::Error>;
 
 /// Runs a program through `host::exec`.
 fn exec(ctx: &Context) -> Result<Health, String> {

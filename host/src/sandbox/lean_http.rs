@@ -1,0 +1,81 @@
+//! The host's own plain-HTTP GET behind `host.http-get`.
+//!
+//! A health check needs one request and the start of one response. Done by
+//! the host in a single call it costs a connection and a parse; through
+//! wasi:http the same GET costs a dozen resources, polls and spawned tasks
+//! (several times the CPU, see docs/benchmarks.md). hyper does the HTTP;
+//! the connection is driven in the caller's task, nothing is spawned.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+
+use super::bindings::HttpResponse;
+
+/// Why a GET produced no response.
+pub type GetError = String;
+
+/// Parses `url` as `http://host[:port]/path`.
+pub fn parse_url(url: &str) -> Result<http::Uri, GetError> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => Ok(uri),
+        Some("https") => Err(format!("{url}: host.http-get is plain HTTP; use wasi:http for https")),
+        _ => Err(format!("invalid URL {url:?}: expected http://host[:port]/path")),
+    }
+}
+
+/// GETs `uri` with `Connection: close`, keeping at most `max_body` bytes.
+pub async fn get(uri: &http::Uri, timeout: Duration, max_body: usize) -> Result<HttpResponse, GetError> {
+    tokio::time::timeout(timeout, exchange(uri, max_body))
+        .await
+        .map_err(|_| format!("GET {uri}: no complete response within {} ms", timeout.as_millis()))?
+}
+
+async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("GET {uri}: {what}: {e}");
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| fail("connect", &e))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.map_err(|e| fail("handshake", &e))?;
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+    let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header(http::header::HOST, authority)
+        .header(http::header::CONNECTION, "close")
+        .header(http::header::USER_AGENT, "medic")
+        .body(Empty::new())
+        .map_err(|e| fail("request", &e))?;
+    let response = async {
+        let response = sender.send_request(request).await.map_err(|e| fail("send", &e))?;
+        let status = response.status().as_u16();
+        let mut body = response.into_body();
+        let mut kept = Vec::new();
+        let mut truncated = false;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| fail("body", &e))?;
+            if let Some(data) = frame.data_ref() {
+                let room = max_body.saturating_sub(kept.len());
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+                if data.len() > room {
+                    truncated = true;
+                    break;
+                }
+            }
+        }
+        Ok(HttpResponse { status, body: kept, truncated })
+    };
+    // Drive the connection and the exchange together in this task.
+    tokio::pin!(connection);
+    tokio::pin!(response);
+    tokio::select! {
+        biased;
+        result = &mut response => result,
+        done = &mut connection => match done {
+            Err(e) => Err(fail("connection", &e)),
+            Ok(()) => response.await,
+        },
+    }
+}
