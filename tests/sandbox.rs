@@ -293,12 +293,26 @@ const FETCH_MODES: [&str; 2] = ["fetch", "fetch-wasi"];
 async fn fetching_from_an_ungranted_address_is_denied() {
     let port = http_server();
     let url = format!("http://127.0.0.1:{port}/");
-    let grants = Grants { connect: vec![format!("127.0.0.1:{}", port + 1)], ..Grants::default() };
+    let grants = Grants {
+        connect: vec![format!("127.0.0.1:{}", port + 1)],
+        ..Grants::default()
+    };
     for mode in FETCH_MODES {
-        let result = misbehave().check(&grants, &[("mode", mode), ("url", &url)]).await;
-        assert_eq!(result, Err(KitFault::Denied(vec![format!("http 127.0.0.1:{port}")])), "{mode}");
-        let result = misbehave().check(&none(), &[("mode", mode), ("url", &url)]).await;
-        assert!(matches!(result, Err(KitFault::Denied(_))), "{mode}, nothing granted: {result:?}");
+        let result = misbehave()
+            .check(&grants, &[("mode", mode), ("url", &url)])
+            .await;
+        assert_eq!(
+            result,
+            Err(KitFault::Denied(vec![format!("http 127.0.0.1:{port}")])),
+            "{mode}"
+        );
+        let result = misbehave()
+            .check(&none(), &[("mode", mode), ("url", &url)])
+            .await;
+        assert!(
+            matches!(result, Err(KitFault::Denied(_))),
+            "{mode}, nothing granted: {result:?}"
+        );
     }
 }
 
@@ -306,9 +320,16 @@ async fn fetching_from_an_ungranted_address_is_denied() {
 async fn fetching_from_a_granted_address_works() {
     let port = http_server();
     let url = format!("http://127.0.0.1:{port}/");
-    let grants = Grants { connect: vec![format!("127.0.0.1:{port}")], ..Grants::default() };
+    let grants = Grants {
+        connect: vec![format!("127.0.0.1:{port}")],
+        ..Grants::default()
+    };
     for mode in FETCH_MODES {
-        let text = degraded_text(misbehave().check(&grants, &[("mode", mode), ("url", &url)]).await);
+        let text = degraded_text(
+            misbehave()
+                .check(&grants, &[("mode", mode), ("url", &url)])
+                .await,
+        );
         assert_eq!(text, "fetch ok: status 200", "{mode}");
     }
 }

@@ -110,7 +110,11 @@ fn sandbox_only(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64
     runtime.block_on(async {
         let before = cpu(UsageWho::RUSAGE_SELF);
         for _ in 0..CHECKS {
-            assert_eq!(kit.check(scope.clone(), Duration::from_secs(2), &settings).await, Ok(Health::Healthy));
+            assert_eq!(
+                kit.check(scope.clone(), Duration::from_secs(2), &settings)
+                    .await,
+                Ok(Health::Healthy)
+            );
         }
         per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
     })

@@ -85,7 +85,14 @@ fn test(root: &Path) -> anyhow::Result<()> {
     // The SDK also builds natively, so authors can unit-test kits on the host.
     run(cargo(&root.join("sdk")).args(["fmt", "--check"]))?;
     run(cargo(&root.join("sdk"))
-        .args(["clippy", "--all-targets", "--all-features", "--", "-D", "warnings"])
+        .args([
+            "clippy",
+            "--all-targets",
+            "--all-features",
+            "--",
+            "-D",
+            "warnings",
+        ])
         .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
     run(cargo(&root.join("sdk"))
         .args(["test"])

@@ -54,13 +54,20 @@ impl host::Host for KitStore {
         run_capped(&program, &args, Duration::from_millis(timeout_ms.into())).await
     }
 
-    async fn http_get(&mut self, url: String, timeout_ms: u32, max_body: u32) -> Result<HttpResponse, String> {
+    async fn http_get(
+        &mut self,
+        url: String,
+        timeout_ms: u32,
+        max_body: u32,
+    ) -> Result<HttpResponse, String> {
         let uri = lean_http::parse_url(&url)?;
         if let Err(denied) = self.scope.policy.connect.allows_uri(&uri) {
             self.denials.record(denied.clone());
             return Err(format!("{denied} is not granted"));
         }
-        let max_body = usize::try_from(max_body).unwrap_or(usize::MAX).min(HTTP_BODY_MAX);
+        let max_body = usize::try_from(max_body)
+            .unwrap_or(usize::MAX)
+            .min(HTTP_BODY_MAX);
         lean_http::get(&uri, Duration::from_millis(timeout_ms.into()), max_body).await
     }
 

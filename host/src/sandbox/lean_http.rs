@@ -19,28 +19,51 @@ pub type GetError = String;
 
 /// Parses `url` as `http://host[:port]/path`.
 pub fn parse_url(url: &str) -> Result<http::Uri, GetError> {
-    let uri: http::Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http") if uri.host().is_some() => Ok(uri),
-        Some("https") => Err(format!("{url}: host.http-get is plain HTTP; use wasi:http for https")),
-        _ => Err(format!("invalid URL {url:?}: expected http://host[:port]/path")),
+        Some("https") => Err(format!(
+            "{url}: host.http-get is plain HTTP; use wasi:http for https"
+        )),
+        _ => Err(format!(
+            "invalid URL {url:?}: expected http://host[:port]/path"
+        )),
     }
 }
 
 /// GETs `uri` with `Connection: close`, keeping at most `max_body` bytes.
-pub async fn get(uri: &http::Uri, timeout: Duration, max_body: usize) -> Result<HttpResponse, GetError> {
+pub async fn get(
+    uri: &http::Uri,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<HttpResponse, GetError> {
     tokio::time::timeout(timeout, exchange(uri, max_body))
         .await
-        .map_err(|_| format!("GET {uri}: no complete response within {} ms", timeout.as_millis()))?
+        .map_err(|_| {
+            format!(
+                "GET {uri}: no complete response within {} ms",
+                timeout.as_millis()
+            )
+        })?
 }
 
 async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetError> {
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("GET {uri}: {what}: {e}");
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port)).await.map_err(|e| fail("connect", &e))?;
+    let stream = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| fail("connect", &e))?;
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await.map_err(|e| fail("handshake", &e))?;
+        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| fail("handshake", &e))?;
     let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
     let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(http::header::HOST, authority)
@@ -49,7 +72,10 @@ async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetE
         .body(Empty::new())
         .map_err(|e| fail("request", &e))?;
     let response = async {
-        let response = sender.send_request(request).await.map_err(|e| fail("send", &e))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| fail("send", &e))?;
         let status = response.status().as_u16();
         let mut body = response.into_body();
         let mut kept = Vec::new();
@@ -65,7 +91,11 @@ async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetE
                 }
             }
         }
-        Ok(HttpResponse { status, body: kept, truncated })
+        Ok(HttpResponse {
+            status,
+            body: kept,
+            truncated,
+        })
     };
     // Drive the connection and the exchange together in this task.
     tokio::pin!(connection);

@@ -92,12 +92,18 @@ impl ConnectPolicy {
     /// Checks an HTTP(S) URI by its authority (default port by scheme).
     /// `Err` names the refused `host:port` in the form journaled as denied.
     pub fn allows_uri(&self, uri: &http::Uri) -> Result<(), String> {
-        let host = uri.host().ok_or_else(|| format!("request to {uri} has no host"))?;
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("request to {uri} has no host"))?;
         let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
             Some("https") => 443,
             _ => 80,
         });
-        if self.allows_host(host, port) { Ok(()) } else { Err(format!("http {host}:{port}")) }
+        if self.allows_host(host, port) {
+            Ok(())
+        } else {
+            Err(format!("http {host}:{port}"))
+        }
     }
 }
 
