@@ -6,7 +6,9 @@
 
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::policy::{ConnectPolicy, Denials};
+use std::sync::Arc;
+
+use super::policy::{Denials, Policy};
 
 /// The future type `WasiHttpHooks::send_request` hands back to wasi-http.
 type SendFuture = Box<
@@ -23,14 +25,15 @@ type SendFuture = Box<
 
 /// Hooks of one store: deny any request whose `host:port` is not granted.
 pub struct GuardedHttp {
-    connect: ConnectPolicy,
+    policy: Arc<Policy>,
     denials: Denials,
 }
 
 impl GuardedHttp {
-    /// Hooks checking against `connect`, recording refusals in `denials`.
-    pub fn new(connect: ConnectPolicy, denials: Denials) -> Self {
-        Self { connect, denials }
+    /// Hooks checking against the policy's `connect`, recording refusals in
+    /// `denials`.
+    pub fn new(policy: Arc<Policy>, denials: Denials) -> Self {
+        Self { policy, denials }
     }
 }
 
@@ -41,7 +44,7 @@ impl WasiHttpHooks for GuardedHttp {
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        if let Err(denied) = self.connect.allows_uri(request.uri()) {
+        if let Err(denied) = self.policy.connect.allows_uri(request.uri()) {
             self.denials.record(denied);
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }

@@ -66,7 +66,7 @@ impl KitStore {
         // check and a denied one is recorded as such (a kit fault), instead
         // of the guest seeing a bare permission error that it would report
         // as the app being down.
-        let connect = scope.policy.connect.clone();
+        let policy = scope.policy.clone();
         let socket_denials = denials.clone();
         wasi.allow_tcp(true)
             .allow_udp(false)
@@ -77,14 +77,14 @@ impl KitStore {
                     SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
                         addr.ip().is_unspecified() && addr.port() == 0
                     }
-                    _ => connect.allows_addr(&addr),
+                    _ => policy.connect.allows_addr(&addr),
                 };
                 if !allowed {
                     socket_denials.record(format!("connect {addr}"));
                 }
                 Box::pin(std::future::ready(allowed))
             });
-        let http_hooks = GuardedHttp::new(scope.policy.connect.clone(), denials.clone());
+        let http_hooks = GuardedHttp::new(scope.policy.clone(), denials.clone());
         let limits = Limits::new(scope.memory_limit);
         Ok(Self {
             wasi: wasi.build(),
