@@ -46,10 +46,25 @@ fn wat_kit(check_body: &str) -> Vec<u8> {
     );
     let mut module = wat::parse_str(&wat).unwrap();
     let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve.push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit")).unwrap();
-    let world = resolve.select_world(&[package], Some("recovery-kit")).unwrap();
-    wit_component::embed_component_metadata(&mut module, &resolve, world, wit_component::StringEncoding::UTF8).unwrap();
-    wit_component::ComponentEncoder::default().module(&module).unwrap().validate(true).encode().unwrap()
+    let (package, _) = resolve
+        .push_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit"))
+        .unwrap();
+    let world = resolve
+        .select_world(&[package], Some("recovery-kit"))
+        .unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
 }
 
 fn load(bytes: &[u8]) -> Kit {
@@ -78,7 +93,10 @@ async fn a_wat_kit_that_behaves_is_healthy() {
 
 #[tokio::test]
 async fn a_wat_kit_that_loops_is_stopped_at_the_deadline() {
-    assert_eq!(check("(loop br 0) unreachable").await, Err(KitFault::Timeout(Duration::from_millis(300))));
+    assert_eq!(
+        check("(loop br 0) unreachable").await,
+        Err(KitFault::Timeout(Duration::from_millis(300)))
+    );
 }
 
 #[tokio::test]
@@ -95,10 +113,16 @@ async fn a_wat_kit_that_traps_is_a_kit_fault() {
 
 #[tokio::test]
 async fn a_wat_kit_that_recurses_forever_overflows_its_stack_not_the_host() {
-    assert!(matches!(check("i32.const 0 call $recurse").await, Err(KitFault::Trap(_))));
+    assert!(matches!(
+        check("i32.const 0 call $recurse").await,
+        Err(KitFault::Trap(_))
+    ));
 }
 
 #[tokio::test]
 async fn a_wat_kit_returning_a_wild_pointer_is_a_kit_fault() {
-    assert!(matches!(check("i32.const -4").await, Err(KitFault::Trap(_))));
+    assert!(matches!(
+        check("i32.const -4").await,
+        Err(KitFault::Trap(_))
+    ));
 }
