@@ -20,8 +20,9 @@ use super::bindings::{RecoveryKit, RecoveryKitPre};
 use super::kit::Kit;
 use super::store::KitStore;
 
-/// How often the epoch advances; the granularity of call deadlines.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// How often the epoch advances: the longest a guest runs before yielding
+/// to the runtime, and so the granularity of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Bytes of each pooled memory and table kept mapped between instances.
 const KEEP_RESIDENT: usize = 2 << 20;

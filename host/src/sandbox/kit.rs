@@ -1,15 +1,15 @@
-//! Calling a loaded kit: a fresh store per call, a deadline that interrupts
-//! both guest code (epochs) and blocking host calls (a tokio timeout), and
-//! the outcome classified as the kit's answer or a [`KitFault`].
+//! Calling a loaded kit: a fresh store per call, guest code that yields at
+//! every epoch tick, one deadline (a tokio timeout) over the whole call
+//! including blocking host calls, and the outcome classified as the kit's
+//! answer or a [`KitFault`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmtime::{Store, Trap};
+use wasmtime::Store;
 
 use super::KitFault;
 use super::bindings::{Context, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
-use super::engine::EPOCH_TICK;
 use super::store::{CallScope, KitStore};
 
 /// A compiled, linked kit, ready to be instantiated for each call.
@@ -95,9 +95,12 @@ impl Kit {
         let data = KitStore::new(scope).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
         let mut store = Store::new(self.pre.engine(), data);
         store.limiter(|s| &mut s.limits);
-        let ticks = (timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // Guest code yields to the runtime at every epoch tick, so a kit
+        // spinning in a loop never holds a worker thread for longer than a
+        // tick; the deadline itself is the timeout around the whole call,
+        // which also covers blocking host calls.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
 
         let run = async {
             let kit = self.pre.instantiate_async(&mut store).await?;
@@ -119,10 +122,7 @@ impl Kit {
                 let _ = error;
                 Err(KitFault::MemoryLimit(data.scope.memory_limit))
             }
-            Ok(Err(error)) => match error.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => Err(KitFault::Timeout(timeout)),
-                _ => Err(KitFault::Trap(trap_reason(&error))),
-            },
+            Ok(Err(error)) => Err(KitFault::Trap(trap_reason(&error))),
             Ok(Ok(response)) => Ok(response),
         };
         if data.log_dropped > 0 {

@@ -43,14 +43,15 @@ pub async fn get(
         .await
         .map_err(|_| {
             format!(
-                "GET {uri}: no complete response within {} ms",
+                "no complete response within {} ms",
                 timeout.as_millis()
             )
         })?
 }
 
 async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetError> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("GET {uri}: {what}: {e}");
+    // The kit names the URL in its own reason; errors say only what failed.
+    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let host = uri
         .host()
         .unwrap_or_default()
