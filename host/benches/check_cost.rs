@@ -95,6 +95,22 @@ fn kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f
     })
 }
 
+/// The host's own GET behind `host.http-get` (tokio + hyper), no Wasm.
+fn host_get(port: u16, runtime: &tokio::runtime::Runtime) -> f64 {
+    let uri =
+        medic::sandbox::lean_http::parse_url(&format!("http://127.0.0.1:{port}/healthz")).unwrap();
+    runtime.block_on(async {
+        let before = cpu(UsageWho::RUSAGE_SELF);
+        for _ in 0..CHECKS {
+            let response = medic::sandbox::lean_http::get(&uri, Duration::from_secs(2), 65536)
+                .await
+                .unwrap();
+            assert_eq!(response.status, 200);
+        }
+        per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
+    })
+}
+
 /// The sandbox alone: a fresh store, instantiation and one call of a check
 /// that does no I/O (the misbehave kit's `ok` mode).
 fn sandbox_only(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
@@ -203,6 +219,7 @@ fn main() {
         ("medic http kit (sandboxed Wasm)", vec![]),
         ("Nagios check_http as a process", vec![]),
         ("(medic sandbox alone: instantiate + call, no I/O)", vec![]),
+        ("(host GET alone: tokio + hyper, no Wasm)", vec![]),
     ];
     for _ in 0..ROUNDS {
         rows[0].1.push(floor(nginx.port));
@@ -211,6 +228,7 @@ fn main() {
             rows[2].1.push(check_http(nginx.port));
         }
         rows[3].1.push(sandbox_only(&runtime, dir.path()));
+        rows[4].1.push(host_get(nginx.port, &runtime));
     }
     let monit_cost = if !quick && std::path::Path::new(MONIT).exists() {
         Some(monit(nginx.port, dir.path()))

@@ -155,8 +155,12 @@ fn with_newlines(errors: &ConfigErrors) -> String {
     errors.0.iter().map(|e| format!("{e}\n")).collect()
 }
 
+/// One thread runs every supervisor: medic's work is short kit calls and
+/// waiting, guests yield at every epoch tick so none can hold the thread,
+/// compiling runs on the blocking pool, and a single thread costs markedly
+/// less CPU per check than work stealing across threads (docs/benchmarks.md).
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
+    Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }

@@ -41,12 +41,7 @@ pub async fn get(
 ) -> Result<HttpResponse, GetError> {
     tokio::time::timeout(timeout, exchange(uri, max_body))
         .await
-        .map_err(|_| {
-            format!(
-                "no complete response within {} ms",
-                timeout.as_millis()
-            )
-        })?
+        .map_err(|_| format!("no complete response within {} ms", timeout.as_millis()))?
 }
 
 async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetError> {

@@ -11,14 +11,14 @@ mod host_impl;
 mod http;
 mod kit;
 mod kit_state;
-mod lean_http;
+pub mod lean_http;
 mod policy;
 mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use bindings::{Capability, Health, KitInfo, NextStep, SettingDoc};
+pub use bindings::{Capability, Health, HttpResponse, KitInfo, NextStep, SettingDoc};
 pub use engine::KitEngine;
 pub use kit::Kit;
 pub use kit_state::KitStateStore;
