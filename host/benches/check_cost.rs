@@ -54,45 +54,51 @@ fn floor(port: u16) -> f64 {
     per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
 }
 
-fn kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
+/// CPU per check of `kit` with `grants` and `settings`, after a warm-up
+/// (the first instantiations touch fresh pool slots).
+fn kit_cost(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    kit: &str,
+    grants: Grants,
+    settings: &[(&str, String)],
+) -> f64 {
     let engine = KitEngine::new(Some(dir.join("cache"))).unwrap();
-    let kit = engine.load(&common::guests::kit("http")).unwrap();
-    let grants = Grants {
-        connect: vec![format!("127.0.0.1:{port}")],
-        ..Grants::default()
-    };
+    let kit = engine.load(&common::guests::kit(kit)).unwrap();
     let scope = CallScope {
         app: Arc::from("bench"),
         policy: Arc::new(Policy::from_grants(&grants)),
         state: Arc::new(KitStateStore::open(dir.join("state.json"))),
         memory_limit: 64 << 20,
     };
-    let settings = vec![
-        (
-            "url".to_string(),
-            format!("http://127.0.0.1:{port}/healthz"),
-        ),
-        ("expect_body".to_string(), "ok".to_string()),
-    ];
+    let settings: Vec<(String, String)> = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let check = || kit.check(scope.clone(), Duration::from_secs(2), &settings);
     runtime.block_on(async {
-        // Warm up: first instantiation touches fresh pool slots.
         for _ in 0..50 {
-            assert_eq!(
-                kit.check(scope.clone(), Duration::from_secs(2), &settings)
-                    .await,
-                Ok(Health::Healthy)
-            );
+            assert_eq!(check().await, Ok(Health::Healthy));
         }
         let before = cpu(UsageWho::RUSAGE_SELF);
         for _ in 0..CHECKS {
-            assert_eq!(
-                kit.check(scope.clone(), Duration::from_secs(2), &settings)
-                    .await,
-                Ok(Health::Healthy)
-            );
+            assert_eq!(check().await, Ok(Health::Healthy));
         }
         per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
     })
+}
+
+/// The bundled http kit checking nginx through the sandbox.
+fn http_kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
+    let grants = Grants {
+        connect: vec![format!("127.0.0.1:{port}")],
+        ..Grants::default()
+    };
+    let settings = [
+        ("url", format!("http://127.0.0.1:{port}/healthz")),
+        ("expect_body", "ok".to_string()),
+    ];
+    kit_cost(runtime, dir, "http", grants, &settings)
 }
 
 /// The host's own GET behind `host.http-get` (tokio + hyper), no Wasm.
@@ -114,26 +120,13 @@ fn host_get(port: u16, runtime: &tokio::runtime::Runtime) -> f64 {
 /// The sandbox alone: a fresh store, instantiation and one call of a check
 /// that does no I/O (the misbehave kit's `ok` mode).
 fn sandbox_only(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
-    let engine = KitEngine::new(None).unwrap();
-    let kit = engine.load(&common::guests::kit("misbehave")).unwrap();
-    let scope = CallScope {
-        app: Arc::from("bench"),
-        policy: Arc::new(Policy::default()),
-        state: Arc::new(KitStateStore::open(dir.join("state-ok.json"))),
-        memory_limit: 64 << 20,
-    };
-    let settings = vec![("mode".to_string(), "ok".to_string())];
-    runtime.block_on(async {
-        let before = cpu(UsageWho::RUSAGE_SELF);
-        for _ in 0..CHECKS {
-            assert_eq!(
-                kit.check(scope.clone(), Duration::from_secs(2), &settings)
-                    .await,
-                Ok(Health::Healthy)
-            );
-        }
-        per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
-    })
+    kit_cost(
+        runtime,
+        dir,
+        "misbehave",
+        Grants::default(),
+        &[("mode", "ok".to_string())],
+    )
 }
 
 fn check_http(port: u16) -> f64 {
@@ -223,7 +216,7 @@ fn main() {
     ];
     for _ in 0..ROUNDS {
         rows[0].1.push(floor(nginx.port));
-        rows[1].1.push(kit(nginx.port, &runtime, dir.path()));
+        rows[1].1.push(http_kit(nginx.port, &runtime, dir.path()));
         if !quick {
             rows[2].1.push(check_http(nginx.port));
         }
