@@ -24,9 +24,6 @@ use super::store::KitStore;
 /// to the runtime, and so the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// Bytes of each pooled memory and table kept mapped between instances.
-const KEEP_RESIDENT: usize = 2 << 20;
-
 /// Largest per-app memory cap the engine is configured for (4 GiB).
 const MAX_KIT_MEMORY: usize = 4096 << 20;
 
@@ -60,11 +57,6 @@ impl KitEngine {
         pool.total_core_instances(1024);
         pool.total_memories(512);
         pool.total_tables(1024);
-        // A check dirties the same few pages of its slot every time: reset
-        // them with memset and keep them mapped instead of paying page
-        // faults on every fresh instance.
-        pool.linear_memory_keep_resident(KEEP_RESIDENT);
-        pool.table_keep_resident(KEEP_RESIDENT);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
 
