@@ -214,3 +214,64 @@ fn events_json_has_ts_app_kind_detail() {
     assert_eq!(lines[0]["detail"]["reason"], "x");
     assert!(humantime::parse_rfc3339(lines[0]["ts"].as_str().unwrap()).is_ok());
 }
+
+fn cached_files(setup: &Setup) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(setup.state_dir().join("cache"))
+        .map(|dir| dir.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn precompiled_code_is_cached_in_state_dir_and_never_loaded_from_the_plugins_dir() {
+    let setup = misbehaving("ok");
+    assert_eq!(setup.run(&["check", "app"]).status.code(), Some(0));
+    let cached = cached_files(&setup);
+    assert_eq!(cached.len(), 1, "{cached:?}");
+    let kit = setup.dir.path().join("kits/misbehave.wasm");
+    let sha256 = {
+        use sha2::Digest;
+        sha2::Sha256::digest(std::fs::read(&kit).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let name = cached[0]
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        name.starts_with(&sha256) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    // Precompiled code is native code: dropped into the plugins dir it is refused.
+    std::fs::copy(&cached[0], &kit).unwrap();
+    let output = setup.run(&["check", "app"]);
+    assert_eq!(output.status.code(), Some(3), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("not a WebAssembly file"),
+        "{}",
+        stdout(&output)
+    );
+    let output = common::medic()
+        .args(["kit", "inspect"])
+        .arg(&kit)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn a_damaged_cache_entry_is_recompiled() {
+    let setup = misbehaving("ok");
+    assert_eq!(setup.run(&["check", "app"]).status.code(), Some(0));
+    let cached = cached_files(&setup);
+    std::fs::write(&cached[0], b"\x7fELF damaged").unwrap();
+    let output = setup.run(&["check", "app"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(
+        std::fs::read(&cached[0]).unwrap().len() > 1000,
+        "the entry was rewritten"
+    );
+}

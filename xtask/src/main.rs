@@ -135,10 +135,6 @@ fn install_needs() -> anyhow::Result<()> {
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
-    // Debian starts the services it installs; the tests run their own.
-    for service in ["nginx", "monit"] {
-        let _ = Command::new("systemctl").args(["stop", service]).status();
-    }
     Ok(())
 }
 
