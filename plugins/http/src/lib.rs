@@ -38,8 +38,8 @@ impl Kit for Http {
                 SettingDoc::with_default(
                     "timeout_ms",
                     "2000",
-                    "Longest wait to connect, for the first byte, and between bytes, \
-                     in milliseconds.",
+                    "Longest wait for the whole GET, in milliseconds; keep it below \
+                     the app's `timeout` so a hung server is `failed`, not a kit fault.",
                 ),
             ],
             wants: vec![Capability::Connect("host:port of url".into())],
