@@ -137,7 +137,14 @@ async fn allocating_under_the_cap_works() {
 #[tokio::test]
 async fn panic_is_a_trap() {
     let result = misbehave().check(&none(), &[("mode", "trap")]).await;
-    assert!(matches!(result, Err(KitFault::Trap(_))), "{result:?}");
+    let Err(KitFault::Trap(reason)) = result else {
+        panic!("{result:?}")
+    };
+    assert!(reason.contains("unreachable"), "the trap: {reason}");
+    assert!(
+        reason.contains("told to trap"),
+        "the panic message from stderr: {reason}"
+    );
 }
 
 #[tokio::test]

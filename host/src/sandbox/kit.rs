@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use wasmtime::Store;
+use wasmtime::{Store, Trap};
 
 use super::KitFault;
 use super::bindings::{Context, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
@@ -116,13 +116,15 @@ impl Kit {
         let outcome = tokio::time::timeout(timeout, run).await;
         let data = store.data_mut();
         let denied = data.denials.take();
+        // The most specific cause wins: running out of time or memory
+        // explains a trap, and a denial explains whatever the kit did next.
         let result = match outcome {
             Err(_) => Err(KitFault::Timeout(timeout)),
-            Ok(Err(error)) if data.limits.memory_hit => {
-                let _ = error;
+            Ok(Err(_)) if data.limits.memory_hit => {
                 Err(KitFault::MemoryLimit(data.scope.memory_limit))
             }
-            Ok(Err(error)) => Err(KitFault::Trap(trap_reason(&error))),
+            _ if !denied.is_empty() => Err(KitFault::Denied(denied)),
+            Ok(Err(error)) => Err(KitFault::Trap(trap_reason(&error, &data.stderr.contents()))),
             Ok(Ok(response)) => Ok(response),
         };
         if data.log_dropped > 0 {
@@ -132,10 +134,7 @@ impl Kit {
                 "kit log capped"
             );
         }
-        match result {
-            Ok(_) if !denied.is_empty() => Err(KitFault::Denied(denied)),
-            other => other,
-        }
+        result
     }
 }
 
@@ -153,8 +152,24 @@ fn context(scope: &CallScope, settings: &[(String, String)], attempt: u32) -> Co
     }
 }
 
-/// The guest's trap message without wasmtime's multi-line backtrace.
-fn trap_reason(error: &wasmtime::Error) -> String {
-    let text = format!("{error:#}");
-    text.lines().next().unwrap_or("trap").trim().to_owned()
+/// Why the guest trapped, without wasmtime's backtrace, followed by the last
+/// lines the kit wrote to stderr (a Rust panic says its message there).
+fn trap_reason(error: &wasmtime::Error, stderr: &[u8]) -> String {
+    let cause = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.root_cause().to_string(),
+    };
+    let stderr = String::from_utf8_lossy(stderr);
+    let said: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("note:"))
+        .collect();
+    match said.len() {
+        0 => cause,
+        n => format!(
+            "{cause}; the kit wrote: {}",
+            said[n.saturating_sub(2)..].join(" ")
+        ),
+    }
 }

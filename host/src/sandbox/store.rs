@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -23,6 +24,9 @@ use super::policy::{Denials, Policy};
 pub const LOG_MESSAGE_MAX: usize = 4 * 1024;
 /// Total bytes of log messages kept per call; the rest is dropped and counted.
 pub const LOG_TOTAL_MAX: usize = 64 * 1024;
+/// Bytes of a kit's stderr kept per call: enough for a panic message, which
+/// is quoted in the kit fault so an author sees why the kit trapped.
+pub const STDERR_KEPT: usize = 4 * 1024;
 
 /// Who the call is for and what it may touch.
 #[derive(Clone)]
@@ -48,6 +52,8 @@ pub struct KitStore {
     pub(super) denials: Denials,
     pub(super) log_bytes: usize,
     pub(super) log_dropped: usize,
+    /// What the kit wrote to stderr (stdout is discarded).
+    pub(super) stderr: MemoryOutputPipe,
 }
 
 impl KitStore {
@@ -84,6 +90,8 @@ impl KitStore {
                 }
                 Box::pin(std::future::ready(allowed))
             });
+        let stderr = MemoryOutputPipe::new(STDERR_KEPT);
+        wasi.stderr(stderr.clone());
         let http_hooks = GuardedHttp::new(scope.policy.clone(), denials.clone());
         let limits = Limits::new(scope.memory_limit);
         Ok(Self {
@@ -96,6 +104,7 @@ impl KitStore {
             scope,
             log_bytes: 0,
             log_dropped: 0,
+            stderr,
         })
     }
 }
