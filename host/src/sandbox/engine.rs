@@ -100,7 +100,7 @@ impl KitEngine {
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let pre = RecoveryKitPre::new(pre).map_err(|e| LoadError::NotAKit(format!("{e:#}")))?;
-        Ok(Kit::new(path.to_owned(), sha256, pre))
+        Ok(Kit::new(sha256, pre))
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {

@@ -3,7 +3,6 @@
 //! including blocking host calls, and the outcome classified as the kit's
 //! answer or a [`KitFault`].
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use wasmtime::{Store, Trap};
@@ -15,7 +14,6 @@ use super::store::{CallScope, KitStore};
 /// A compiled, linked kit, ready to be instantiated for each call.
 #[derive(Clone)]
 pub struct Kit {
-    path: PathBuf,
     sha256: String,
     pre: RecoveryKitPre<KitStore>,
 }
@@ -35,13 +33,8 @@ enum Response {
 }
 
 impl Kit {
-    pub(super) fn new(path: PathBuf, sha256: String, pre: RecoveryKitPre<KitStore>) -> Self {
-        Self { path, sha256, pre }
-    }
-
-    /// The file the kit was loaded from.
-    pub fn path(&self) -> &Path {
-        &self.path
+    pub(super) fn new(sha256: String, pre: RecoveryKitPre<KitStore>) -> Self {
+        Self { sha256, pre }
     }
 
     /// The sha256 of the kit file, which identifies exactly what runs.
