@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::KitFault;
-use super::bindings::{Context, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
+use super::bindings::{Context, Guest, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
 use super::store::{CallScope, KitStore};
 
 /// A compiled, linked kit, ready to be instantiated for each call.
@@ -18,18 +18,52 @@ pub struct Kit {
     pre: RecoveryKitPre<KitStore>,
 }
 
-/// One of the kit's exports with its arguments.
-enum Request {
-    Describe,
-    Check(Context),
-    Recover(Context),
+/// One of the kit's exports with its arguments, and what it answers.
+trait Export {
+    /// The export's answer.
+    type Output;
+    /// Calls the export on a fresh instance.
+    fn invoke<'a>(
+        self,
+        guest: &'a Guest,
+        store: &'a mut Store<KitStore>,
+    ) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a;
 }
 
-/// The answer to a [`Request`].
-enum Response {
-    Describe(KitInfo),
-    Check(Health),
-    Recover(Result<NextStep, String>),
+/// `describe()`.
+struct Describe;
+/// `check(ctx)`.
+struct Check(Context);
+/// `recover(ctx)`.
+struct Recover(Context);
+
+impl Export for Describe {
+    type Output = KitInfo;
+    fn invoke<'a>(
+        self,
+        guest: &'a Guest,
+        store: &'a mut Store<KitStore>,
+    ) -> impl Future<Output = wasmtime::Result<KitInfo>> + Send + 'a {
+        guest.call_describe(store)
+    }
+}
+
+impl Export for Check {
+    type Output = Health;
+    async fn invoke(self, guest: &Guest, store: &mut Store<KitStore>) -> wasmtime::Result<Health> {
+        guest.call_check(store, &self.0).await
+    }
+}
+
+impl Export for Recover {
+    type Output = Result<NextStep, String>;
+    async fn invoke(
+        self,
+        guest: &Guest,
+        store: &mut Store<KitStore>,
+    ) -> wasmtime::Result<Result<NextStep, String>> {
+        guest.call_recover(store, &self.0).await
+    }
 }
 
 impl Kit {
@@ -44,10 +78,7 @@ impl Kit {
 
     /// Calls `describe`.
     pub async fn describe(&self, scope: CallScope, timeout: Duration) -> Result<KitInfo, KitFault> {
-        match self.call(scope, timeout, Request::Describe).await? {
-            Response::Describe(info) => Ok(info),
-            _ => unreachable!("describe answers with describe"),
-        }
+        self.call(scope, timeout, Describe).await
     }
 
     /// Calls `check` for the app in `scope`.
@@ -58,10 +89,7 @@ impl Kit {
         settings: &[(String, String)],
     ) -> Result<Health, KitFault> {
         let ctx = context(&scope, settings, 0);
-        match self.call(scope, timeout, Request::Check(ctx)).await? {
-            Response::Check(health) => Ok(health),
-            _ => unreachable!("check answers with check"),
-        }
+        self.call(scope, timeout, Check(ctx)).await
     }
 
     /// Calls `recover` for the app in `scope`; `attempt` counts from 1.
@@ -73,38 +101,34 @@ impl Kit {
         attempt: u32,
     ) -> Result<Result<NextStep, String>, KitFault> {
         let ctx = context(&scope, settings, attempt);
-        match self.call(scope, timeout, Request::Recover(ctx)).await? {
-            Response::Recover(step) => Ok(step),
-            _ => unreachable!("recover answers with recover"),
-        }
+        self.call(scope, timeout, Recover(ctx)).await
     }
 
-    async fn call(
+    async fn call<E: Export>(
         &self,
         scope: CallScope,
         timeout: Duration,
-        request: Request,
-    ) -> Result<Response, KitFault> {
+        export: E,
+    ) -> Result<E::Output, KitFault> {
         let data = KitStore::new(scope).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
         let mut store = Store::new(self.pre.engine(), data);
         store.limiter(|s| &mut s.limits);
         // Guest code yields to the runtime at every epoch tick, so a kit
-        // spinning in a loop never holds a worker thread for longer than a
-        // tick; the deadline itself is the timeout around the whole call,
-        // which also covers blocking host calls.
+        // spinning in a loop never holds the thread for longer than a tick;
+        // the deadline itself is the timeout around the whole call, which
+        // also covers blocking host calls. tokio's own yield lets timers and
+        // I/O be polled before the spinning kit runs again.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.epoch_deadline_callback(|_| {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::task::yield_now()),
+            ))
+        });
 
         let run = async {
             let kit = self.pre.instantiate_async(&mut store).await?;
-            let guest = kit.medic_kit_kit();
-            Ok::<_, wasmtime::Error>(match request {
-                Request::Describe => Response::Describe(guest.call_describe(&mut store).await?),
-                Request::Check(ctx) => Response::Check(guest.call_check(&mut store, &ctx).await?),
-                Request::Recover(ctx) => {
-                    Response::Recover(guest.call_recover(&mut store, &ctx).await?)
-                }
-            })
+            export.invoke(kit.medic_kit_kit(), &mut store).await
         };
         let outcome = tokio::time::timeout(timeout, run).await;
         let data = store.data_mut();
