@@ -39,7 +39,7 @@ const KITS: &str = "plugins";
 const BUNDLED: &[&str] = &["http", "tcp", "process"];
 const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
 /// Debian packages the tests and the benchmark use.
-const APT_PACKAGES: &[&str] = &["nginx-light", "monitoring-plugins-basic", "monit", "procps"];
+const APT_PACKAGES: &[&str] = &["nginx-light", "monitoring-plugins-basic", "monit"];
 
 fn main() -> anyhow::Result<()> {
     let root = project_root();
