@@ -94,9 +94,12 @@ fn test(root: &Path) -> anyhow::Result<()> {
             "warnings",
         ])
         .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
-    run(cargo(&root.join("sdk"))
-        .args(["test"])
-        .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
+    let mut tally = Tally::default();
+    tally.run(
+        cargo(&root.join("sdk"))
+            .args(["test", "--all-features"])
+            .env("CARGO_TARGET_DIR", root.join("target/guests")),
+    )?;
     run(cargo(root).args([
         "clippy",
         "--workspace",
@@ -105,7 +108,58 @@ fn test(root: &Path) -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
-    run(cargo(root).args(["test", "--workspace"]))
+    tally.run(cargo(root).args(["test", "--workspace"]))?;
+    // One closing line for the whole suite, whichever test binary ran last.
+    println!("{} passed, {} failed", tally.passed, tally.failed);
+    Ok(())
+}
+
+/// Test counts summed over `cargo test` runs, read from their
+/// `test result:` lines as they pass through.
+#[derive(Default)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// Runs `cargo test ...`, echoing its output and adding up its results.
+    fn run(&mut self, command: &mut Command) -> anyhow::Result<()> {
+        use std::io::BufRead;
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run {command:?}"))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            if let Some(result) = line.strip_prefix("test result: ") {
+                self.passed += count(result, " passed");
+                self.failed += count(result, " failed");
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("{command:?} failed with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// The number before `label` in `ok. 3 passed; 0 failed; ...`.
+fn count(result: &str, label: &str) -> u64 {
+    result
+        .split(';')
+        .find_map(|part| {
+            part.trim_end()
+                .strip_suffix(label)?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Installs the wasm target and, as root, the Debian packages the tests use.
