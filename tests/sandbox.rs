@@ -8,19 +8,17 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use medic::config::Grants;
-use medic::sandbox::{
-    CallScope, Health, Kit, KitEngine, KitFault, KitStateStore, LoadError, Policy,
-};
+use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault, LoadError};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The shared kit and this test's own kit-state directory.
 struct Sandbox {
-    _dir: tempfile::TempDir,
-    state: Arc<KitStateStore>,
+    dir: tempfile::TempDir,
     kit: Kit,
 }
 
@@ -35,23 +33,15 @@ fn misbehave() -> Sandbox {
                 .unwrap()
         })
         .clone();
-    let dir = tempfile::tempdir().unwrap();
-    let state = Arc::new(KitStateStore::open(dir.path().join("state.json")));
     Sandbox {
-        _dir: dir,
-        state,
+        dir: tempfile::tempdir().unwrap(),
         kit,
     }
 }
 
 impl Sandbox {
     fn scope(&self, grants: &Grants) -> CallScope {
-        CallScope {
-            app: Arc::from("test"),
-            policy: Arc::new(Policy::from_grants(grants)),
-            state: self.state.clone(),
-            memory_limit: 64 << 20,
-        }
+        CallScope::new("test", grants, self.dir.path().join("state.json"), 64 << 20)
     }
 
     async fn check(&self, grants: &Grants, settings: &[(&str, &str)]) -> Result<Health, KitFault> {

@@ -5,10 +5,9 @@
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault, KitStateStore, Policy};
+use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault};
 
 /// A kit whose `check` body is `check_body` (it must leave an i32: a pointer
 /// to the `health` result in memory, which starts zeroed: `healthy`).
@@ -77,12 +76,12 @@ fn load(bytes: &[u8]) -> Kit {
 async fn check(check_body: &str) -> Result<Health, KitFault> {
     let kit = load(&wat_kit(check_body));
     let dir = tempfile::tempdir().unwrap();
-    let scope = CallScope {
-        app: Arc::from("wat"),
-        policy: Arc::new(Policy::default()),
-        state: Arc::new(KitStateStore::open(dir.path().join("state.json"))),
-        memory_limit: 64 << 20,
-    };
+    let scope = CallScope::new(
+        "wat",
+        &Default::default(),
+        dir.path().join("state.json"),
+        64 << 20,
+    );
     kit.check(scope, Duration::from_millis(300), &[]).await
 }
 

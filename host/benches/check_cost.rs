@@ -12,11 +12,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use medic::config::Grants;
-use medic::sandbox::{CallScope, Health, KitEngine, KitStateStore, Policy};
+use medic::sandbox::{CallScope, Health, KitEngine};
 use nix::sys::resource::{UsageWho, getrusage};
 
 const CHECKS: u32 = 3_000;
@@ -65,12 +64,7 @@ fn kit_cost(
 ) -> f64 {
     let engine = KitEngine::new(Some(dir.join("cache"))).unwrap();
     let kit = engine.load(&common::guests::kit(kit)).unwrap();
-    let scope = CallScope {
-        app: Arc::from("bench"),
-        policy: Arc::new(Policy::from_grants(&grants)),
-        state: Arc::new(KitStateStore::open(dir.join("state.json"))),
-        memory_limit: 64 << 20,
-    };
+    let scope = CallScope::new("bench", &grants, dir.join("state.json"), 64 << 20);
     let settings: Vec<(String, String)> = settings
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::sandbox::{CallScope, Capability, KitEngine, KitInfo, KitStateStore, Policy};
+use crate::config::Grants;
+use crate::sandbox::{CallScope, Capability, KitEngine, KitInfo};
 
 /// How long `describe` may take.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -70,12 +70,12 @@ fn describe(file: &Path) -> anyhow::Result<Description> {
         let engine = KitEngine::new(None)?;
         let kit = engine.load(file)?;
         let scratch = tempfile::tempdir()?;
-        let scope = CallScope {
-            app: Arc::from("inspect"),
-            policy: Arc::new(Policy::default()),
-            state: Arc::new(KitStateStore::open(scratch.path().join("state.json"))),
-            memory_limit: DESCRIBE_MEMORY,
-        };
+        let scope = CallScope::new(
+            "inspect",
+            &Grants::default(),
+            scratch.path().join("state.json"),
+            DESCRIBE_MEMORY,
+        );
         let info = kit.describe(scope, DESCRIBE_TIMEOUT).await?;
         Ok(from_info(file, kit.sha256(), info))
     })

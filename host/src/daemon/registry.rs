@@ -3,14 +3,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
 use crate::config::{AppSpec, Config};
 use crate::journal::{Event, Journal, Kind};
-use crate::sandbox::{CallScope, Kit, KitEngine, KitStateStore, Policy as Grants};
+use crate::sandbox::{CallScope, Kit, KitEngine};
 use crate::supervisor::{AppRuntime, Policy};
 
 /// Loads each distinct kit file the apps name, journaling each outcome. A
@@ -77,14 +76,12 @@ pub fn build_runtime(
 
 /// The sandbox scope of one app's kit calls.
 pub fn call_scope(spec: &AppSpec, state_dir: &Path) -> CallScope {
-    CallScope {
-        app: Arc::from(spec.name.as_str()),
-        policy: Arc::new(Grants::from_grants(&spec.grants)),
-        state: Arc::new(KitStateStore::open(
-            state_dir
-                .join("kit-state")
-                .join(format!("{}.json", spec.name)),
-        )),
-        memory_limit: usize::try_from(spec.kit_memory_mib).unwrap_or(usize::MAX) << 20,
-    }
+    CallScope::new(
+        &spec.name,
+        &spec.grants,
+        state_dir
+            .join("kit-state")
+            .join(format!("{}.json", spec.name)),
+        usize::try_from(spec.kit_memory_mib).unwrap_or(usize::MAX) << 20,
+    )
 }

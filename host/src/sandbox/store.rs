@@ -6,6 +6,7 @@
 //! or interrupted instance is never reused.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
@@ -18,6 +19,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use super::http::GuardedHttp;
 use super::kit_state::KitStateStore;
 use super::policy::{Denials, Policy};
+use crate::config::Grants;
 
 /// Per-call caps on what a kit may log, so a kit cannot flood the journal
 /// or the host's memory through `host.log`.
@@ -32,13 +34,26 @@ pub const STDERR_KEPT: usize = 4 * 1024;
 #[derive(Clone)]
 pub struct CallScope {
     /// The app's name, tagged on every log line and used for kit state.
-    pub app: Arc<str>,
+    pub(super) app: Arc<str>,
     /// The app's compiled grants.
-    pub policy: Arc<Policy>,
+    pub(super) policy: Arc<Policy>,
     /// Where the app's `state-get`/`state-set` values live.
-    pub state: Arc<KitStateStore>,
+    pub(super) state: Arc<KitStateStore>,
     /// Linear memory cap of the instance, in bytes.
-    pub memory_limit: usize,
+    pub(super) memory_limit: usize,
+}
+
+impl CallScope {
+    /// The scope of `app`'s calls: its grants compiled once, its kit state
+    /// kept in `state_file`, its memory capped at `memory_limit` bytes.
+    pub fn new(app: &str, grants: &Grants, state_file: PathBuf, memory_limit: usize) -> Self {
+        Self {
+            app: Arc::from(app),
+            policy: Arc::new(Policy::from_grants(grants)),
+            state: Arc::new(KitStateStore::open(state_file)),
+            memory_limit,
+        }
+    }
 }
 
 /// The `T` of `Store<T>` for one kit call.
