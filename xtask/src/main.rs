@@ -39,7 +39,12 @@ const KITS: &str = "plugins";
 const BUNDLED: &[&str] = &["http", "tcp", "process"];
 const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
 /// Debian packages the tests and the benchmark use.
-const APT_PACKAGES: &[&str] = &["nginx-light", "monitoring-plugins-basic", "monit"];
+const APT_PACKAGES: &[&str] = &[
+    "nginx-light",
+    "monitoring-plugins-basic",
+    "monit",
+    "qemu-system-x86",
+];
 
 fn main() -> anyhow::Result<()> {
     let root = project_root();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::reader::{Doc, Read, Table};
-use super::{Backend, DaemonSettings, EscalationSettings, Source};
+use super::{Backend, DaemonSettings, EscalationSettings, QmpTarget, Source};
 
 /// What `medic.toml` says, plus how far the rest of loading may trust it.
 pub(crate) struct MainFile {
@@ -54,10 +54,24 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
     daemon.finish();
 
     let mut escalation = root.table("escalation");
+    let kind = escalation.parsed("backend", backend);
+    let qmp = qmp_target(&doc, &mut escalation, base);
+    let backend = match kind {
+        Read::Valid(BackendKind::Qmp, at) => match qmp {
+            Some(target) => Backend::Qmp(target),
+            None => {
+                doc.error(
+                    at,
+                    "escalation.qmp",
+                    "backend `qmp` needs [escalation.qmp] with `socket` or `address`",
+                );
+                fallback.escalation.backend.clone()
+            }
+        },
+        _ => fallback.escalation.backend.clone(),
+    };
     let escalation_settings = EscalationSettings {
-        backend: escalation
-            .parsed("backend", backend)
-            .or(fallback.escalation.backend),
+        backend,
         max_resets: escalation
             .u32_in("max_resets", 0..=u32::MAX)
             .or(fallback.escalation.max_resets),
@@ -97,11 +111,41 @@ fn defaults() -> MainFile {
     }
 }
 
-fn backend(name: &str) -> Result<Backend, String> {
+/// Which backend `backend` names; its own table is read separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BackendKind {
+    DryRun,
+    Qmp,
+}
+
+/// `[escalation.qmp]`: exactly one of `socket` and `address`. `None` when
+/// absent or invalid (an invalid table is reported here).
+fn qmp_target(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Option<QmpTarget> {
+    let mut qmp = escalation.table("qmp");
+    let socket = qmp.path("socket", base);
+    let address = qmp.parsed("address", super::app_file::address);
+    qmp.finish();
+    match (socket, address) {
+        (Read::Valid(path, _), Read::Absent) => Some(QmpTarget::Socket(path)),
+        (Read::Absent, Read::Valid(addr, _)) => Some(QmpTarget::Address(addr)),
+        (Read::Valid(_, at), Read::Valid(..)) => {
+            doc.error(
+                at,
+                "escalation.qmp",
+                "set either `socket` or `address`, not both",
+            );
+            None
+        }
+        _ => None,
+    }
+}
+
+fn backend(name: &str) -> Result<BackendKind, String> {
     match name {
-        "dry-run" => Ok(Backend::DryRun),
-        "qmp" | "libvirt" | "vsphere" | "fence-agent" => Err(format!(
-            "backend `{name}` is not available yet (only dry-run)"
+        "dry-run" => Ok(BackendKind::DryRun),
+        "qmp" => Ok(BackendKind::Qmp),
+        "libvirt" | "vsphere" | "fence-agent" => Err(format!(
+            "backend `{name}` is not available yet (dry-run and qmp are)"
         )),
         _ => Err(format!(
             "unknown backend `{name}`; expected one of: dry-run, qmp, libvirt, vsphere, fence-agent"

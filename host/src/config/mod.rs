@@ -59,20 +59,33 @@ pub struct EscalationSettings {
 }
 
 /// The mechanism that performs VM resets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Backend {
-    /// Logs the reset it would perform and does nothing: the only backend in
-    /// this version, and the safe one to try escalation with.
+    /// Logs the reset it would perform and does nothing: the default, and
+    /// the safe one to try escalation with.
     DryRun,
+    /// QEMU's machine protocol, `[escalation.qmp]`.
+    Qmp(QmpTarget),
 }
 
 impl Backend {
-    /// The name used in `medic.toml` (`"dry-run"`), for logs and messages.
+    /// The name used in `medic.toml` (`"dry-run"`, `"qmp"`), for logs and
+    /// messages.
     pub fn name(&self) -> &'static str {
         match self {
             Backend::DryRun => "dry-run",
+            Backend::Qmp(_) => "qmp",
         }
     }
+}
+
+/// Where QEMU's QMP monitor listens: `[escalation.qmp] socket` or `address`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum QmpTarget {
+    /// A unix socket (`-qmp unix:PATH,server=on,wait=off`).
+    Socket(PathBuf),
+    /// A TCP `host:port` (`-qmp tcp:HOST:PORT,server=on,wait=off`).
+    Address(String),
 }
 
 /// One supervised app, from `apps.d/NAME.toml`; paths are already resolved.

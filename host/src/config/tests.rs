@@ -682,8 +682,12 @@ fn backend_errors() {
             .to_string()
     };
     assert_eq!(
+        check("libvirt"),
+        "medic.toml:2:11: escalation.backend: backend `libvirt` is not available yet (dry-run and qmp are)"
+    );
+    assert_eq!(
         check("qmp"),
-        "medic.toml:2:11: escalation.backend: backend `qmp` is not available yet (only dry-run)"
+        "medic.toml:2:11: escalation.qmp: backend `qmp` needs [escalation.qmp] with `socket` or `address`"
     );
     assert_eq!(
         check("x"),
@@ -811,4 +815,37 @@ fn types_are_send_and_sync() {
     check::<ConfigError>();
     check::<ConfigErrors>();
     check::<Source>();
+}
+
+#[test]
+fn qmp_backend_by_socket_or_address() {
+    let load = |table: &str| {
+        let text = format!("[escalation]\nbackend = \"qmp\"\n[escalation.qmp]\n{table}\n");
+        let main = Source {
+            origin: "medic.toml".into(),
+            text,
+        };
+        load_from(main, Path::new("/etc/medic"), Vec::new())
+    };
+    assert_eq!(
+        load("socket = \"vm.qmp\"").unwrap().escalation.backend,
+        Backend::Qmp(QmpTarget::Socket("/etc/medic/vm.qmp".into()))
+    );
+    assert_eq!(
+        load("address = \"127.0.0.1:4444\"")
+            .unwrap()
+            .escalation
+            .backend,
+        Backend::Qmp(QmpTarget::Address("127.0.0.1:4444".into()))
+    );
+    assert_eq!(
+        load("socket = \"a\"\naddress = \"127.0.0.1:4444\"")
+            .unwrap_err()
+            .to_string(),
+        "medic.toml:4:10: escalation.qmp: set either `socket` or `address`, not both"
+    );
+    assert_eq!(
+        load("port = 4444").unwrap_err().to_string(),
+        "medic.toml:4:1: escalation.qmp.port: unknown key `port`; expected one of: socket, address"
+    );
 }

@@ -6,11 +6,13 @@
 
 mod dry_run;
 mod escalator;
+mod qmp;
 
 use crate::config::{Backend, EscalationSettings};
 
 pub use dry_run::DryRun;
 pub use escalator::{Escalator, ResetBudget};
+pub use qmp::Qmp;
 
 /// The VM's power state as the hypervisor reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -71,7 +73,8 @@ pub trait Hypervisor: Send + Sync {
 
 /// Builds the backend named in `[escalation]`.
 pub fn from_settings(settings: &EscalationSettings) -> Box<dyn Hypervisor> {
-    match settings.backend {
+    match &settings.backend {
         Backend::DryRun => Box::new(DryRun),
+        Backend::Qmp(target) => Box::new(Qmp::new(target.clone())),
     }
 }
