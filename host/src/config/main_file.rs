@@ -58,8 +58,9 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
     let qmp = qmp_target(&doc, &mut escalation, base);
     let backend = match kind {
         Read::Valid(BackendKind::Qmp, at) => match qmp {
-            Some(target) => Backend::Qmp(target),
-            None => {
+            Read::Valid(target, _) => Backend::Qmp(target),
+            Read::Invalid => fallback.escalation.backend.clone(),
+            Read::Absent => {
                 doc.error(
                     at,
                     "escalation.qmp",
@@ -118,25 +119,26 @@ enum BackendKind {
     Qmp,
 }
 
-/// `[escalation.qmp]`: exactly one of `socket` and `address`. `None` when
-/// absent or invalid (an invalid table is reported here).
-fn qmp_target(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Option<QmpTarget> {
+/// `[escalation.qmp]`: exactly one of `socket` and `address` (an invalid
+/// one is reported here).
+fn qmp_target(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Read<QmpTarget> {
     let mut qmp = escalation.table("qmp");
     let socket = qmp.path("socket", base);
     let address = qmp.parsed("address", super::app_file::address);
     qmp.finish();
     match (socket, address) {
-        (Read::Valid(path, _), Read::Absent) => Some(QmpTarget::Socket(path)),
-        (Read::Absent, Read::Valid(addr, _)) => Some(QmpTarget::Address(addr)),
+        (Read::Valid(path, at), Read::Absent) => Read::Valid(QmpTarget::Socket(path), at),
+        (Read::Absent, Read::Valid(addr, at)) => Read::Valid(QmpTarget::Address(addr), at),
+        (Read::Absent, Read::Absent) => Read::Absent,
         (Read::Valid(_, at), Read::Valid(..)) => {
             doc.error(
                 at,
                 "escalation.qmp",
                 "set either `socket` or `address`, not both",
             );
-            None
+            Read::Invalid
         }
-        _ => None,
+        _ => Read::Invalid,
     }
 }
 

@@ -846,6 +846,7 @@ fn qmp_backend_by_socket_or_address() {
     );
     assert_eq!(
         load("port = 4444").unwrap_err().to_string(),
-        "medic.toml:4:1: escalation.qmp.port: unknown key `port`; expected one of: socket, address"
+        "medic.toml:2:11: escalation.qmp: backend `qmp` needs [escalation.qmp] with `socket` or `address`\n\
+         medic.toml:4:1: escalation.qmp.port: unknown key `port`; expected one of: socket, address"
     );
 }
