@@ -12,7 +12,7 @@ use medic::journal::Kind;
 #[test]
 fn killed_nginx_is_restarted_and_the_journal_shows_it() {
     let setup = Setup::new("backend = \"dry-run\"").with_kit("http");
-    let nginx = Nginx::start(setup.dir.path());
+    let nginx = Nginx::start();
     let app = format!(
         "kit = \"http\"\ninterval = \"200ms\"\ntimeout = \"1s\"\nfailures_before_action = 2\nstart = {start}\npidfile = \"{pidfile}\"\n\
          [recovery]\nlocal_attempts = 3\nbackoff = \"200ms\"\nthen = \"alert\"\n\

@@ -196,7 +196,7 @@ fn monit(port: u16, dir: &std::path::Path) -> f64 {
 fn main() {
     let quick = std::env::var_os("MEDIC_BENCH_QUICK").is_some();
     let dir = tempfile::tempdir().unwrap();
-    let nginx = common::nginx::Nginx::start(dir.path());
+    let nginx = common::nginx::Nginx::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,24 +1,28 @@
-//! A real nginx started by the test with its own config and prefix in a
-//! temp dir, on a free 127.0.0.1 port.
+//! A real nginx started by the test with its own config and prefix in its
+//! own temp dir (which outlives the server: the pidfile is read at drop),
+//! on a free 127.0.0.1 port.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 /// nginx's binary on Debian.
 pub const NGINX: &str = "/usr/sbin/nginx";
 
-/// A test's own nginx. Dropping it stops the master by its pid.
+/// A test's own nginx. Dropping it stops the server by its pid.
 pub struct Nginx {
     pub port: u16,
     pub prefix: PathBuf,
+    /// Holds the prefix; dropped after [`Drop::drop`] has read the pidfile.
+    _dir: tempfile::TempDir,
 }
 
 impl Nginx {
     /// Writes the config and starts nginx; returns once it serves.
-    pub fn start(dir: &Path) -> Self {
+    pub fn start() -> Self {
         let port = super::free_port();
-        let prefix = dir.join("nginx");
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("nginx");
         for sub in ["logs", "html", "tmp"] {
             std::fs::create_dir_all(prefix.join(sub)).unwrap();
         }
@@ -31,7 +35,11 @@ impl Nginx {
             p = prefix.display()
         );
         std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
-        let nginx = Self { port, prefix };
+        let nginx = Self {
+            port,
+            prefix,
+            _dir: dir,
+        };
         let status = Command::new(NGINX)
             .args(nginx.start_args())
             .status()
