@@ -75,7 +75,7 @@ pub fn build_runtime(
 }
 
 /// The sandbox scope of one app's kit calls.
-pub fn call_scope(spec: &AppSpec, state_dir: &Path) -> CallScope {
+fn call_scope(spec: &AppSpec, state_dir: &Path) -> CallScope {
     CallScope::new(
         &spec.name,
         &spec.grants,

@@ -61,7 +61,7 @@ pub struct KitStore {
     pub(super) scope: CallScope,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    pub(super) http_hooks: GuardedHttp,
+    http_hooks: GuardedHttp,
     table: ResourceTable,
     pub(super) limits: Limits,
     pub(super) denials: Denials,
