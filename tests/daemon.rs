@@ -60,7 +60,7 @@ fn always_failing(setup: Setup) -> Setup {
 #[test]
 fn spent_local_attempts_reset_once_then_refuse_also_after_a_restart_of_medic() {
     let setup = always_failing(Setup::new(
-        "backend = \"dry-run\"\nmax_resets = 1\nreset_window = \"1h\"",
+        "backend = \"dry-run\"\nmax_resets = 1\nreset_window = \"1h\"\nmin_uptime = \"0s\"",
     ));
     let mut daemon = setup.daemon();
     assert!(
@@ -70,12 +70,21 @@ fn spent_local_attempts_reset_once_then_refuse_also_after_a_restart_of_medic() {
     );
     daemon.stop();
     let events = setup.events();
-    let resets: Vec<_> = events.iter().filter(|e| e.kind == Kind::VmReset).collect();
-    assert_eq!(resets.len(), 1, "exactly one reset");
-    assert_eq!(resets[0].detail["dry_run"], true);
-    assert_eq!(resets[0].detail["backend"], "dry-run");
+    let decided: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == Kind::ResetDecided)
+        .collect();
+    assert_eq!(decided.len(), 1, "exactly one reset");
+    assert_eq!(decided[0].detail["dry_run"], true);
+    assert_eq!(decided[0].detail["backend"], "dry-run");
+    let done: Vec<_> = events.iter().filter(|e| e.kind == Kind::VmReset).collect();
+    assert_eq!(done.len(), 1, "one outcome");
+    assert_eq!(done[0].detail["outcome"], "done");
     let kinds = setup.kinds("stuck");
-    let reset_at = kinds.iter().position(|k| *k == Kind::VmReset).unwrap();
+    let reset_at = kinds
+        .iter()
+        .position(|k| *k == Kind::ResetDecided)
+        .unwrap();
     let attempts_before = kinds[..reset_at]
         .iter()
         .filter(|k| **k == Kind::RecoveryAttempt)
@@ -114,10 +123,40 @@ fn spent_local_attempts_reset_once_then_refuse_also_after_a_restart_of_medic() {
         setup
             .events()
             .iter()
-            .filter(|e| e.kind == Kind::VmReset)
+            .filter(|e| e.kind == Kind::ResetDecided)
             .count(),
         1,
         "the budget was read back from the journal"
+    );
+}
+
+#[test]
+fn min_uptime_holds_escalation_back() {
+    let setup = always_failing(Setup::new(
+        "backend = \"dry-run\"\nmax_resets = 1\nmin_uptime = \"1h\"",
+    ));
+    let mut daemon = setup.daemon();
+    assert!(
+        setup.wait_event("stuck", Kind::EscalationDeferred, Duration::from_secs(30)),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+    let events = setup.events();
+    let deferred = events
+        .iter()
+        .find(|e| e.kind == Kind::EscalationDeferred)
+        .unwrap();
+    assert!(
+        deferred.detail["why"]
+            .as_str()
+            .unwrap()
+            .contains("min_uptime"),
+        "{deferred:?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.kind == Kind::ResetDecided),
+        "no reset within min_uptime"
     );
 }
 

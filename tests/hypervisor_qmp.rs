@@ -12,7 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use medic::config::QmpTarget;
-use medic::hypervisor::{Hypervisor, PowerState, Qmp};
+use medic::hypervisor::{ErrorKind, Guarded, Hypervisor, PowerState, Qmp};
+use medic::journal::Kind;
 
 const QEMU: &str = "/usr/bin/qemu-system-x86_64";
 
@@ -178,7 +179,7 @@ fn the_daemon_escalates_to_a_real_qemu_reset() {
     let vm = Vm::start();
     let mut events = watcher(&vm.watch);
     let escalation = format!(
-        "backend = \"qmp\"\nmax_resets = 1\n[escalation.qmp]\nsocket = \"{}\"",
+        "backend = \"qmp\"\nmax_resets = 1\nmin_uptime = \"0s\"\n[escalation.qmp]\nsocket = \"{}\"",
         vm.control.display()
     );
     let setup = common::Setup::new(&escalation).with_kit("misbehave").app(
@@ -193,7 +194,7 @@ fn the_daemon_escalates_to_a_real_qemu_reset() {
     assert!(
         setup.wait_event(
             "stuck",
-            medic::journal::Kind::ResetRefused,
+            Kind::ResetRefused,
             Duration::from_secs(30)
         ),
         "{}",
@@ -203,9 +204,93 @@ fn the_daemon_escalates_to_a_real_qemu_reset() {
     let resets: Vec<_> = setup
         .events()
         .into_iter()
-        .filter(|e| e.kind == medic::journal::Kind::VmReset)
+        .filter(|e| e.kind == Kind::VmReset)
         .collect();
     assert_eq!(resets.len(), 1);
     assert_eq!(resets[0].detail["backend"], "qmp");
     assert_eq!(resets[0].detail["dry_run"], false);
+    assert_eq!(resets[0].detail["outcome"], "done");
+    assert_eq!(resets[0].detail["proof"], "QEMU sent the RESET event");
+    assert_eq!(resets[0].detail["power_state"], "on");
+}
+
+#[tokio::test]
+async fn identify_names_the_monitor() {
+    let vm = Vm::start();
+    let qmp = Qmp::new(QmpTarget::Socket(vm.control.clone()));
+    let id = qmp.identify().await.unwrap();
+    assert!(id.starts_with("QEMU"), "{id}");
+    assert!(id.contains(&vm.control.display().to_string()), "{id}");
+}
+
+#[tokio::test]
+async fn a_silent_monitor_is_a_retryable_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("silent.qmp");
+    common::silent::unix(&path, Duration::from_secs(5));
+    let qmp = Guarded::new(
+        Box::new(Qmp::new(QmpTarget::Socket(path))),
+        Duration::from_millis(300),
+    );
+    let error = qmp.reset().await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Timeout, "{error}");
+    assert!(error.is_retryable());
+}
+
+/// medic is killed between journaling the decision and hearing back from
+/// the hypervisor (which never answers); the restarted medic, now in front
+/// of a real QEMU, must still count that decision and not reset.
+#[test]
+fn a_decision_survives_sigkill_and_keeps_the_budget_spent() {
+    let silent = tempfile::tempdir().unwrap();
+    let silent_socket = silent.path().join("silent.qmp");
+    common::silent::unix(&silent_socket, Duration::from_secs(60));
+    let escalation = |socket: &Path| {
+        format!(
+            "backend = \"qmp\"\nmax_resets = 1\nmin_uptime = \"0s\"\ntimeout = \"60s\"\nattempts = 1\n\
+             [escalation.qmp]\nsocket = \"{}\"",
+            socket.display()
+        )
+    };
+    let app = "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\n\
+               [recovery]\nlocal_attempts = 0\nthen = \"vm-reset\"\n[settings]\nmode = \"fail\"\n";
+    let setup = common::Setup::new(&escalation(&silent_socket))
+        .with_kit("misbehave")
+        .app("stuck", app);
+    let mut daemon = setup.daemon();
+    assert!(
+        setup.wait_event("stuck", Kind::ResetDecided, Duration::from_secs(30)),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.kill();
+
+    let vm = Vm::start();
+    let mut events = watcher(&vm.watch);
+    std::fs::write(
+        setup.config(),
+        std::fs::read_to_string(setup.config())
+            .unwrap()
+            .replace(&silent_socket.display().to_string(), &vm.control.display().to_string()),
+    )
+    .unwrap();
+    let mut again = setup.daemon();
+    assert!(
+        setup.wait_event("stuck", Kind::ResetRefused, Duration::from_secs(30)),
+        "{}",
+        again.log_text()
+    );
+    again.stop();
+    events
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut line = String::new();
+    assert!(events.read_line(&mut line).is_err(), "QEMU saw: {line}");
+    let decided = setup
+        .events()
+        .iter()
+        .filter(|e| e.kind == Kind::ResetDecided)
+        .count();
+    assert_eq!(decided, 1, "the restarted medic decided nothing new");
 }

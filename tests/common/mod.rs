@@ -149,6 +149,12 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// Kills the daemon with SIGKILL (no shutdown path runs) and waits.
+    pub fn kill(&mut self) {
+        kill9(self.child.id());
+        let _ = self.child.wait();
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
@@ -183,4 +189,42 @@ fn signal(pid: u32, signal: rustix::process::Signal) {
 /// Reads a pid from a pidfile, if it holds one.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A hypervisor that accepts connections and never answers: the "slow
+/// hypervisor" of the escalation tests. Each connection is held for
+/// `hold`, then closed, so no blocked client outlives the test by long.
+pub mod silent {
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// Listens on the unix socket `path`.
+    pub fn unix(path: &Path, hold: Duration) {
+        let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(hold);
+                    drop(stream);
+                });
+            }
+        });
+    }
+
+    /// Listens on a loopback TCP port, returned.
+    pub fn tcp(hold: Duration) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    std::thread::sleep(hold);
+                    drop(stream);
+                });
+            }
+        });
+        port
+    }
 }

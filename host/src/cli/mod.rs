@@ -4,6 +4,7 @@
 mod check;
 mod events;
 mod inspect;
+mod vm;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The VM and its hypervisor, through the escalation backend.
+    Vm {
+        #[command(subcommand)]
+        command: VmCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum VmCommand {
+    /// Connect, identify the VM and print backend, VM and power state;
+    /// exit 0 ok, 1 with the reason (bad credentials, VM not found, TLS...).
+    Status {
+        /// medic.toml with the [escalation] to use.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Reset the VM now through the same path as the daemon: journaled, and
+    /// inside the reset budget unless --force. Without --yes it only says
+    /// what it would do.
+    Reset {
+        /// medic.toml with the [escalation] to use.
+        #[arg(long)]
+        config: PathBuf,
+        /// Really reset.
+        #[arg(long)]
+        yes: bool,
+        /// Reset even if the budget is spent (still journaled and counted).
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +129,12 @@ impl Cli {
                 command: KitCommand::Inspect { file, json },
             } => inspect::run(&file, json),
             Command::Events { config, app, json } => events::run(&config, app.as_deref(), json),
+            Command::Vm {
+                command: VmCommand::Status { config },
+            } => vm::status(&config),
+            Command::Vm {
+                command: VmCommand::Reset { config, yes, force },
+            } => vm::reset(&config, yes, force),
         }
     }
 }

@@ -60,7 +60,7 @@ pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<Con
     };
     table.finish();
 
-    let settings = app.scalars("settings");
+    let settings = app.scalars("settings", |_| Ok(()));
 
     let mut table = app.table("grants");
     let grants = Grants {

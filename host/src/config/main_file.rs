@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::reader::{Doc, Read, Table};
-use super::{Backend, DaemonSettings, EscalationSettings, QmpTarget, Source};
+use super::{DaemonSettings, EscalationSettings, Source};
 
 /// What `medic.toml` says, plus how far the rest of loading may trust it.
 pub(crate) struct MainFile {
@@ -54,31 +54,27 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
     daemon.finish();
 
     let mut escalation = root.table("escalation");
-    let kind = escalation.parsed("backend", backend);
-    let qmp = qmp_target(&doc, &mut escalation, base);
-    let backend = match kind {
-        Read::Valid(BackendKind::Qmp, at) => match qmp {
-            Read::Valid(target, _) => Backend::Qmp(target),
-            Read::Invalid => fallback.escalation.backend.clone(),
-            Read::Absent => {
-                doc.error(
-                    at,
-                    "escalation.qmp",
-                    "backend `qmp` needs [escalation.qmp] with `socket` or `address`",
-                );
-                fallback.escalation.backend.clone()
-            }
-        },
-        _ => fallback.escalation.backend.clone(),
-    };
+    let backend = super::backend::read(&doc, &mut escalation, base);
     let escalation_settings = EscalationSettings {
-        backend,
+        backend: backend.unwrap_or(fallback.escalation.backend),
         max_resets: escalation
             .u32_in("max_resets", 0..=u32::MAX)
             .or(fallback.escalation.max_resets),
         reset_window: escalation
             .duration("reset_window", Duration::from_secs(1))
             .or(fallback.escalation.reset_window),
+        min_uptime: escalation
+            .duration("min_uptime", Duration::ZERO)
+            .or(fallback.escalation.min_uptime),
+        timeout: escalation
+            .duration("timeout", Duration::from_millis(100))
+            .or(fallback.escalation.timeout),
+        attempts: escalation
+            .u32_in("attempts", 1..=20)
+            .or(fallback.escalation.attempts),
+        retry_backoff: escalation
+            .duration("retry_backoff", Duration::ZERO)
+            .or(fallback.escalation.retry_backoff),
     };
     escalation.finish();
     root.finish();
@@ -102,55 +98,8 @@ fn defaults() -> MainFile {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             kit_memory_mib: 64,
         },
-        escalation: EscalationSettings {
-            backend: Backend::DryRun,
-            max_resets: 1,
-            reset_window: Duration::from_secs(3600),
-        },
+        escalation: EscalationSettings::default(),
         plugins_dir_ok: false,
         apps_dir_at: None,
-    }
-}
-
-/// Which backend `backend` names; its own table is read separately.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BackendKind {
-    DryRun,
-    Qmp,
-}
-
-/// `[escalation.qmp]`: exactly one of `socket` and `address` (an invalid
-/// one is reported here).
-fn qmp_target(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Read<QmpTarget> {
-    let mut qmp = escalation.table("qmp");
-    let socket = qmp.path("socket", base);
-    let address = qmp.parsed("address", super::app_file::address);
-    qmp.finish();
-    match (socket, address) {
-        (Read::Valid(path, at), Read::Absent) => Read::Valid(QmpTarget::Socket(path), at),
-        (Read::Absent, Read::Valid(addr, at)) => Read::Valid(QmpTarget::Address(addr), at),
-        (Read::Absent, Read::Absent) => Read::Absent,
-        (Read::Valid(_, at), Read::Valid(..)) => {
-            doc.error(
-                at,
-                "escalation.qmp",
-                "set either `socket` or `address`, not both",
-            );
-            Read::Invalid
-        }
-        _ => Read::Invalid,
-    }
-}
-
-fn backend(name: &str) -> Result<BackendKind, String> {
-    match name {
-        "dry-run" => Ok(BackendKind::DryRun),
-        "qmp" => Ok(BackendKind::Qmp),
-        "libvirt" | "vsphere" | "fence-agent" => Err(format!(
-            "backend `{name}` is not available yet (dry-run and qmp are)"
-        )),
-        _ => Err(format!(
-            "unknown backend `{name}`; expected one of: dry-run, qmp, libvirt, vsphere, fence-agent"
-        )),
     }
 }

@@ -5,6 +5,7 @@
 //! instead of one daemon restart per typo. See [`load`] and [`load_from`].
 
 mod app_file;
+mod backend;
 mod error;
 mod main_file;
 mod reader;
@@ -56,6 +57,33 @@ pub struct EscalationSettings {
     pub max_resets: u32,
     /// The window `max_resets` counts over.
     pub reset_window: Duration,
+    /// No escalation until medic (and so the VM) has been up this long, so a
+    /// VM that comes back from a reset with the app still broken is not
+    /// reset again at once; vSphere HA's VM monitoring waits 120 s.
+    pub min_uptime: Duration,
+    /// Deadline of one call to the hypervisor (status or reset).
+    pub timeout: Duration,
+    /// Calls of a reset in all when it fails in a way that may pass
+    /// (timeout, unreachable, 5xx); other failures are never retried.
+    pub attempts: u32,
+    /// Wait before the second call, doubled before each further one.
+    pub retry_backoff: Duration,
+}
+
+impl Default for EscalationSettings {
+    /// The settings of an empty `[escalation]`: dry-run, one reset an hour,
+    /// none in the first three minutes.
+    fn default() -> Self {
+        Self {
+            backend: Backend::DryRun,
+            max_resets: 1,
+            reset_window: Duration::from_secs(3600),
+            min_uptime: Duration::from_secs(180),
+            timeout: Duration::from_secs(30),
+            attempts: 3,
+            retry_backoff: Duration::from_secs(2),
+        }
+    }
 }
 
 /// The mechanism that performs VM resets.
@@ -66,15 +94,24 @@ pub enum Backend {
     DryRun,
     /// QEMU's machine protocol, `[escalation.qmp]`.
     Qmp(QmpTarget),
+    /// A libvirt connection, `[escalation.libvirt]`.
+    Libvirt(LibvirtSettings),
+    /// vCenter or ESXi, `[escalation.vsphere]`.
+    Vsphere(VsphereSettings),
+    /// A Pacemaker fence agent, `[escalation.fence-agent]`.
+    FenceAgent(FenceAgentSettings),
 }
 
 impl Backend {
-    /// The name used in `medic.toml` (`"dry-run"`, `"qmp"`), for logs and
-    /// messages.
+    /// The name used in `medic.toml` (`"dry-run"`, `"qmp"`...), for logs
+    /// and messages.
     pub fn name(&self) -> &'static str {
         match self {
             Backend::DryRun => "dry-run",
             Backend::Qmp(_) => "qmp",
+            Backend::Libvirt(_) => "libvirt",
+            Backend::Vsphere(_) => "vsphere",
+            Backend::FenceAgent(_) => "fence-agent",
         }
     }
 }
@@ -86,6 +123,69 @@ pub enum QmpTarget {
     Socket(PathBuf),
     /// A TCP `host:port` (`-qmp tcp:HOST:PORT,server=on,wait=off`).
     Address(String),
+}
+
+/// `[escalation.libvirt]`: which libvirt and which domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LibvirtSettings {
+    /// The connection URI (`qemu+ssh://host/system`, `test:///default`).
+    pub uri: String,
+    /// The domain's name or UUID.
+    pub domain: String,
+}
+
+/// `[escalation.vsphere]`: which vCenter, which VM, and how to trust it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VsphereSettings {
+    /// The SOAP endpoint (`https://vcenter.example/sdk`); the REST API is
+    /// reached at the same scheme, host and port under `/api`.
+    pub url: String,
+    /// Which of vSphere's APIs to use.
+    pub api: VsphereApi,
+    /// How to find this VM.
+    pub vm: VmSelector,
+    /// Where the username and password come from.
+    pub credentials: crate::credentials::Source,
+    /// A PEM file of CA certificates to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification; only when written, and logged.
+    pub insecure: bool,
+    /// Where `vm = "auto"` reads this VM's SMBIOS UUID.
+    pub dmi_uuid_file: PathBuf,
+}
+
+/// `[escalation.vsphere] api`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VsphereApi {
+    /// The vim25 SOAP API every vCenter and ESXi has.
+    Soap,
+    /// The vSphere Automation REST API (`/api`, vSphere 7+).
+    Rest,
+}
+
+/// `[escalation.vsphere] vm`: how medic finds the VM it runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum VmSelector {
+    /// By the SMBIOS UUID this VM reports (`dmi_uuid_file`).
+    Auto,
+    /// `uuid:…`: by BIOS UUID.
+    Uuid(String),
+    /// `moref:vm-42`: by managed object id.
+    Moref(String),
+    /// `path:/DC0/vm/name`: by inventory path.
+    Path(String),
+}
+
+/// `[escalation.fence-agent]`: which agent and what to tell it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FenceAgentSettings {
+    /// The agent's executable (`/usr/sbin/fence_vmware_rest`).
+    pub agent: PathBuf,
+    /// Where `username` and `password` come from, if the agent needs them.
+    pub credentials: Option<crate::credentials::Source>,
+    /// Other `key=value` lines for the agent (`ip`, `plug`...), in the
+    /// order written.
+    pub options: Vec<(String, String)>,
 }
 
 /// One supervised app, from `apps.d/NAME.toml`; paths are already resolved.

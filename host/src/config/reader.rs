@@ -128,7 +128,7 @@ impl<'r, 'i> Table<'r, 'i> {
     }
 
     /// Dotted path of `key` in this table, as shown in errors.
-    fn field(&self, key: &str) -> String {
+    pub(crate) fn field(&self, key: &str) -> String {
         if self.path.is_empty() {
             key.to_owned()
         } else {
@@ -200,6 +200,14 @@ impl<'r, 'i> Table<'r, 'i> {
                 .and_then(|n| u32::try_from(n).ok())
                 .filter(|n| range.contains(n))
                 .ok_or_else(|| describe_range(&range))
+        })
+    }
+
+    /// A boolean.
+    pub(crate) fn bool(&mut self, key: &'static str) -> Read<bool> {
+        self.read(key, |v| match v {
+            DeValue::Boolean(b) => Ok(*b),
+            other => Err(expected("a boolean", other)),
         })
     }
 
@@ -285,8 +293,13 @@ impl<'r, 'i> Table<'r, 'i> {
     }
 
     /// A free-form table of scalars (strings, numbers, booleans), as
-    /// `(key, text)` pairs in the order written.
-    pub(crate) fn scalars(&mut self, key: &'static str) -> Vec<(String, String)> {
+    /// `(key, text)` pairs in the order written; a key that `allowed`
+    /// rejects is reported at that key and left out.
+    pub(crate) fn scalars(
+        &mut self,
+        key: &'static str,
+        mut allowed: impl FnMut(&str) -> Result<(), String>,
+    ) -> Vec<(String, String)> {
         let table = self.table(key);
         let Some(entries) = table.entries else {
             return Vec::new();
@@ -295,6 +308,11 @@ impl<'r, 'i> Table<'r, 'i> {
         pairs.sort_by_key(|(k, _)| k.span().start);
         let mut out = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
+            if let Err(message) = allowed(k.get_ref()) {
+                self.doc
+                    .error(k.span().start, &table.field(k.get_ref()), message);
+                continue;
+            }
             match scalar_text(v.get_ref()) {
                 Ok(text) => out.push((k.get_ref().to_string(), text)),
                 Err(message) => self

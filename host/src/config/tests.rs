@@ -78,6 +78,10 @@ kit_memory_mib = 32
 backend = "dry-run"
 max_resets = 3
 reset_window = "2h"
+min_uptime = "5m"
+timeout = "10s"
+attempts = 5
+retry_backoff = "500ms"
 "#,
     );
     fs::create_dir(fx.path("conf")).unwrap();
@@ -129,6 +133,10 @@ exec = ["/usr/sbin/nginx"]
             backend: Backend::DryRun,
             max_resets: 3,
             reset_window: Duration::from_secs(7200),
+            min_uptime: Duration::from_secs(300),
+            timeout: Duration::from_secs(10),
+            attempts: 5,
+            retry_backoff: Duration::from_millis(500),
         },
         apps: vec![AppSpec {
             name: "nginx".into(),
@@ -188,7 +196,11 @@ fn daemon_and_escalation_defaults() {
         EscalationSettings {
             backend: Backend::DryRun,
             max_resets: 1,
-            reset_window: Duration::from_secs(3600)
+            reset_window: Duration::from_secs(3600),
+            min_uptime: Duration::from_secs(180),
+            timeout: Duration::from_secs(30),
+            attempts: 3,
+            retry_backoff: Duration::from_secs(2),
         }
     );
     assert!(config.apps.is_empty());
@@ -683,7 +695,8 @@ fn backend_errors() {
     };
     assert_eq!(
         check("libvirt"),
-        "medic.toml:2:11: escalation.backend: backend `libvirt` is not available yet (dry-run and qmp are)"
+        "medic.toml:1:1: escalation.libvirt.uri: required key is missing\n\
+         medic.toml:1:1: escalation.libvirt.domain: required key is missing"
     );
     assert_eq!(
         check("qmp"),
@@ -848,5 +861,139 @@ fn qmp_backend_by_socket_or_address() {
         load("port = 4444").unwrap_err().to_string(),
         "medic.toml:2:11: escalation.qmp: backend `qmp` needs [escalation.qmp] with `socket` or `address`\n\
          medic.toml:4:1: escalation.qmp.port: unknown key `port`; expected one of: socket, address"
+    );
+}
+
+/// Loads `[escalation]` with `body` (relative paths against `base`).
+fn escalation_in(base: &Path, body: &str) -> Result<Config, ConfigErrors> {
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: format!("[escalation]\n{body}\n"),
+    };
+    load_from(main, base, Vec::new())
+}
+
+/// A credentials file with `mode` in `dir`.
+fn credentials_file(dir: &Path, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join("hv.cred");
+    fs::write(&path, "username = \"medic\"\npassword = \"x\"\n").unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+    path
+}
+
+#[test]
+fn libvirt_backend() {
+    let config = escalation_in(
+        Path::new("/"),
+        "backend = \"libvirt\"\n[escalation.libvirt]\nuri = \"test:///default\"\ndomain = \"test\"",
+    )
+    .unwrap();
+    assert_eq!(
+        config.escalation.backend,
+        Backend::Libvirt(LibvirtSettings {
+            uri: "test:///default".into(),
+            domain: "test".into()
+        })
+    );
+}
+
+#[test]
+fn vsphere_backend_and_its_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    credentials_file(dir.path(), 0o600);
+    fs::write(dir.path().join("ca.pem"), "").unwrap();
+    let config = escalation_in(
+        dir.path(),
+        "backend = \"vsphere\"\n[escalation.vsphere]\nurl = \"https://vc.example/sdk\"\napi = \"rest\"\n\
+         vm = \"uuid:ABCD-12\"\ncredentials = \"hv.cred\"\nca_file = \"ca.pem\"",
+    )
+    .unwrap();
+    assert_eq!(
+        config.escalation.backend,
+        Backend::Vsphere(VsphereSettings {
+            url: "https://vc.example/sdk".into(),
+            api: VsphereApi::Rest,
+            vm: VmSelector::Uuid("abcd-12".into()),
+            credentials: crate::credentials::Source::File(dir.path().join("hv.cred")),
+            ca_file: Some(dir.path().join("ca.pem")),
+            insecure: false,
+            dmi_uuid_file: "/sys/class/dmi/id/product_uuid".into(),
+        })
+    );
+    let errors = escalation_in(
+        dir.path(),
+        "backend = \"vsphere\"\n[escalation.vsphere]\nurl = \"vc.example\"\napi = \"xml\"\nvm = \"name:web\"\n\
+         ca_file = \"missing.pem\"\ninsecure = \"yes\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        errors,
+        format!("medic.toml:1:1: escalation.vsphere.credentials: required key is missing\n\
+         medic.toml:4:7: escalation.vsphere.url: invalid url \"vc.example\": expected https://HOST[:PORT]/sdk\n\
+         medic.toml:5:7: escalation.vsphere.api: unknown api `xml`; expected soap or rest\n\
+         medic.toml:6:6: escalation.vsphere.vm: invalid vm \"name:web\": expected auto, uuid:UUID, moref:vm-N or path:/DC/vm/NAME\n\
+         medic.toml:7:11: escalation.vsphere.ca_file: file {}/missing.pem not found\n\
+         medic.toml:8:12: escalation.vsphere.insecure: expected a boolean, found a string",
+        dir.path().display())
+    );
+}
+
+#[test]
+fn an_unsafe_credentials_file_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = credentials_file(dir.path(), 0o644);
+    let error = escalation_in(
+        dir.path(),
+        "backend = \"fence-agent\"\n[escalation.fence-agent]\nagent = \"/usr/bin/true\"\ncredentials = \"hv.cred\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        error,
+        format!(
+            "medic.toml:5:15: escalation.fence-agent.credentials: credentials file {}: mode 0644 lets group or others access it; \
+             make it `chmod 600` and owned by root or medic's user",
+            path.display()
+        )
+    );
+}
+
+#[test]
+fn fence_agent_backend_and_its_errors() {
+    let config = escalation_in(
+        Path::new("/"),
+        "backend = \"fence-agent\"\n[escalation.fence-agent]\nagent = \"/usr/bin/true\"\n\
+         options = { ip = \"vc.example\", plug = \"web-01\", ssl_insecure = 0 }",
+    )
+    .unwrap();
+    assert_eq!(
+        config.escalation.backend,
+        Backend::FenceAgent(FenceAgentSettings {
+            agent: "/usr/bin/true".into(),
+            credentials: None,
+            options: vec![
+                ("ip".into(), "vc.example".into()),
+                ("plug".into(), "web-01".into()),
+                ("ssl_insecure".into(), "0".into()),
+            ],
+        })
+    );
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("agent"), "#!/bin/sh\n").unwrap();
+    let errors = escalation_in(
+        dir.path(),
+        "backend = \"fence-agent\"\n[escalation.fence-agent]\nagent = \"agent\"\n\
+         options = { password = \"x\" }",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        errors,
+        format!("medic.toml:4:9: escalation.fence-agent.agent: {}/agent is not an executable file\n\
+         medic.toml:5:13: escalation.fence-agent.options.password: medic sets this itself: the action per operation, \
+         username and password from `credentials`",
+        dir.path().display())
     );
 }

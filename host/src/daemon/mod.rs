@@ -11,7 +11,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::hypervisor::{self, Escalator, ResetBudget};
+use crate::hypervisor::Escalator;
 use crate::journal::{self, Event, Journal, Kind};
 use crate::sandbox::KitEngine;
 use crate::supervisor::supervise;
@@ -26,12 +26,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let state_dir = &config.daemon.state_dir;
     let journal = Arc::new(Journal::open(state_dir)?);
     let past = journal::read_all(state_dir)?;
-    let budget = ResetBudget::from_journal(&config.escalation, &past);
-    let escalator = Arc::new(Escalator::new(
-        hypervisor::from_settings(&config.escalation),
-        journal.clone(),
-        budget,
-    ));
+    let escalator = Arc::new(
+        Escalator::from_settings(&config.escalation, journal.clone(), &past)
+            .context("setting up the escalation backend")?,
+    );
     let engine =
         KitEngine::new(Some(state_dir.join("cache"))).context("starting the Wasm engine")?;
     journal.record(Event::new(
@@ -54,7 +52,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit did not load");
             continue;
         };
-        let runtime = Arc::new(build_runtime(spec, kit.clone(), state_dir, started));
+        let runtime = Arc::new(build_runtime(
+            spec,
+            kit.clone(),
+            state_dir,
+            started,
+            config.escalation.min_uptime,
+        ));
         tracing::info!(
             app = %spec.name, kit = %spec.kit, interval = %humantime::format_duration(spec.interval),
             then = spec.recovery.then.name(), "watching"

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -46,16 +46,24 @@ pub async fn load_kits(
     kits
 }
 
-/// Everything one app's supervisor needs. `medic_started` anchors the guard
-/// against escalating right after start.
+/// Everything one app's supervisor needs. No escalation happens until
+/// medic has run for `min_uptime` and for `interval × failures_before_action`
+/// from `medic_started`: a VM that comes back from a reset with the app
+/// still broken is not reset again at once, and a fresh medic never acts on
+/// stale evidence. medic's uptime never exceeds the VM's, so this also
+/// holds the VM's uptime to `min_uptime`.
 pub fn build_runtime(
     spec: &AppSpec,
     kit: Kit,
     state_dir: &Path,
     medic_started: Instant,
+    min_uptime: Duration,
 ) -> AppRuntime {
     let scope = call_scope(spec, state_dir);
-    let guard = spec.interval.saturating_mul(spec.failures_before_action);
+    let guard = spec
+        .interval
+        .saturating_mul(spec.failures_before_action)
+        .max(min_uptime);
     AppRuntime {
         policy: Policy {
             interval: spec.interval,

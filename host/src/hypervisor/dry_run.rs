@@ -18,12 +18,16 @@ impl Hypervisor for DryRun {
         true
     }
 
+    async fn identify(&self) -> Result<String, HypervisorError> {
+        Ok("this VM (dry-run: no hypervisor is asked)".to_owned())
+    }
+
     async fn power_state(&self) -> Result<PowerState, HypervisorError> {
         Ok(PowerState::Unknown)
     }
 
-    async fn reset(&self) -> Result<(), HypervisorError> {
+    async fn reset(&self) -> Result<String, HypervisorError> {
         tracing::warn!("dry-run: the VM would be reset now");
-        Ok(())
+        Ok("dry-run: nothing was reset".to_owned())
     }
 }

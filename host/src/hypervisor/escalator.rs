@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use serde_json::json;
 use tokio::sync::Mutex;
 
-use super::Hypervisor;
+use super::{Hypervisor, HypervisorError};
 use crate::config::EscalationSettings;
 use crate::journal::{Event, Journal, Kind};
 use crate::supervisor::ResetOutcome;
@@ -31,11 +31,13 @@ impl ResetBudget {
         }
     }
 
-    /// Reads past resets from the journal's `vm_reset` events.
+    /// Reads past reset decisions from the journal: a decision counts
+    /// whether or not its outcome was ever written, because a real reset
+    /// ends medic before it can write one.
     pub fn from_journal(settings: &EscalationSettings, events: &[Event]) -> Self {
         let resets = events
             .iter()
-            .filter(|e| e.kind == Kind::VmReset)
+            .filter(|e| e.kind == Kind::ResetDecided)
             .map(|e| e.ts)
             .collect();
         Self::new(settings.max_resets, settings.reset_window, resets)
@@ -65,65 +67,162 @@ impl ResetBudget {
     }
 }
 
+/// Who asked for a reset and why, as the journal records it.
+#[derive(Debug, Clone, Copy)]
+pub struct ResetRequest<'a> {
+    /// The app whose recovery failed; `None` for a manual reset.
+    pub app: Option<&'a str>,
+    /// Why: which checks failed, how many local attempts were used, or who
+    /// asked from the command line.
+    pub reason: &'a str,
+    /// Reset even when the budget is spent (`medic vm reset --force`).
+    pub force: bool,
+}
+
+/// How often and how patiently a failed reset call is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Calls in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second call, doubled before each further one.
+    pub backoff: Duration,
+}
+
 /// Decides on and carries out VM resets for every app.
 pub struct Escalator {
     backend: Box<dyn Hypervisor>,
     journal: Arc<Journal>,
     budget: Mutex<ResetBudget>,
+    retry: RetryPolicy,
 }
 
 impl Escalator {
-    /// An escalator over `backend` with the budget read back from `events`.
-    pub fn new(backend: Box<dyn Hypervisor>, journal: Arc<Journal>, budget: ResetBudget) -> Self {
+    /// An escalator over `backend` with the budget read back from the
+    /// journal.
+    pub fn new(
+        backend: Box<dyn Hypervisor>,
+        journal: Arc<Journal>,
+        budget: ResetBudget,
+        retry: RetryPolicy,
+    ) -> Self {
         Self {
             backend,
             journal,
             budget: Mutex::new(budget),
+            retry,
         }
     }
 
-    /// Resets the VM for `app` if the budget allows. The `vm_reset` event is
-    /// on disk before the backend is called; a refusal is journaled as
-    /// `reset_refused`.
+    /// The escalator `[escalation]` describes, with the budget read back
+    /// from the journal's past `events`.
+    pub fn from_settings(
+        settings: &EscalationSettings,
+        journal: Arc<Journal>,
+        events: &[Event],
+    ) -> Result<Self, HypervisorError> {
+        Ok(Self::new(
+            Box::new(super::from_settings(settings)?),
+            journal,
+            ResetBudget::from_journal(settings, events),
+            RetryPolicy {
+                attempts: settings.attempts,
+                backoff: settings.retry_backoff,
+            },
+        ))
+    }
+
+    /// The backend, for status and identification.
+    pub fn backend(&self) -> &dyn Hypervisor {
+        self.backend.as_ref()
+    }
+
+    /// Resets the VM for `app` if the budget allows.
     pub async fn request_reset(&self, app: &str, reason: &str) -> ResetOutcome {
+        self.reset(ResetRequest {
+            app: Some(app),
+            reason,
+            force: false,
+        })
+        .await
+    }
+
+    /// Resets the VM if the budget allows (or `request.force`). The
+    /// `reset_decided` event is on disk before the backend is called, so the
+    /// budget survives the reset; a refusal is journaled as `reset_refused`
+    /// and the outcome, verified against the power state, as `vm_reset`.
+    pub async fn reset(&self, request: ResetRequest<'_>) -> ResetOutcome {
         let mut budget = self.budget.lock().await;
         let now = SystemTime::now();
-        if budget.remaining(now) == 0 {
+        let backend = self.backend.name();
+        if budget.remaining(now) == 0 && !request.force {
             let why = format!(
                 "reset budget spent: {} of {} in the window",
                 budget.used(now),
                 budget.max_resets
             );
             self.journal.record(Event::new(
-                Some(app),
+                request.app,
                 Kind::ResetRefused,
-                json!({"reason": why, "backend": self.backend.name(), "max_resets": budget.max_resets, "reset_window": humantime::format_duration(budget.window).to_string()}),
+                json!({"reason": why, "backend": backend, "max_resets": budget.max_resets, "reset_window": humantime::format_duration(budget.window).to_string()}),
             ));
             return ResetOutcome::Refused(why);
         }
-        let event = Event::new(
-            Some(app),
-            Kind::VmReset,
-            json!({"backend": self.backend.name(), "dry_run": self.backend.is_dry_run(), "reason": reason}),
+        let decision = Event::new(
+            request.app,
+            Kind::ResetDecided,
+            json!({"backend": backend, "dry_run": self.backend.is_dry_run(), "reason": request.reason, "forced": request.force, "resets_left": budget.remaining(now).saturating_sub(1)}),
         );
-        if let Err(e) = self.journal.append(&event) {
+        if let Err(e) = self.journal.append(&decision) {
             // Without the record the budget could not survive the reset:
             // resetting now could start a loop.
-            let why = format!("cannot journal the reset first: {e}");
+            let why = format!("cannot journal the reset decision first: {e}");
             tracing::error!("{why}");
             return ResetOutcome::Refused(why);
         }
-        budget.spend(event.ts);
-        match self.backend.reset().await {
-            Ok(()) => ResetOutcome::Reset,
+        budget.spend(decision.ts);
+        drop(budget);
+
+        let (result, attempts) = self.call_with_retries().await;
+        let mut detail = json!({"backend": backend, "dry_run": self.backend.is_dry_run(), "attempts": attempts});
+        match result {
+            Ok(proof) => {
+                let power_state = self.backend.power_state().await;
+                detail["outcome"] = json!("done");
+                detail["proof"] = json!(proof);
+                detail["power_state"] = match &power_state {
+                    Ok(state) => json!(state),
+                    Err(e) => json!(format!("unknown: {e}")),
+                };
+                self.journal.record(Event::new(request.app, Kind::VmReset, detail));
+                ResetOutcome::Reset
+            }
             Err(e) => {
-                let why = e.to_string();
-                self.journal.record(Event::new(
-                    Some(app),
-                    Kind::ResetRefused,
-                    json!({"reason": why, "backend": self.backend.name(), "retryable": e.is_retryable()}),
-                ));
+                let why = format!("{backend}: reset failed: {e}");
+                tracing::error!(retryable = e.is_retryable(), "{why}");
+                detail["outcome"] = json!("failed");
+                detail["error"] = json!(e.message);
+                detail["error_kind"] = json!(e.kind);
+                detail["retryable"] = json!(e.is_retryable());
+                self.journal.record(Event::new(request.app, Kind::VmReset, detail));
                 ResetOutcome::Refused(why)
+            }
+        }
+    }
+
+    /// Calls the backend's reset until it succeeds, fails for good, or the
+    /// attempts are spent; returns the last result and the calls made.
+    async fn call_with_retries(&self) -> (Result<String, HypervisorError>, u32) {
+        let mut wait = self.retry.backoff;
+        let mut attempt = 1;
+        loop {
+            match self.backend.reset().await {
+                Err(e) if e.is_retryable() && attempt < self.retry.attempts => {
+                    tracing::warn!(attempt, "reset call failed, trying again in {wait:?}: {e}");
+                    tokio::time::sleep(wait).await;
+                    wait = wait.saturating_mul(2);
+                    attempt += 1;
+                }
+                result => return (result, attempt),
             }
         }
     }
@@ -137,7 +236,8 @@ impl Escalator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hypervisor::DryRun;
+    use crate::hypervisor::{DryRun, ErrorKind, PowerState};
+    use std::sync::atomic::{AtomicU32, Ordering};
 
     const HOUR: Duration = Duration::from_secs(3600);
 
@@ -160,19 +260,29 @@ mod tests {
         assert_eq!(budget.remaining(now + HOUR), 1);
     }
 
+    const NO_RETRY: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        backoff: Duration::ZERO,
+    };
+
+    fn settings(max_resets: u32) -> EscalationSettings {
+        EscalationSettings {
+            max_resets,
+            reset_window: HOUR,
+            ..EscalationSettings::default()
+        }
+    }
+
     #[tokio::test]
     async fn second_reset_is_refused_and_both_are_journaled_and_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(Journal::open(dir.path()).unwrap());
-        let settings = EscalationSettings {
-            backend: crate::config::Backend::DryRun,
-            max_resets: 1,
-            reset_window: HOUR,
-        };
+        let settings = settings(1);
         let escalator = Escalator::new(
             Box::new(DryRun),
             journal.clone(),
             ResetBudget::from_journal(&settings, &[]),
+            NO_RETRY,
         );
         assert_eq!(
             escalator.request_reset("web", "spent").await,
@@ -184,14 +294,124 @@ mod tests {
         ));
         let events = crate::journal::read_all(dir.path()).unwrap();
         let kinds: Vec<_> = events.iter().map(|e| e.kind).collect();
-        assert_eq!(kinds, vec![Kind::VmReset, Kind::ResetRefused]);
+        assert_eq!(
+            kinds,
+            vec![Kind::ResetDecided, Kind::VmReset, Kind::ResetRefused]
+        );
         assert_eq!(events[0].detail["dry_run"], json!(true));
         assert_eq!(events[0].detail["backend"], json!("dry-run"));
+        assert_eq!(events[1].detail["outcome"], json!("done"));
         let reread = ResetBudget::from_journal(&settings, &events);
         assert_eq!(
             reread.remaining(SystemTime::now()),
             0,
             "a restarted medic sees the spent budget"
         );
+    }
+
+    #[tokio::test]
+    async fn force_resets_past_a_spent_budget_and_is_journaled_as_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        let escalator = Escalator::new(
+            Box::new(DryRun),
+            journal,
+            ResetBudget::new(0, HOUR, Vec::new()),
+            NO_RETRY,
+        );
+        let request = ResetRequest {
+            app: None,
+            reason: "manual",
+            force: true,
+        };
+        assert_eq!(escalator.reset(request).await, ResetOutcome::Reset);
+        let events = crate::journal::read_all(dir.path()).unwrap();
+        assert_eq!(events[0].kind, Kind::ResetDecided);
+        assert_eq!(events[0].detail["forced"], json!(true));
+    }
+
+    /// A backend whose reset fails with the given kinds, in order, then
+    /// succeeds; a unit-test double for the retry logic (the real backends
+    /// are tested against real hypervisors in tests/).
+    struct Scripted {
+        failures: std::sync::Mutex<Vec<ErrorKind>>,
+        calls: Arc<AtomicU32>,
+    }
+
+    #[async_trait::async_trait]
+    impl Hypervisor for Scripted {
+        fn name(&self) -> &'static str {
+            "scripted"
+        }
+        async fn identify(&self) -> Result<String, HypervisorError> {
+            Ok("scripted".into())
+        }
+        async fn power_state(&self) -> Result<PowerState, HypervisorError> {
+            Ok(PowerState::On)
+        }
+        async fn reset(&self) -> Result<String, HypervisorError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut failures = self.failures.lock().unwrap();
+            if failures.is_empty() {
+                return Ok("done".into());
+            }
+            let kind = failures.remove(0);
+            Err(HypervisorError::new(kind, format!("{kind:?}")))
+        }
+    }
+
+    /// Escalates once over [`Scripted`]; returns the outcome, the calls
+    /// made and the last journal event.
+    async fn run_scripted(failures: Vec<ErrorKind>) -> (ResetOutcome, u32, Event) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        let calls = Arc::new(AtomicU32::new(0));
+        let backend = Scripted {
+            failures: std::sync::Mutex::new(failures),
+            calls: calls.clone(),
+        };
+        let escalator = Escalator::new(
+            Box::new(backend),
+            journal,
+            ResetBudget::new(1, HOUR, Vec::new()),
+            RetryPolicy {
+                attempts: 3,
+                backoff: Duration::from_millis(1),
+            },
+        );
+        let outcome = escalator.request_reset("web", "test").await;
+        let events = crate::journal::read_all(dir.path()).unwrap();
+        (
+            outcome,
+            calls.load(Ordering::SeqCst),
+            events.last().unwrap().clone(),
+        )
+    }
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_up_to_the_attempts() {
+        use ErrorKind::{Timeout, Unreachable};
+        let (outcome, calls, last) = run_scripted(vec![Timeout, Unreachable]).await;
+        assert_eq!(outcome, ResetOutcome::Reset);
+        assert_eq!(calls, 3);
+        assert_eq!(last.detail["attempts"], json!(3));
+        assert_eq!(last.detail["power_state"], json!("on"));
+
+        let (outcome, calls, last) = run_scripted(vec![Timeout, Timeout, Timeout]).await;
+        assert!(matches!(outcome, ResetOutcome::Refused(_)));
+        assert_eq!(calls, 3, "never more than the attempts");
+        assert_eq!(last.kind, Kind::VmReset);
+        assert_eq!(last.detail["outcome"], json!("failed"));
+        assert_eq!(last.detail["retryable"], json!(true));
+    }
+
+    #[tokio::test]
+    async fn a_non_retryable_failure_is_not_retried() {
+        use ErrorKind::BadCredentials;
+        let (outcome, calls, last) = run_scripted(vec![BadCredentials]).await;
+        assert!(matches!(outcome, ResetOutcome::Refused(_)));
+        assert_eq!(calls, 1);
+        assert_eq!(last.detail["error_kind"], json!("bad_credentials"));
+        assert_eq!(last.detail["retryable"], json!(false));
     }
 }

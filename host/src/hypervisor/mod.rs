@@ -1,17 +1,26 @@
 //! Resetting the VM medic runs in, through the hypervisor's API.
 //!
 //! Escalation is medic's own, never a kit's. Each backend lives in its own
-//! module behind [`Hypervisor`]; [`Escalator`] applies the reset budget and
-//! journals every decision before acting.
+//! module behind [`Hypervisor`]; [`Escalator`] applies the reset guard and
+//! journals every decision before acting. Every backend classifies its
+//! failures with [`ErrorKind`], which is what decides whether medic tries
+//! again: a timeout may pass, a wrong password will not.
 
 mod dry_run;
 mod escalator;
+mod fence_agent;
+mod guarded;
+mod libvirt;
 mod qmp;
 
 use crate::config::{Backend, EscalationSettings};
+use crate::credentials;
 
 pub use dry_run::DryRun;
-pub use escalator::{Escalator, ResetBudget};
+pub use escalator::{Escalator, ResetBudget, ResetRequest, RetryPolicy};
+pub use fence_agent::FenceAgent;
+pub use guarded::Guarded;
+pub use libvirt::Libvirt;
 pub use qmp::Qmp;
 
 /// The VM's power state as the hypervisor reports it.
@@ -28,33 +37,57 @@ pub enum PowerState {
     Unknown,
 }
 
+/// What kind of failure, which decides whether trying again may help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Nothing answered: connection refused, socket absent, name unknown.
+    Unreachable,
+    /// The hypervisor took longer than `[escalation] timeout`.
+    Timeout,
+    /// The hypervisor failed on its side (HTTP 5xx, a transient fault).
+    ServerError,
+    /// The credentials were refused.
+    BadCredentials,
+    /// The VM (or another named object) does not exist.
+    NotFound,
+    /// The VM is in a power state that does not allow the operation.
+    WrongPowerState,
+    /// The hypervisor's certificate could not be verified.
+    Tls,
+    /// The hypervisor answered something medic does not understand.
+    Protocol,
+    /// The operation ran and failed (a task error, an agent's failure).
+    Failed,
+}
+
 /// A failed hypervisor operation.
-#[derive(Debug, thiserror::Error)]
-pub enum HypervisorError {
-    /// The reset call failed.
-    #[error("reset failed: {message}")]
-    Reset {
-        /// What the backend said.
-        message: String,
-        /// Whether trying again later may succeed (timeouts, 5xx...).
-        retryable: bool,
-    },
-    /// Reading the power state failed.
-    #[error("power state query failed: {message}")]
-    PowerState {
-        /// What the backend said.
-        message: String,
-        /// Whether trying again later may succeed.
-        retryable: bool,
-    },
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct HypervisorError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// What the backend said, with context; never a credential.
+    pub message: String,
 }
 
 impl HypervisorError {
-    /// Whether the same operation may succeed when tried again.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            Self::Reset { retryable, .. } | Self::PowerState { retryable, .. } => *retryable,
+    /// A failure of `kind`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
         }
+    }
+
+    /// Whether the same operation may succeed when tried again: only
+    /// failures that can pass on their own (timeouts, unreachable, 5xx).
+    /// Retrying bad credentials or a missing VM would only loop.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Unreachable | ErrorKind::Timeout | ErrorKind::ServerError
+        )
     }
 }
 
@@ -64,17 +97,46 @@ pub trait Hypervisor: Send + Sync {
     /// The backend's config name (`dry-run`, `qmp`...).
     fn name(&self) -> &'static str;
     /// Whether the backend only pretends (journaled as `"dry_run": true`).
-    fn is_dry_run(&self) -> bool;
+    fn is_dry_run(&self) -> bool {
+        false
+    }
+    /// Names the VM as the hypervisor knows it (`vm-42 (web-01)`), which
+    /// proves the connection, the credentials and the VM lookup work.
+    async fn identify(&self) -> Result<String, HypervisorError>;
     /// Reads the VM's power state.
     async fn power_state(&self) -> Result<PowerState, HypervisorError>;
-    /// Resets the VM (a hard reset, like the reset button).
-    async fn reset(&self) -> Result<(), HypervisorError>;
+    /// Resets the VM (a hard reset, like the reset button) and returns what
+    /// proves it happened (`RESET event seen`, `task task-7 succeeded`).
+    async fn reset(&self) -> Result<String, HypervisorError>;
 }
 
-/// Builds the backend named in `[escalation]`.
-pub fn from_settings(settings: &EscalationSettings) -> Box<dyn Hypervisor> {
-    match &settings.backend {
+/// Builds the backend named in `[escalation]`, with every call bounded by
+/// `timeout`. Credentials are read here, so a file that became unsafe since
+/// the config was validated is refused before any use.
+pub fn from_settings(settings: &EscalationSettings) -> Result<Guarded, HypervisorError> {
+    let backend: Box<dyn Hypervisor> = match &settings.backend {
         Backend::DryRun => Box::new(DryRun),
         Backend::Qmp(target) => Box::new(Qmp::new(target.clone())),
-    }
+        Backend::Libvirt(libvirt) => Box::new(Libvirt::new(libvirt.clone())),
+        Backend::Vsphere(vsphere) => {
+            let _credentials = load_credentials(&vsphere.credentials)?;
+            return Err(HypervisorError::new(ErrorKind::Failed, "vsphere: not built in yet"));
+        }
+        Backend::FenceAgent(agent) => {
+            let credentials = match &agent.credentials {
+                Some(path) => Some(load_credentials(path)?),
+                None => None,
+            };
+            Box::new(FenceAgent::new(agent.clone(), credentials))
+        }
+    };
+    Ok(Guarded::new(backend, settings.timeout))
+}
+
+fn load_credentials(
+    source: &credentials::Source,
+) -> Result<credentials::Credentials, HypervisorError> {
+    source
+        .load()
+        .map_err(|e| HypervisorError::new(ErrorKind::BadCredentials, e.to_string()))
 }

@@ -1,19 +1,15 @@
 //! QEMU Machine Protocol: JSON lines over a unix socket or TCP.
 //!
-//! Each operation opens its own session (greeting, `qmp_capabilities`, one
-//! command), so a monitor that QEMU restarted or another client used never
-//! leaves medic with a stale connection at the moment it must reset.
-
-use std::time::Duration;
+//! Each operation opens its own session (greeting, `qmp_capabilities`, its
+//! commands), so a monitor that QEMU restarted or another client used never
+//! leaves medic with a stale connection at the moment it must reset. A
+//! reset is verified by the `RESET` event QEMU sends on the same session.
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::{Hypervisor, HypervisorError, PowerState};
+use super::{ErrorKind, Hypervisor, HypervisorError, PowerState};
 use crate::config::QmpTarget;
-
-/// How long one whole QMP exchange may take.
-const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resets the VM through its QMP monitor.
 #[derive(Debug, Clone)]
@@ -25,19 +21,102 @@ pub struct Qmp {
 trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
-/// Why one exchange failed, before it is tied to an operation.
-struct Failure {
-    message: String,
-    retryable: bool,
+/// The monitor could not be reached or stopped answering: try later.
+fn unreachable(message: String) -> HypervisorError {
+    HypervisorError::new(ErrorKind::Unreachable, message)
 }
 
-impl Failure {
-    /// The monitor could not be reached or stopped answering: try later.
-    fn transient(message: String) -> Self {
-        Self {
-            message,
-            retryable: true,
+/// The monitor said something that is not QMP.
+fn protocol(message: String) -> HypervisorError {
+    HypervisorError::new(ErrorKind::Protocol, message)
+}
+
+/// One negotiated QMP session.
+struct Session {
+    lines: tokio::io::Lines<BufReader<tokio::io::ReadHalf<Box<dyn Stream>>>>,
+    write: tokio::io::WriteHalf<Box<dyn Stream>>,
+    /// Events that arrived while a command's answer was awaited.
+    events: Vec<Value>,
+}
+
+impl Session {
+    /// Connects, reads the greeting and negotiates capabilities.
+    async fn open(target: &QmpTarget) -> Result<Self, HypervisorError> {
+        let stream: Box<dyn Stream> = match target {
+            QmpTarget::Socket(path) => Box::new(
+                tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| unreachable(format!("qmp: connect {}: {e}", path.display())))?,
+            ),
+            QmpTarget::Address(address) => Box::new(
+                tokio::net::TcpStream::connect(address.as_str())
+                    .await
+                    .map_err(|e| unreachable(format!("qmp: connect {address}: {e}")))?,
+            ),
+        };
+        let (read, write) = tokio::io::split(stream);
+        let mut session = Self {
+            lines: BufReader::new(read).lines(),
+            write,
+            events: Vec::new(),
+        };
+        let greeting = session.next_message().await?;
+        if greeting.get("QMP").is_none() {
+            return Err(protocol(format!("qmp: not a QMP greeting: {greeting}")));
         }
+        session.call("qmp_capabilities").await?;
+        Ok(session)
+    }
+
+    /// Sends one command and returns its `return` value.
+    async fn call(&mut self, execute: &str) -> Result<Value, HypervisorError> {
+        let mut line = json!({ "execute": execute }).to_string();
+        line.push('\n');
+        self.write
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| unreachable(format!("qmp: send {execute}: {e}")))?;
+        let answer = loop {
+            let message = self.next_message().await?;
+            // Asynchronous events (RESET, STOP...) may come first.
+            if message.get("event").is_none() {
+                break message;
+            }
+            self.events.push(message);
+        };
+        match answer.get("error") {
+            Some(error) => Err(HypervisorError::new(
+                ErrorKind::Failed,
+                format!("qmp: {execute}: {error}"),
+            )),
+            None => Ok(answer.get("return").cloned().unwrap_or(Value::Null)),
+        }
+    }
+
+    /// Waits for the asynchronous event named `name`.
+    async fn event(&mut self, name: &str) -> Result<Value, HypervisorError> {
+        let is_named = |message: &Value| message.get("event").and_then(Value::as_str) == Some(name);
+        if let Some(at) = self.events.iter().position(is_named) {
+            return Ok(self.events.swap_remove(at));
+        }
+        loop {
+            let message = self.next_message().await?;
+            if is_named(&message) {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Reads the next JSON message of the session.
+    async fn next_message(&mut self) -> Result<Value, HypervisorError> {
+        let line = self
+            .lines
+            .next_line()
+            .await
+            .map_err(|e| unreachable(format!("qmp: read: {e}")))?
+            .ok_or_else(|| unreachable("qmp: the monitor closed the connection".to_owned()))?;
+        serde_json::from_str(&line)
+            .map_err(|e| protocol(format!("qmp: bad message {line:?}: {e}")))
     }
 }
 
@@ -46,87 +125,6 @@ impl Qmp {
     pub fn new(target: QmpTarget) -> Self {
         Self { target }
     }
-
-    /// Runs `command` in a fresh session and returns its `return` value.
-    async fn execute(&self, command: &str) -> Result<Value, Failure> {
-        tokio::time::timeout(EXCHANGE_TIMEOUT, self.session(command))
-            .await
-            .map_err(|_| {
-                Failure::transient(format!(
-                    "no answer to {command} within {EXCHANGE_TIMEOUT:?}"
-                ))
-            })?
-    }
-
-    async fn session(&self, command: &str) -> Result<Value, Failure> {
-        let stream: Box<dyn Stream> = match &self.target {
-            QmpTarget::Socket(path) => Box::new(
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map_err(|e| Failure::transient(format!("connect {}: {e}", path.display())))?,
-            ),
-            QmpTarget::Address(address) => Box::new(
-                tokio::net::TcpStream::connect(address.as_str())
-                    .await
-                    .map_err(|e| Failure::transient(format!("connect {address}: {e}")))?,
-            ),
-        };
-        let (read, mut write) = tokio::io::split(stream);
-        let mut lines = BufReader::new(read).lines();
-        let greeting = next_message(&mut lines).await?;
-        if greeting.get("QMP").is_none() {
-            return Err(Failure {
-                message: format!("not a QMP greeting: {greeting}"),
-                retryable: false,
-            });
-        }
-        call(&mut lines, &mut write, "qmp_capabilities").await?;
-        call(&mut lines, &mut write, command).await
-    }
-}
-
-/// The reading side of a session, line by line.
-type Lines = tokio::io::Lines<BufReader<tokio::io::ReadHalf<Box<dyn Stream>>>>;
-
-/// Sends one command and returns its `return` value.
-async fn call(
-    lines: &mut Lines,
-    write: &mut tokio::io::WriteHalf<Box<dyn Stream>>,
-    execute: &str,
-) -> Result<Value, Failure> {
-    let mut line = json!({ "execute": execute }).to_string();
-    line.push('\n');
-    write
-        .write_all(line.as_bytes())
-        .await
-        .map_err(|e| Failure::transient(format!("send {execute}: {e}")))?;
-    let answer = loop {
-        let message = next_message(lines).await?;
-        // Asynchronous events (RESET, STOP...) may come first.
-        if message.get("event").is_none() {
-            break message;
-        }
-    };
-    match answer.get("error") {
-        Some(error) => Err(Failure {
-            message: format!("{execute}: {error}"),
-            retryable: false,
-        }),
-        None => Ok(answer.get("return").cloned().unwrap_or(Value::Null)),
-    }
-}
-
-/// Reads the next JSON message of the session.
-async fn next_message(lines: &mut Lines) -> Result<Value, Failure> {
-    let line = lines
-        .next_line()
-        .await
-        .map_err(|e| Failure::transient(format!("read: {e}")))?
-        .ok_or_else(|| Failure::transient("the monitor closed the connection".to_owned()))?;
-    serde_json::from_str(&line).map_err(|e| Failure {
-        message: format!("bad QMP message {line:?}: {e}"),
-        retryable: false,
-    })
 }
 
 #[async_trait::async_trait]
@@ -135,18 +133,27 @@ impl Hypervisor for Qmp {
         "qmp"
     }
 
-    fn is_dry_run(&self) -> bool {
-        false
+    async fn identify(&self) -> Result<String, HypervisorError> {
+        let mut session = Session::open(&self.target).await?;
+        let name = session.call("query-name").await?;
+        let uuid = session.call("query-uuid").await?;
+        let name = name.get("name").and_then(Value::as_str).unwrap_or("");
+        let uuid = uuid.get("UUID").and_then(Value::as_str).unwrap_or("");
+        let monitor = match &self.target {
+            QmpTarget::Socket(path) => path.display().to_string(),
+            QmpTarget::Address(address) => address.clone(),
+        };
+        Ok(match name {
+            "" => format!("QEMU uuid {uuid} at {monitor}"),
+            name => format!("QEMU `{name}` uuid {uuid} at {monitor}"),
+        })
     }
 
     async fn power_state(&self) -> Result<PowerState, HypervisorError> {
-        let status =
-            self.execute("query-status")
-                .await
-                .map_err(|f| HypervisorError::PowerState {
-                    message: f.message,
-                    retryable: f.retryable,
-                })?;
+        let status = Session::open(&self.target)
+            .await?
+            .call("query-status")
+            .await?;
         Ok(match status.get("status").and_then(Value::as_str) {
             Some("running") => PowerState::On,
             Some("shutdown") => PowerState::Off,
@@ -155,13 +162,10 @@ impl Hypervisor for Qmp {
         })
     }
 
-    async fn reset(&self) -> Result<(), HypervisorError> {
-        self.execute("system_reset")
-            .await
-            .map(|_| ())
-            .map_err(|f| HypervisorError::Reset {
-                message: f.message,
-                retryable: f.retryable,
-            })
+    async fn reset(&self) -> Result<String, HypervisorError> {
+        let mut session = Session::open(&self.target).await?;
+        session.call("system_reset").await?;
+        session.event("RESET").await?;
+        Ok("QEMU sent the RESET event".to_owned())
     }
 }

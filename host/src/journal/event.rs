@@ -36,9 +36,17 @@ pub enum Kind {
     Escalation,
     /// An escalation was held back (e.g. just after medic started).
     EscalationDeferred,
-    /// The VM is about to be reset (or would be, with `dry_run: true`).
+    /// A VM reset was decided and is about to be called (or would be, with
+    /// `dry_run: true`); written before the call, it is what the reset
+    /// budget counts, so the count survives the reset itself.
+    ResetDecided,
+    /// A VM reset call ended: `outcome` is `done` (with the backend's
+    /// `proof` and the `power_state` read afterwards) or `failed` (with
+    /// `error`, `error_kind` and `retryable`). A real reset usually ends
+    /// medic before this is written; the next boot's journal shows the
+    /// decision without it.
     VmReset,
-    /// A VM reset was refused (budget spent) or failed.
+    /// A VM reset was not done: the budget was spent.
     ResetRefused,
     /// An alert was raised for the admin.
     Alert,

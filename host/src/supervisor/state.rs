@@ -34,9 +34,9 @@ pub struct Policy {
     pub then: Then,
     /// Whether the app has `start` (so a restart is possible).
     pub can_restart: bool,
-    /// No escalation before this instant: medic's start plus
-    /// `interval × failures_before_action`, so a freshly started medic never
-    /// resets a VM on stale evidence.
+    /// No escalation before this instant: medic's start plus the larger of
+    /// `min_uptime` and `interval × failures_before_action`, so a freshly
+    /// started medic (or a freshly reset VM) never resets on stale evidence.
     pub no_escalation_before: Instant,
 }
 
@@ -320,7 +320,7 @@ fn escalate(state: &mut AppState, policy: &Policy, now: Instant, reason: &str) -
             // escalates again.
             actions[0] = Action::Journal(
                 Kind::EscalationDeferred,
-                json!({"then": "vm-reset", "reason": reason, "why": "medic started less than interval × failures_before_action ago"}),
+                json!({"then": "vm-reset", "reason": reason, "why": "medic has run for less than min_uptime or interval × failures_before_action"}),
             );
         }
         Then::VmReset => {
