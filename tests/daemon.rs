@@ -62,14 +62,7 @@ fn spent_local_attempts_reset_once_then_refuse_also_after_a_restart_of_medic() {
     let setup = always_failing(Setup::new(
         "backend = \"dry-run\"\nmax_resets = 1\nreset_window = \"1h\"\nmin_uptime = \"0s\"",
     ));
-    let mut daemon = setup.daemon();
-    assert!(
-        setup.wait_event("stuck", Kind::ResetRefused, Duration::from_secs(30)),
-        "{}",
-        daemon.log_text()
-    );
-    daemon.stop();
-    let events = setup.events();
+    let events = setup.daemon_until("stuck", Kind::ResetRefused);
     let decided: Vec<_> = events
         .iter()
         .filter(|e| e.kind == Kind::ResetDecided)
@@ -81,10 +74,7 @@ fn spent_local_attempts_reset_once_then_refuse_also_after_a_restart_of_medic() {
     assert_eq!(done.len(), 1, "one outcome");
     assert_eq!(done[0].detail["outcome"], "done");
     let kinds = setup.kinds("stuck");
-    let reset_at = kinds
-        .iter()
-        .position(|k| *k == Kind::ResetDecided)
-        .unwrap();
+    let reset_at = kinds.iter().position(|k| *k == Kind::ResetDecided).unwrap();
     let attempts_before = kinds[..reset_at]
         .iter()
         .filter(|k| **k == Kind::RecoveryAttempt)
@@ -135,14 +125,7 @@ fn min_uptime_holds_escalation_back() {
     let setup = always_failing(Setup::new(
         "backend = \"dry-run\"\nmax_resets = 1\nmin_uptime = \"1h\"",
     ));
-    let mut daemon = setup.daemon();
-    assert!(
-        setup.wait_event("stuck", Kind::EscalationDeferred, Duration::from_secs(30)),
-        "{}",
-        daemon.log_text()
-    );
-    daemon.stop();
-    let events = setup.events();
+    let events = setup.daemon_until("stuck", Kind::EscalationDeferred);
     let deferred = events
         .iter()
         .find(|e| e.kind == Kind::EscalationDeferred)

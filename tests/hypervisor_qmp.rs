@@ -188,21 +188,10 @@ fn the_daemon_escalates_to_a_real_qemu_reset() {
          [recovery]\nlocal_attempts = 1\nbackoff = \"50ms\"\nthen = \"vm-reset\"\n\
          [settings]\nmode = \"fail\"\n",
     );
-    let mut daemon = setup.daemon();
+    let journal = setup.daemon_until("stuck", Kind::ResetRefused);
     let event = next_event(&mut events);
     assert!(event.contains("\"RESET\""), "{event}");
-    assert!(
-        setup.wait_event(
-            "stuck",
-            Kind::ResetRefused,
-            Duration::from_secs(30)
-        ),
-        "{}",
-        daemon.log_text()
-    );
-    daemon.stop();
-    let resets: Vec<_> = setup
-        .events()
+    let resets: Vec<_> = journal
         .into_iter()
         .filter(|e| e.kind == Kind::VmReset)
         .collect();
@@ -252,11 +241,7 @@ fn a_decision_survives_sigkill_and_keeps_the_budget_spent() {
             socket.display()
         )
     };
-    let app = "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\n\
-               [recovery]\nlocal_attempts = 0\nthen = \"vm-reset\"\n[settings]\nmode = \"fail\"\n";
-    let setup = common::Setup::new(&escalation(&silent_socket))
-        .with_kit("misbehave")
-        .app("stuck", app);
+    let setup = common::Setup::new(&escalation(&silent_socket)).with_stuck_app();
     let mut daemon = setup.daemon();
     assert!(
         setup.wait_event("stuck", Kind::ResetDecided, Duration::from_secs(30)),
@@ -269,18 +254,13 @@ fn a_decision_survives_sigkill_and_keeps_the_budget_spent() {
     let mut events = watcher(&vm.watch);
     std::fs::write(
         setup.config(),
-        std::fs::read_to_string(setup.config())
-            .unwrap()
-            .replace(&silent_socket.display().to_string(), &vm.control.display().to_string()),
+        std::fs::read_to_string(setup.config()).unwrap().replace(
+            &silent_socket.display().to_string(),
+            &vm.control.display().to_string(),
+        ),
     )
     .unwrap();
-    let mut again = setup.daemon();
-    assert!(
-        setup.wait_event("stuck", Kind::ResetRefused, Duration::from_secs(30)),
-        "{}",
-        again.log_text()
-    );
-    again.stop();
+    setup.daemon_until("stuck", Kind::ResetRefused);
     events
         .get_ref()
         .set_read_timeout(Some(Duration::from_millis(500)))

@@ -130,9 +130,9 @@ fn load_file(path: &Path) -> Result<Credentials, CredentialsError> {
         CredentialsError::Malformed {
             path: path.to_path_buf(),
             problem: match line {
-                Some(line) => format!(
-                    "line {line}: not TOML with string keys `username` and `password`"
-                ),
+                Some(line) => {
+                    format!("line {line}: not TOML with string keys `username` and `password`")
+                }
                 None => "not TOML with string keys `username` and `password`".to_owned(),
             },
         }
@@ -176,7 +176,11 @@ mod tests {
     #[test]
     fn a_private_file_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), "username = \"medic\"\npassword = \"s3<c>&\"\n", 0o600);
+        let path = write(
+            dir.path(),
+            "username = \"medic\"\npassword = \"s3<c>&\"\n",
+            0o600,
+        );
         let credentials = Source::File(path).load().unwrap();
         assert_eq!(credentials.username, "medic");
         assert_eq!(credentials.password.expose_secret(), "s3<c>&");
@@ -225,6 +229,10 @@ mod tests {
         let error = Source::Environment("MEDIC_TEST_UNSET_PREFIX".to_owned())
             .load()
             .unwrap_err();
-        assert!(error.to_string().contains("MEDIC_TEST_UNSET_PREFIX_USERNAME"));
+        assert!(
+            error
+                .to_string()
+                .contains("MEDIC_TEST_UNSET_PREFIX_USERNAME")
+        );
     }
 }

@@ -130,6 +130,30 @@ impl Setup {
             .collect()
     }
 
+    /// Adds the app `stuck`: its check always fails and local recovery is
+    /// skipped, so it escalates to a VM reset at its first failed check.
+    pub fn with_stuck_app(self) -> Self {
+        self.with_kit("misbehave").app(
+            "stuck",
+            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\n\
+             [recovery]\nlocal_attempts = 0\nthen = \"vm-reset\"\n[settings]\nmode = \"fail\"\n",
+        )
+    }
+
+    /// Runs the daemon until the journal holds `kind` for `app` (failing
+    /// the test with the daemon's log after 30 s), stops it, and returns
+    /// the journal.
+    pub fn daemon_until(&self, app: &str, kind: Kind) -> Vec<Event> {
+        let mut daemon = self.daemon();
+        assert!(
+            self.wait_event(app, kind, Duration::from_secs(30)),
+            "no {kind} for {app}: {}",
+            daemon.log_text()
+        );
+        daemon.stop();
+        self.events()
+    }
+
     /// Waits until the journal holds an event of `kind` for `app`.
     pub fn wait_event(&self, app: &str, kind: Kind, timeout: Duration) -> bool {
         wait_for(timeout, || self.kinds(app).contains(&kind))

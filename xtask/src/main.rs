@@ -38,18 +38,28 @@ enum Task {
 const KITS: &str = "plugins";
 const BUNDLED: &[&str] = &["http", "tcp", "process"];
 const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
-/// Debian packages the tests and the benchmark use.
-const APT_PACKAGES: &[&str] = &[
+/// Debian packages that building medic needs (the libvirt backend links
+/// libvirt).
+const BUILD_PACKAGES: &[&str] = &["libvirt-dev", "pkg-config"];
+/// Debian packages the tests and the benchmark use besides: the servers and
+/// checkers compared against, and the hypervisors escalation is tested on
+/// (QEMU, fence-agents' fence_dummy, govmomi's vCenter simulator, built
+/// with Go).
+const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "monitoring-plugins-basic",
     "monit",
     "qemu-system-x86",
+    "fence-agents",
+    "golang-go",
+    "golang-github-vmware-govmomi-dev",
 ];
 
 fn main() -> anyhow::Result<()> {
     let root = project_root();
     match Args::parse().task {
         Task::Demo => {
+            install_packages(BUILD_PACKAGES)?;
             let dist = dist(&root, true)?;
             run(Command::new(dist.join("bin/medic")).arg("daemon"))
         }
@@ -167,10 +177,17 @@ fn count(result: &str, label: &str) -> u64 {
         .unwrap_or(0)
 }
 
-/// Installs the wasm target and, as root, the Debian packages the tests use.
+/// Installs the wasm target and, as root, the Debian packages the build
+/// and the tests use.
 fn install_needs() -> anyhow::Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
-    let missing: Vec<&str> = APT_PACKAGES
+    install_packages(&[BUILD_PACKAGES, TEST_PACKAGES].concat())
+}
+
+/// Installs those of `packages` that are missing (as root; otherwise says
+/// which are needed).
+fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|pkg| {
@@ -185,7 +202,7 @@ fn install_needs() -> anyhow::Result<()> {
     }
     if !is_root() {
         bail!(
-            "the tests need these Debian packages: {}; run as root or install them",
+            "medic needs these Debian packages: {}; run as root or install them",
             missing.join(" ")
         );
     }

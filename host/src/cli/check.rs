@@ -35,14 +35,13 @@ fn check(config_path: &Path, app: &str) -> (u8, String) {
         rt.block_on(async {
             let engine = KitEngine::new(Some(state_dir.join("cache")))?;
             let kit = engine.load(&spec.kit_path)?;
-            let runtime =
-                crate::daemon::build_runtime(
-                    spec,
-                    kit,
-                    state_dir,
-                    std::time::Instant::now(),
-                    std::time::Duration::ZERO,
-                );
+            let runtime = crate::daemon::build_runtime(
+                spec,
+                kit,
+                state_dir,
+                std::time::Instant::now(),
+                std::time::Duration::ZERO,
+            );
             Ok(runtime.check().await)
         })
     });

@@ -31,7 +31,10 @@ async fn print_status(config: &Config) -> anyhow::Result<()> {
     let vm = backend.identify().await.map_err(explained)?;
     println!("vm: {vm}");
     let power = backend.power_state().await.map_err(explained)?;
-    println!("power: {}", serde_json::to_value(power)?.as_str().unwrap_or("unknown"));
+    println!(
+        "power: {}",
+        serde_json::to_value(power)?.as_str().unwrap_or("unknown")
+    );
     println!(
         "resets left: {} of {} per {}",
         escalator.remaining().await,

@@ -46,7 +46,10 @@ pub(super) fn read(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -
             .map(|(_, kind)| *kind)
             .ok_or_else(|| {
                 let names: Vec<_> = KINDS.iter().map(|(name, _)| *name).collect();
-                format!("unknown backend `{name}`; expected one of: {}", names.join(", "))
+                format!(
+                    "unknown backend `{name}`; expected one of: {}",
+                    names.join(", ")
+                )
             })
     });
     let (kind, at) = match kind {
@@ -88,7 +91,11 @@ fn qmp(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path, at: usize) ->
             None
         }
         (Read::Valid(_, at), Read::Valid(..)) => {
-            doc.error(at, "escalation.qmp", "set either `socket` or `address`, not both");
+            doc.error(
+                at,
+                "escalation.qmp",
+                "set either `socket` or `address`, not both",
+            );
             None
         }
         _ => None,
@@ -112,7 +119,9 @@ fn vsphere(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Option
     let mut vsphere = escalation.table("vsphere");
     let url = vsphere.required("url", |s| match s.split_once("://") {
         Some(("https" | "http", rest)) if !rest.is_empty() => Ok(s.to_owned()),
-        _ => Err(format!("invalid url {s:?}: expected https://HOST[:PORT]/sdk")),
+        _ => Err(format!(
+            "invalid url {s:?}: expected https://HOST[:PORT]/sdk"
+        )),
     });
     let api = vsphere
         .parsed("api", |s| match s {
@@ -131,7 +140,11 @@ fn vsphere(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Option
     let missing_credentials = matches!(credentials, Read::Absent);
     vsphere.finish();
     if missing_credentials {
-        doc.error(0, "escalation.vsphere.credentials", "required key is missing");
+        doc.error(
+            0,
+            "escalation.vsphere.credentials",
+            "required key is missing",
+        );
     }
     Some(VsphereSettings {
         url: url?,
@@ -193,8 +206,14 @@ fn fence_agent(
 
 /// A `credentials` key: a file that must be safe to read now (checked here
 /// so `medic config validate` names an unsafe file), or `env:PREFIX`.
-fn credentials_key(doc: &Doc<'_>, table: &mut Table<'_, '_>, base: &Path) -> Read<credentials::Source> {
-    let read = table.parsed("credentials", |s| Ok(credentials::Source::parse(non_empty(s)?, base)));
+fn credentials_key(
+    doc: &Doc<'_>,
+    table: &mut Table<'_, '_>,
+    base: &Path,
+) -> Read<credentials::Source> {
+    let read = table.parsed("credentials", |s| {
+        Ok(credentials::Source::parse(non_empty(s)?, base))
+    });
     match read {
         Read::Valid(credentials::Source::File(path), at) => {
             let source = credentials::Source::File(path);
@@ -211,10 +230,19 @@ fn credentials_key(doc: &Doc<'_>, table: &mut Table<'_, '_>, base: &Path) -> Rea
 }
 
 /// An optional path key whose file must exist.
-fn existing_file(doc: &Doc<'_>, table: &mut Table<'_, '_>, key: &'static str, base: &Path) -> Read<PathBuf> {
+fn existing_file(
+    doc: &Doc<'_>,
+    table: &mut Table<'_, '_>,
+    key: &'static str,
+    base: &Path,
+) -> Read<PathBuf> {
     match table.path(key, base) {
         Read::Valid(path, at) if !path.is_file() => {
-            doc.error(at, &table.field(key), format!("file {} not found", path.display()));
+            doc.error(
+                at,
+                &table.field(key),
+                format!("file {} not found", path.display()),
+            );
             Read::Invalid
         }
         read => read,
@@ -225,7 +253,9 @@ fn existing_file(doc: &Doc<'_>, table: &mut Table<'_, '_>, key: &'static str, ba
 fn executable(path: &Path) -> Result<PathBuf, String> {
     use std::os::unix::fs::PermissionsExt;
     match std::fs::metadata(path) {
-        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Ok(path.to_path_buf()),
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+            Ok(path.to_path_buf())
+        }
         Ok(_) => Err(format!("{} is not an executable file", path.display())),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }

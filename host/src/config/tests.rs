@@ -930,13 +930,15 @@ fn vsphere_backend_and_its_errors() {
     .to_string();
     assert_eq!(
         errors,
-        format!("medic.toml:1:1: escalation.vsphere.credentials: required key is missing\n\
+        format!(
+            "medic.toml:1:1: escalation.vsphere.credentials: required key is missing\n\
          medic.toml:4:7: escalation.vsphere.url: invalid url \"vc.example\": expected https://HOST[:PORT]/sdk\n\
          medic.toml:5:7: escalation.vsphere.api: unknown api `xml`; expected soap or rest\n\
          medic.toml:6:6: escalation.vsphere.vm: invalid vm \"name:web\": expected auto, uuid:UUID, moref:vm-N or path:/DC/vm/NAME\n\
          medic.toml:7:11: escalation.vsphere.ca_file: file {}/missing.pem not found\n\
          medic.toml:8:12: escalation.vsphere.insecure: expected a boolean, found a string",
-        dir.path().display())
+            dir.path().display()
+        )
     );
 }
 
@@ -991,9 +993,11 @@ fn fence_agent_backend_and_its_errors() {
     .to_string();
     assert_eq!(
         errors,
-        format!("medic.toml:4:9: escalation.fence-agent.agent: {}/agent is not an executable file\n\
+        format!(
+            "medic.toml:4:9: escalation.fence-agent.agent: {}/agent is not an executable file\n\
          medic.toml:5:13: escalation.fence-agent.options.password: medic sets this itself: the action per operation, \
          username and password from `credentials`",
-        dir.path().display())
+            dir.path().display()
+        )
     );
 }

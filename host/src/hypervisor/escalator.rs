@@ -183,7 +183,8 @@ impl Escalator {
         drop(budget);
 
         let (result, attempts) = self.call_with_retries().await;
-        let mut detail = json!({"backend": backend, "dry_run": self.backend.is_dry_run(), "attempts": attempts});
+        let mut detail =
+            json!({"backend": backend, "dry_run": self.backend.is_dry_run(), "attempts": attempts});
         match result {
             Ok(proof) => {
                 let power_state = self.backend.power_state().await;
@@ -193,7 +194,8 @@ impl Escalator {
                     Ok(state) => json!(state),
                     Err(e) => json!(format!("unknown: {e}")),
                 };
-                self.journal.record(Event::new(request.app, Kind::VmReset, detail));
+                self.journal
+                    .record(Event::new(request.app, Kind::VmReset, detail));
                 ResetOutcome::Reset
             }
             Err(e) => {
@@ -203,7 +205,8 @@ impl Escalator {
                 detail["error"] = json!(e.message);
                 detail["error_kind"] = json!(e.kind);
                 detail["retryable"] = json!(e.is_retryable());
-                self.journal.record(Event::new(request.app, Kind::VmReset, detail));
+                self.journal
+                    .record(Event::new(request.app, Kind::VmReset, detail));
                 ResetOutcome::Refused(why)
             }
         }

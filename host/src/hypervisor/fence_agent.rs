@@ -43,10 +43,10 @@ impl FenceAgent {
     }
 
     fn agent_name(&self) -> String {
-        self.settings
-            .agent
-            .file_name()
-            .map_or_else(|| self.settings.agent.display().to_string(), |n| n.to_string_lossy().into_owned())
+        self.settings.agent.file_name().map_or_else(
+            || self.settings.agent.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
     }
 
     /// The agent's stdin for `action`.
@@ -57,7 +57,10 @@ impl FenceAgent {
         }
         if let Some(credentials) = &self.credentials {
             input.push_str(&format!("username={}\n", credentials.username));
-            input.push_str(&format!("password={}\n", credentials.password.expose_secret()));
+            input.push_str(&format!(
+                "password={}\n",
+                credentials.password.expose_secret()
+            ));
         }
         input
     }
@@ -123,10 +126,16 @@ impl FenceAgent {
             Some(8 | 9 | 12) => ErrorKind::NotFound,
             _ => ErrorKind::Failed,
         };
-        let code = run
-            .code
-            .map_or_else(|| "was killed by a signal".to_owned(), |code| format!("exited {code}"));
-        let said = match run.stderr.lines().rev().find(|line| !line.trim().is_empty()) {
+        let code = run.code.map_or_else(
+            || "was killed by a signal".to_owned(),
+            |code| format!("exited {code}"),
+        );
+        let said = match run
+            .stderr
+            .lines()
+            .rev()
+            .find(|line| !line.trim().is_empty())
+        {
             Some(line) => format!(": {}", line.trim()),
             None => String::new(),
         };
@@ -149,7 +158,10 @@ impl Hypervisor for FenceAgent {
             .find(|(key, _)| key == "plug" || key == "port")
             .map_or_else(String::new, |(_, plug)| format!("plug `{plug}` "));
         let state = format!("{state:?}").to_lowercase();
-        Ok(format!("{plug}through {} (status {state})", self.agent_name()))
+        Ok(format!(
+            "{plug}through {} (status {state})",
+            self.agent_name()
+        ))
     }
 
     async fn power_state(&self) -> Result<PowerState, HypervisorError> {

@@ -46,13 +46,21 @@ impl Libvirt {
         std::thread::Builder::new()
             .name("medic-libvirt".to_owned())
             .spawn(move || {
-                let _ = done.send(open_domain(&settings).and_then(|(_connection, domain)| {
-                    operation(&domain)
-                }));
+                let _ = done.send(
+                    open_domain(&settings).and_then(|(_connection, domain)| operation(&domain)),
+                );
             })
-            .map_err(|e| HypervisorError::new(ErrorKind::Failed, format!("libvirt: cannot start a thread: {e}")))?;
+            .map_err(|e| {
+                HypervisorError::new(
+                    ErrorKind::Failed,
+                    format!("libvirt: cannot start a thread: {e}"),
+                )
+            })?;
         result.await.map_err(|_| {
-            HypervisorError::new(ErrorKind::Failed, "libvirt: the call's thread ended without an answer")
+            HypervisorError::new(
+                ErrorKind::Failed,
+                "libvirt: the call's thread ended without an answer",
+            )
         })?
     }
 }
@@ -109,7 +117,9 @@ impl Hypervisor for Libvirt {
     async fn identify(&self) -> Result<String, HypervisorError> {
         let uri = self.settings.uri.clone();
         self.on_domain(move |domain| {
-            let name = domain.get_name().map_err(|e| classify(&e, "read the name"))?;
+            let name = domain
+                .get_name()
+                .map_err(|e| classify(&e, "read the name"))?;
             let uuid = domain
                 .get_uuid_string()
                 .map_err(|e| classify(&e, "read the uuid"))?;

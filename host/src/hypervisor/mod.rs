@@ -120,7 +120,10 @@ pub fn from_settings(settings: &EscalationSettings) -> Result<Guarded, Hyperviso
         Backend::Libvirt(libvirt) => Box::new(Libvirt::new(libvirt.clone())),
         Backend::Vsphere(vsphere) => {
             let _credentials = load_credentials(&vsphere.credentials)?;
-            return Err(HypervisorError::new(ErrorKind::Failed, "vsphere: not built in yet"));
+            return Err(HypervisorError::new(
+                ErrorKind::Failed,
+                "vsphere: not built in yet",
+            ));
         }
         Backend::FenceAgent(agent) => {
             let credentials = match &agent.credentials {

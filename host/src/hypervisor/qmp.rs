@@ -115,8 +115,7 @@ impl Session {
             .await
             .map_err(|e| unreachable(format!("qmp: read: {e}")))?
             .ok_or_else(|| unreachable("qmp: the monitor closed the connection".to_owned()))?;
-        serde_json::from_str(&line)
-            .map_err(|e| protocol(format!("qmp: bad message {line:?}: {e}")))
+        serde_json::from_str(&line).map_err(|e| protocol(format!("qmp: bad message {line:?}: {e}")))
     }
 }
 
