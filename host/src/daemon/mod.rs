@@ -43,6 +43,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }),
     ));
 
+    let probe = escalator.clone();
+    tokio::spawn(async move { probe.probe().await });
+
     let kits = load_kits(&engine, &config, &journal).await;
     let started = std::time::Instant::now();
     let (stop, stopped) = watch::channel(false);

@@ -131,6 +131,20 @@ impl Escalator {
         ))
     }
 
+    /// Tries the escalation path once (connect, credentials, VM lookup) and
+    /// logs the result, so a broken path shows at start and not at the
+    /// moment a reset is needed.
+    pub async fn probe(&self) {
+        match self.backend.identify().await {
+            Ok(vm) => tracing::info!(backend = self.backend.name(), "escalation reaches {vm}"),
+            Err(e) => tracing::warn!(
+                backend = self.backend.name(),
+                retryable = e.is_retryable(),
+                "escalation cannot reach the VM; a reset would fail now: {e}"
+            ),
+        }
+    }
+
     /// The backend, for status and identification.
     pub fn backend(&self) -> &dyn Hypervisor {
         self.backend.as_ref()

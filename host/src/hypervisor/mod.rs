@@ -12,6 +12,7 @@ mod fence_agent;
 mod guarded;
 mod libvirt;
 mod qmp;
+pub mod vsphere;
 
 use crate::config::{Backend, EscalationSettings};
 use crate::credentials;
@@ -22,6 +23,7 @@ pub use fence_agent::FenceAgent;
 pub use guarded::Guarded;
 pub use libvirt::Libvirt;
 pub use qmp::Qmp;
+pub use vsphere::Vsphere;
 
 /// The VM's power state as the hypervisor reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -119,17 +121,15 @@ pub fn from_settings(settings: &EscalationSettings) -> Result<Guarded, Hyperviso
         Backend::Qmp(target) => Box::new(Qmp::new(target.clone())),
         Backend::Libvirt(libvirt) => Box::new(Libvirt::new(libvirt.clone())),
         Backend::Vsphere(vsphere) => {
-            let _credentials = load_credentials(&vsphere.credentials)?;
-            return Err(HypervisorError::new(
-                ErrorKind::Failed,
-                "vsphere: not built in yet",
-            ));
+            let credentials = load_credentials(&vsphere.credentials)?;
+            Box::new(Vsphere::new(vsphere, credentials)?)
         }
         Backend::FenceAgent(agent) => {
-            let credentials = match &agent.credentials {
-                Some(path) => Some(load_credentials(path)?),
-                None => None,
-            };
+            let credentials = agent
+                .credentials
+                .as_ref()
+                .map(load_credentials)
+                .transpose()?;
             Box::new(FenceAgent::new(agent.clone(), credentials))
         }
     };
