@@ -443,3 +443,18 @@ fn the_daemon_resets_through_vsphere_once_then_refuses() {
         "the password is never journaled"
     );
 }
+
+#[test]
+fn config_validate_refuses_a_ca_file_without_certificates() {
+    let sim = Vcsim::start();
+    let setup = daemon_setup(&sim, fixtures::PASSWORD);
+    std::fs::write(&sim.ca_file, "not a certificate\n").unwrap();
+    let out = setup.run(&["config", "validate"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("escalation.vsphere:")
+            && stderr.contains(&sim.ca_file.display().to_string()),
+        "{stderr}"
+    );
+}

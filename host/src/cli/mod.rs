@@ -142,6 +142,16 @@ impl Cli {
 fn validate(path: &std::path::Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
+            // Building the backend reads its credentials and CA file
+            // without connecting: what the daemon would refuse at start.
+            if let Err(e) = crate::hypervisor::from_settings(&config.escalation) {
+                eprintln!(
+                    "{}: escalation.{}: {e}",
+                    path.display(),
+                    config.escalation.backend.name()
+                );
+                return ExitCode::FAILURE;
+            }
             let count = config.apps.len();
             println!(
                 "{}: valid ({count} app{})",

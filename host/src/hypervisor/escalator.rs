@@ -221,6 +221,9 @@ impl Escalator {
                 detail["retryable"] = json!(e.is_retryable());
                 self.journal
                     .record(Event::new(request.app, Kind::VmReset, detail));
+                // The app is down and the last resort failed: a human must act.
+                self.journal
+                    .record(Event::new(request.app, Kind::Alert, json!({"reason": why})));
                 ResetOutcome::Refused(why)
             }
         }
@@ -378,8 +381,8 @@ mod tests {
     }
 
     /// Escalates once over [`Scripted`]; returns the outcome, the calls
-    /// made and the last journal event.
-    async fn run_scripted(failures: Vec<ErrorKind>) -> (ResetOutcome, u32, Event) {
+    /// made, the `vm_reset` event and the kinds journaled.
+    async fn run_scripted(failures: Vec<ErrorKind>) -> (ResetOutcome, u32, Event, Vec<Kind>) {
         let dir = tempfile::tempdir().unwrap();
         let journal = Arc::new(Journal::open(dir.path()).unwrap());
         let calls = Arc::new(AtomicU32::new(0));
@@ -398,23 +401,26 @@ mod tests {
         );
         let outcome = escalator.request_reset("web", "test").await;
         let events = crate::journal::read_all(dir.path()).unwrap();
+        let outcome_event = events.iter().find(|e| e.kind == Kind::VmReset).unwrap();
+        let kinds = events.iter().map(|e| e.kind).collect();
         (
             outcome,
             calls.load(Ordering::SeqCst),
-            events.last().unwrap().clone(),
+            outcome_event.clone(),
+            kinds,
         )
     }
 
     #[tokio::test]
     async fn retryable_failures_are_retried_up_to_the_attempts() {
         use ErrorKind::{Timeout, Unreachable};
-        let (outcome, calls, last) = run_scripted(vec![Timeout, Unreachable]).await;
+        let (outcome, calls, last, _) = run_scripted(vec![Timeout, Unreachable]).await;
         assert_eq!(outcome, ResetOutcome::Reset);
         assert_eq!(calls, 3);
         assert_eq!(last.detail["attempts"], json!(3));
         assert_eq!(last.detail["power_state"], json!("on"));
 
-        let (outcome, calls, last) = run_scripted(vec![Timeout, Timeout, Timeout]).await;
+        let (outcome, calls, last, _) = run_scripted(vec![Timeout, Timeout, Timeout]).await;
         assert!(matches!(outcome, ResetOutcome::Refused(_)));
         assert_eq!(calls, 3, "never more than the attempts");
         assert_eq!(last.kind, Kind::VmReset);
@@ -425,10 +431,16 @@ mod tests {
     #[tokio::test]
     async fn a_non_retryable_failure_is_not_retried() {
         use ErrorKind::BadCredentials;
-        let (outcome, calls, last) = run_scripted(vec![BadCredentials]).await;
+        let (outcome, calls, last, _) = run_scripted(vec![BadCredentials]).await;
         assert!(matches!(outcome, ResetOutcome::Refused(_)));
         assert_eq!(calls, 1);
         assert_eq!(last.detail["error_kind"], json!("bad_credentials"));
         assert_eq!(last.detail["retryable"], json!(false));
+    }
+
+    #[tokio::test]
+    async fn a_failed_reset_raises_an_alert() {
+        let (_, _, _, kinds) = run_scripted(vec![ErrorKind::NotFound]).await;
+        assert_eq!(kinds, [Kind::ResetDecided, Kind::VmReset, Kind::Alert]);
     }
 }
