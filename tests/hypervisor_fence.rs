@@ -304,3 +304,44 @@ fn the_daemon_reboots_through_fence_dummy_once_then_refuses() {
         1
     );
 }
+
+/// The journal of a daemon whose reset goes to the test agent behaving as
+/// `behave`, with three attempts 10 ms apart.
+fn failed_escalation(behave: &str) -> Vec<medic::journal::Event> {
+    let agent = TestAgent::new();
+    common::Setup::new(&format!(
+        "backend = \"fence-agent\"\nmin_uptime = \"0s\"\nattempts = 3\nretry_backoff = \"10ms\"\n\
+         [escalation.fence-agent]\nagent = \"{}\"\noptions = {{ behave = \"{behave}\" }}",
+        agent.dir.path().join("fence_test").display()
+    ))
+    .with_stuck_app()
+    .daemon_until("stuck", Kind::Manual)
+}
+
+#[test]
+fn a_failed_reset_is_journaled_with_its_retry_decision_and_alerted() {
+    for (behave, kind, retryable, attempts) in [
+        ("exit-3", "bad_credentials", false, 1),
+        ("exit-8", "not_found", false, 1),
+        ("exit-5", "timeout", true, 3),
+    ] {
+        let events = failed_escalation(behave);
+        let outcome = events.iter().find(|e| e.kind == Kind::VmReset).unwrap();
+        let detail = &outcome.detail;
+        assert_eq!(detail["outcome"], "failed", "{behave}: {detail}");
+        assert_eq!(detail["error_kind"], kind, "{behave}");
+        assert_eq!(detail["retryable"], retryable, "{behave}");
+        assert_eq!(detail["attempts"], attempts, "{behave}");
+        let kinds: Vec<_> = events
+            .iter()
+            .filter(|e| e.app.as_deref() == Some("stuck"))
+            .map(|e| e.kind)
+            .skip_while(|k| *k != Kind::ResetDecided)
+            .collect();
+        assert_eq!(
+            kinds,
+            [Kind::ResetDecided, Kind::VmReset, Kind::Alert, Kind::Manual],
+            "{behave}"
+        );
+    }
+}
