@@ -45,6 +45,9 @@ pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<Con
         .duration("command_timeout", Duration::from_millis(1))
         .or(Duration::from_secs(30));
     let pidfile = app.path("pidfile", cx.base_dir).ok();
+    let start_grace = app
+        .duration("start_grace", Duration::ZERO)
+        .or(Duration::ZERO);
     let kit_memory_mib = app.u32_in("kit_memory_mib", 1..=4096).or(cx.kit_memory_mib);
 
     let mut table = app.table("recovery");
@@ -57,6 +60,10 @@ pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<Con
             .duration("backoff", Duration::ZERO)
             .or(Duration::from_secs(1)),
         then: table.parsed("then", then).or(Then::Alert),
+        max_flaps: table.u32_in("max_flaps", 0..=u32::MAX).or(5),
+        flap_window: table
+            .duration("flap_window", Duration::from_secs(1))
+            .or(Duration::from_secs(3600)),
     };
     table.finish();
 
@@ -87,6 +94,7 @@ pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<Con
             stop,
             command_timeout,
             pidfile,
+            start_grace,
             kit_memory_mib,
             recovery,
             settings,

@@ -211,8 +211,12 @@ pub struct AppSpec {
     pub stop: Option<Vec<String>>,
     /// How long `start` and `stop` may run before they are killed.
     pub command_timeout: Duration,
-    /// The app's pidfile, if it has one.
+    /// The app's pidfile, if it has one: medic then watches the process
+    /// through a pidfd and reacts the moment it exits.
     pub pidfile: Option<PathBuf>,
+    /// After a start or restart, failed checks do not count for this long
+    /// (or until a check passes).
+    pub start_grace: Duration,
     /// Memory cap of this app's kit instance in MiB: the app's override or
     /// the daemon default.
     pub kit_memory_mib: u32,
@@ -236,6 +240,11 @@ pub struct RecoveryPolicy {
     pub backoff: Duration,
     /// What to do once local attempts are exhausted.
     pub then: Then,
+    /// More than this many failures within `flap_window` hold the app in
+    /// manual with an alert instead of restarting it forever; 0 disables.
+    pub max_flaps: u32,
+    /// The window `max_flaps` counts over.
+    pub flap_window: Duration,
 }
 
 /// The step after local recovery has failed.

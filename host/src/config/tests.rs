@@ -98,6 +98,7 @@ start = ["systemctl", "start", "nginx"]
 stop = ["systemctl", "stop", "nginx"]
 command_timeout = "45s"
 pidfile = "run/nginx.pid"
+start_grace = "30s"
 kit_memory_mib = 128
 
 [recovery]
@@ -105,6 +106,8 @@ local_attempts = 0
 window = "20m"
 backoff = "500ms"
 then = "vm-reset"
+max_flaps = 4
+flap_window = "30m"
 
 [settings]
 url = "http://127.0.0.1/healthz"
@@ -150,12 +153,15 @@ exec = ["/usr/sbin/nginx"]
             stop: Some(strings(&["systemctl", "stop", "nginx"])),
             command_timeout: Duration::from_secs(45),
             pidfile: Some(fx.path("run/nginx.pid")),
+            start_grace: Duration::from_secs(30),
             kit_memory_mib: 128,
             recovery: RecoveryPolicy {
                 local_attempts: 0,
                 window: Duration::from_secs(1200),
                 backoff: Duration::from_millis(500),
                 then: Then::VmReset,
+                max_flaps: 4,
+                flap_window: Duration::from_secs(1800),
             },
             settings: vec![
                 ("url".into(), "http://127.0.0.1/healthz".into()),
@@ -224,8 +230,11 @@ fn app_defaults() {
             window: Duration::from_secs(600),
             backoff: Duration::from_secs(1),
             then: Then::Alert,
+            max_flaps: 5,
+            flap_window: Duration::from_secs(3600),
         }
     );
+    assert_eq!(app.start_grace, Duration::ZERO);
     assert!(app.settings.is_empty());
     assert_eq!(app.grants, Grants::default());
 }
@@ -250,7 +259,7 @@ fn unknown_keys_are_reported_at_the_key() {
     assert_eq!(
         errors[1],
         format!(
-            "{at}:6:3: recovery.tries: unknown key `tries`; expected one of: local_attempts, window, backoff, then"
+            "{at}:6:3: recovery.tries: unknown key `tries`; expected one of: local_attempts, window, backoff, then, max_flaps, flap_window"
         )
     );
 }

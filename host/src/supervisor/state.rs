@@ -34,6 +34,15 @@ pub struct Policy {
     pub then: Then,
     /// Whether the app has `start` (so a restart is possible).
     pub can_restart: bool,
+    /// After a start or restart, failed checks do not count for this long
+    /// (or until a check passes): a slow starter is not killed for being
+    /// slow.
+    pub start_grace: Duration,
+    /// More than this many failures within `flap_window` hold the app in
+    /// manual with an alert instead of restarting it forever; 0 disables.
+    pub max_flaps: u32,
+    /// The window `max_flaps` counts over.
+    pub flap_window: Duration,
     /// No escalation before this instant: medic's start plus the larger of
     /// `min_uptime` and `interval × failures_before_action`, so a freshly
     /// started medic (or a freshly reset VM) never resets on stale evidence.
@@ -101,6 +110,9 @@ pub enum Event {
     Restarted(Result<(), String>),
     /// The escalation backend answered.
     ResetDone(ResetOutcome),
+    /// The app's process exited (seen through its pidfd): down for sure,
+    /// without waiting for more checks.
+    ProcessExited(String),
 }
 
 /// What the executor must do, in order.
@@ -132,6 +144,10 @@ pub struct AppState {
     /// Kit faults in a row; only the first of a streak is journaled so a
     /// broken kit cannot flood the journal.
     pub kit_faults: u32,
+    /// Failed checks do not count before this (start grace).
+    pub grace_until: Option<Instant>,
+    /// When the app went down, within `flap_window`.
+    pub failures_at: Vec<Instant>,
 }
 
 impl Default for AppState {
@@ -142,6 +158,8 @@ impl Default for AppState {
             attempts: Vec::new(),
             degraded: false,
             kit_faults: 0,
+            grace_until: None,
+            failures_at: Vec::new(),
         }
     }
 }
@@ -151,16 +169,37 @@ pub fn next(state: &mut AppState, event: Event, policy: &Policy, now: Instant) -
     state
         .attempts
         .retain(|at| now.saturating_duration_since(*at) < policy.window);
+    state
+        .failures_at
+        .retain(|at| now.saturating_duration_since(*at) < policy.flap_window);
     match event {
+        Event::Checked(CheckOutcome::Failed(_))
+            if state.grace_until.is_some_and(|end| now < end) =>
+        {
+            // Still starting: not down yet.
+            Vec::new()
+        }
         Event::Checked(outcome) => checked(state, outcome, policy, now),
+        Event::ProcessExited(reason) => {
+            // No need to wait for more failed checks: the process is gone.
+            state.grace_until = None;
+            state.consecutive_failures = state
+                .consecutive_failures
+                .max(policy.failures_before_action.saturating_sub(1));
+            checked(state, CheckOutcome::Failed(reason), policy, now)
+        }
         Event::KitRecovered(recovery) => kit_recovered(state, recovery, policy, now),
         Event::Restarted(result) => {
             let mut actions = Vec::new();
-            if let Err(error) = result {
-                actions.push(Action::Journal(
+            match result {
+                Ok(()) if !policy.start_grace.is_zero() => {
+                    state.grace_until = Some(now + policy.start_grace);
+                }
+                Ok(()) => {}
+                Err(error) => actions.push(Action::Journal(
                     Kind::RecoveryFailed,
                     json!({"step": "restart", "error": error}),
-                ));
+                )),
             }
             actions.push(Action::CheckAfter(backoff(state, policy)));
             actions
@@ -198,6 +237,7 @@ fn checked(
             )]
         }
         CheckOutcome::Healthy | CheckOutcome::Degraded(_) => {
+            state.grace_until = None;
             let mut actions = Vec::new();
             if state.phase != Phase::Healthy {
                 actions.push(Action::Journal(
@@ -230,11 +270,22 @@ fn checked(
                 }
                 Phase::Healthy => {
                     state.phase = Phase::Recovering;
+                    state.failures_at.push(now);
                     let mut actions = vec![Action::Journal(
                         Kind::AppFailed,
                         json!({"reason": reason, "failures": state.consecutive_failures}),
                     )];
-                    actions.extend(attempt_or_escalate(state, policy, now, &reason));
+                    let flaps = u32::try_from(state.failures_at.len()).unwrap_or(u32::MAX);
+                    if policy.max_flaps > 0 && flaps > policy.max_flaps {
+                        let why = format!(
+                            "flapping: down {flaps} times within {}; last failure: {reason}",
+                            humantime::format_duration(policy.flap_window)
+                        );
+                        actions.push(Action::Journal(Kind::Alert, json!({"reason": why})));
+                        actions.extend(hold(state, why));
+                    } else {
+                        actions.extend(attempt_or_escalate(state, policy, now, &reason));
+                    }
                     actions
                 }
                 Phase::Recovering => attempt_or_escalate(state, policy, now, &reason),

@@ -19,6 +19,9 @@ impl Ladder {
             backoff: SEC,
             then,
             can_restart: true,
+            start_grace: Duration::ZERO,
+            max_flaps: 0,
+            flap_window: Duration::from_secs(3600),
             no_escalation_before: start + 2 * SEC,
         };
         Self {
@@ -328,4 +331,94 @@ fn failed_restart_is_journaled_and_rechecked() {
     let actions = l.on(Event::Restarted(Err("exit 1".into())));
     assert_eq!(Ladder::kinds(&actions), vec![Kind::RecoveryFailed]);
     assert_eq!(actions.last(), Some(&Action::CheckAfter(SEC)));
+}
+
+#[test]
+fn failed_checks_within_start_grace_do_not_count() {
+    let mut l = Ladder::new(Then::None);
+    l.policy.start_grace = 5 * SEC;
+    l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::RestartApp));
+    l.on(Event::Restarted(Ok(())));
+    // 4 more seconds pass inside the grace: nothing happens.
+    for _ in 0..4 {
+        assert!(l.fail().is_empty(), "inside the grace");
+    }
+    assert_eq!(l.state.attempts.len(), 1);
+    // The grace is over: the next failure uses the second attempt.
+    assert_eq!(
+        Ladder::kinds(&l.fail()),
+        vec![Kind::RecoveryAttempt],
+        "after the grace"
+    );
+}
+
+#[test]
+fn a_passing_check_ends_the_start_grace() {
+    let mut l = Ladder::new(Then::None);
+    l.policy.start_grace = 60 * SEC;
+    l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::RestartApp));
+    l.on(Event::Restarted(Ok(())));
+    l.on(Event::Checked(CheckOutcome::Healthy));
+    assert_eq!(l.state.grace_until, None);
+    assert!(l.fail().is_empty(), "below the threshold again");
+    assert_eq!(
+        Ladder::kinds(&l.fail()),
+        vec![Kind::AppFailed, Kind::RecoveryAttempt]
+    );
+}
+
+#[test]
+fn a_process_exit_acts_at_once_even_in_the_grace() {
+    let mut l = Ladder::new(Then::None);
+    l.policy.start_grace = 60 * SEC;
+    l.state.grace_until = Some(l.now + 60 * SEC);
+    let actions = l.on(Event::ProcessExited("pid 42 exited".into()));
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::AppFailed, Kind::RecoveryAttempt]
+    );
+    assert!(actions.contains(&Action::KitRecover(1)));
+}
+
+#[test]
+fn an_app_that_keeps_failing_and_recovering_is_held_as_flapping() {
+    let mut l = Ladder::new(Then::None);
+    l.policy.max_flaps = 2;
+    l.policy.local_attempts = 10;
+    for _ in 0..2 {
+        l.fail();
+        let actions = l.fail();
+        assert!(actions.contains(&Action::KitRecover(l.state.attempts.len() as u32)));
+        l.on(Event::Checked(CheckOutcome::Healthy));
+    }
+    l.fail();
+    let actions = l.fail();
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::AppFailed, Kind::Alert, Kind::Manual]
+    );
+    assert!(
+        matches!(&l.state.phase, Phase::Manual(why) if why.starts_with("flapping: down 3 times"))
+    );
+}
+
+#[test]
+fn flaps_age_out_of_their_window() {
+    let mut l = Ladder::new(Then::None);
+    l.policy.max_flaps = 1;
+    l.policy.local_attempts = 10;
+    l.policy.flap_window = 10 * SEC;
+    l.fail();
+    l.fail();
+    l.on(Event::Checked(CheckOutcome::Healthy));
+    l.now += 20 * SEC;
+    l.fail();
+    assert_eq!(
+        Ladder::kinds(&l.fail()),
+        vec![Kind::AppFailed, Kind::RecoveryAttempt]
+    );
 }
