@@ -9,20 +9,33 @@ use common::Setup;
 use common::nginx::Nginx;
 use medic::journal::Kind;
 
-#[test]
-fn killed_nginx_is_restarted_and_the_journal_shows_it() {
-    let setup = Setup::new("backend = \"dry-run\"").with_kit("http");
-    let nginx = Nginx::start();
+/// A setup watching `nginx` as app `web` through the http kit, with
+/// `schedule` (interval, thresholds) and `attempts` local restarts
+/// `backoff` apart before an alert.
+fn nginx_app(nginx: &Nginx, schedule: &str, attempts: u32, backoff: &str) -> Setup {
     let app = format!(
-        "kit = \"http\"\ninterval = \"200ms\"\ntimeout = \"1s\"\nfailures_before_action = 2\nstart = {start}\npidfile = \"{pidfile}\"\n\
-         [recovery]\nlocal_attempts = 3\nbackoff = \"200ms\"\nthen = \"alert\"\n\
+        "kit = \"http\"\n{schedule}\ntimeout = \"1s\"\nstart = {start}\npidfile = \"{pidfile}\"\n\
+         [recovery]\nlocal_attempts = {attempts}\nbackoff = \"{backoff}\"\nthen = \"alert\"\n\
          [settings]\nurl = \"http://127.0.0.1:{port}/healthz\"\nexpect_body = \"ok\"\n\
          [grants]\nconnect = [\"127.0.0.1:{port}\"]\n",
         start = nginx.start_toml(),
         pidfile = nginx.pidfile().display(),
         port = nginx.port,
     );
-    let setup = setup.app("web", &app);
+    Setup::new("backend = \"dry-run\"")
+        .with_kit("http")
+        .app("web", &app)
+}
+
+#[test]
+fn killed_nginx_is_restarted_and_the_journal_shows_it() {
+    let nginx = Nginx::start();
+    let setup = nginx_app(
+        &nginx,
+        "interval = \"200ms\"\nfailures_before_action = 2",
+        3,
+        "200ms",
+    );
     let mut daemon = setup.daemon();
     let first = nginx.master_pid().unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -55,6 +68,60 @@ fn always_failing(setup: Setup) -> Setup {
          [recovery]\nlocal_attempts = 2\nbackoff = \"50ms\"\nthen = \"vm-reset\"\n\
          [settings]\nmode = \"fail\"\nrecover_mode = \"restart\"\n",
     )
+}
+
+/// The app's process is watched through a pidfd: with a 60 s interval, a
+/// kill -9 is acted on at once, and again after the restart (the pid is
+/// re-read). The latency itself is measured in the benchmark.
+#[test]
+fn a_killed_process_is_restarted_long_before_the_next_check() {
+    let nginx = Nginx::start();
+    let setup = nginx_app(&nginx, "interval = \"60s\"", 5, "100ms");
+    let mut daemon = setup.daemon();
+    for round in 1..=2 {
+        // The watch opens when the supervisor starts (after the kit has
+        // loaded) and again at the first passing check after a restart.
+        assert!(common::wait_for(Duration::from_secs(30), || setup
+            .events()
+            .iter()
+            .any(|e| e.kind == Kind::KitLoaded)));
+        std::thread::sleep(Duration::from_millis(500));
+        let pid = nginx.master_pid().unwrap();
+        let killed = std::time::Instant::now();
+        common::kill9(pid);
+        let recovered = |setup: &Setup| {
+            setup
+                .kinds("web")
+                .iter()
+                .filter(|k| **k == Kind::AppRecovered)
+                .count()
+        };
+        assert!(
+            common::wait_for(Duration::from_secs(20), || recovered(&setup) == round),
+            "round {round}: {}",
+            daemon.log_text()
+        );
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "acted on long before the 60 s interval"
+        );
+        assert!(nginx.serves(), "nginx serves again");
+        assert_ne!(nginx.master_pid(), Some(pid), "a new nginx runs");
+    }
+    let failures: Vec<_> = setup
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == Kind::AppFailed)
+        .collect();
+    assert_eq!(failures.len(), 2);
+    for failure in failures {
+        let reason = failure.detail["reason"].as_str().unwrap();
+        assert!(
+            reason.starts_with("process ") && reason.ends_with(" exited"),
+            "{reason}"
+        );
+    }
+    assert!(daemon.is_running());
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! `docs/architecture.md`. This library is what the `medic` binary and the
 //! integration tests share.
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod credentials;
@@ -12,6 +13,7 @@ pub mod demo;
 pub mod fsutil;
 pub mod hypervisor;
 pub mod journal;
+pub mod metrics;
 pub mod process;
 pub mod sandbox;
 pub mod supervisor;

@@ -25,19 +25,48 @@ pub fn pids_by_name(name: &str) -> Vec<u32> {
 /// Whether `pid` names a live process. A zombie (exited, not yet reaped)
 /// counts as gone: the application it was is no longer running.
 pub fn is_alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // The state follows the parenthesised command name, which may itself
-    // contain spaces and parentheses.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next())
+    stat_fields(pid)
+        .and_then(|fields| fields.first().cloned())
         .is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// When `pid` started, as wall-clock time (to the clock tick), so a pid
+/// that was reused by a later process can be told from the one a pidfile
+/// named.
+pub fn started_at(pid: u32) -> Option<std::time::SystemTime> {
+    // Field 22 of /proc/PID/stat: start time in clock ticks after boot.
+    let ticks: u64 = stat_fields(pid)?.get(19)?.parse().ok()?;
+    let boot_secs: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())?;
+    let per_second = rustix::param::clock_ticks_per_second();
+    let after_boot = std::time::Duration::from_secs_f64(ticks as f64 / per_second as f64);
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot_secs) + after_boot)
+}
+
+/// The fields of `/proc/PID/stat` after the command name (state first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is parenthesised and may itself contain spaces and
+    // parentheses: the fields start after the last `)`.
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn knows_when_it_started() {
+        let started = started_at(std::process::id()).unwrap();
+        let age = std::time::SystemTime::now()
+            .duration_since(started)
+            .unwrap();
+        assert!(age < std::time::Duration::from_secs(600), "{age:?}");
+        assert_eq!(started_at(u32::MAX), None);
+    }
 
     #[test]
     fn finds_itself_and_not_a_dead_pid() {

@@ -50,6 +50,7 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
         kit_memory_mib: daemon
             .u32_in("kit_memory_mib", 1..=4096)
             .or(fallback.daemon.kit_memory_mib),
+        metrics: daemon.parsed("metrics", super::app_file::address).ok(),
     };
     daemon.finish();
 
@@ -97,6 +98,7 @@ fn defaults() -> MainFile {
             apps_dir: PathBuf::from(DEFAULT_APPS_DIR),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             kit_memory_mib: 64,
+            metrics: None,
         },
         escalation: EscalationSettings::default(),
         plugins_dir_ok: false,

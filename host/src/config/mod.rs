@@ -44,6 +44,8 @@ pub struct DaemonSettings {
     /// Default memory cap of one kit instance, in MiB, so a misbehaving kit
     /// cannot exhaust the host.
     pub kit_memory_mib: u32,
+    /// `host:port` of the Prometheus endpoint (`/metrics`); none when unset.
+    pub metrics: Option<String>,
 }
 
 /// The `[escalation]` table of `medic.toml`: resetting the VM when local

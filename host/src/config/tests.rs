@@ -131,6 +131,7 @@ exec = ["/usr/sbin/nginx"]
             apps_dir: fx.path("apps.d"),
             state_dir: fx.path("state"),
             kit_memory_mib: 32,
+            metrics: None,
         },
         escalation: EscalationSettings {
             backend: Backend::DryRun,
@@ -195,6 +196,7 @@ fn daemon_and_escalation_defaults() {
             apps_dir: "/etc/medic/apps.d".into(),
             state_dir: "/var/lib/medic".into(),
             kit_memory_mib: 64,
+            metrics: None,
         }
     );
     assert_eq!(

@@ -13,8 +13,9 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Event, Journal, Kind};
+use crate::metrics::Metrics;
 use crate::sandbox::KitEngine;
-use crate::supervisor::supervise;
+use crate::supervisor::{Shared, channels, supervise};
 
 pub use registry::{build_runtime, load_kits};
 
@@ -50,6 +51,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let metrics = match &config.daemon.metrics {
+        Some(address) => Some(serve_metrics(address, &journal, &escalator).await?),
+        None => None,
+    };
+    let shared = Shared {
+        journal: journal.clone(),
+        escalator: escalator.clone(),
+        metrics,
+    };
+    let mut handles = std::collections::BTreeMap::new();
     for spec in &config.apps {
         let Some(kit) = kits.get(&spec.kit_path) else {
             tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit did not load");
@@ -66,10 +77,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             app = %spec.name, kit = %spec.kit, interval = %humantime::format_duration(spec.interval),
             then = spec.recovery.then.name(), "watching"
         );
+        let (handle, channels) = channels(&runtime);
+        handles.insert(spec.name.clone(), handle);
         tasks.spawn(supervise(
             runtime,
-            journal.clone(),
-            escalator.clone(),
+            shared.clone(),
+            channels,
             stopped.clone(),
         ));
     }
@@ -97,4 +110,22 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// Starts the Prometheus endpoint at `address`, fed by every journal event.
+async fn serve_metrics(
+    address: &str,
+    journal: &Journal,
+    escalator: &Arc<Escalator>,
+) -> anyhow::Result<Arc<Metrics>> {
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("[daemon] metrics: cannot listen on {address}"))?;
+    let metrics = Arc::new(Metrics::new());
+    metrics.set_resets_left(escalator.remaining().await);
+    let observer = metrics.clone();
+    journal.observe(Box::new(move |event| observer.record(event)));
+    tokio::spawn(metrics.clone().serve(listener));
+    tracing::info!("metrics on http://{address}/metrics");
+    Ok(metrics)
 }

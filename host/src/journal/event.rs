@@ -87,7 +87,8 @@ impl Event {
     }
 }
 
-fn rfc3339<S: Serializer>(ts: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+/// Writes a time as RFC 3339 UTC with milliseconds, as everywhere in medic's output.
+pub(crate) fn rfc3339<S: Serializer>(ts: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_str(&humantime::format_rfc3339_millis(*ts))
 }
 

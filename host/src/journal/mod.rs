@@ -14,6 +14,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+pub(crate) use event::rfc3339;
 pub use event::{Event, Kind};
 
 /// File name of the journal inside `state_dir`.
@@ -32,11 +33,28 @@ pub enum JournalError {
     },
 }
 
+/// Something told of every event once it is on disk (metrics, alerts); it
+/// must return at once, never block.
+pub type Observer = Box<dyn Fn(&Event) + Send + Sync>;
+
+/// How many events a follower (`medic events --follow`) may fall behind
+/// before it misses some.
+const FOLLOW_BUFFER: usize = 1024;
+
 /// An open journal; appends are serialised and durable.
-#[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: Mutex<File>,
+    observers: std::sync::RwLock<Vec<Observer>>,
+    followers: tokio::sync::broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Journal {
@@ -56,7 +74,23 @@ impl Journal {
         Ok(Self {
             path,
             file: Mutex::new(file),
+            observers: std::sync::RwLock::new(Vec::new()),
+            followers: tokio::sync::broadcast::channel(FOLLOW_BUFFER).0,
         })
+    }
+
+    /// Tells `observer` of every event appended from now on.
+    pub fn observe(&self, observer: Observer) {
+        self.observers
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(observer);
+    }
+
+    /// Events appended from now on, for followers; one that falls more
+    /// than 1024 events behind is told how many it missed.
+    pub fn follow(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.followers.subscribe()
     }
 
     /// Appends one event and waits until it is on disk.
@@ -72,7 +106,19 @@ impl Journal {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         file.write_all(&line).map_err(io)?;
-        file.sync_data().map_err(io)
+        file.sync_data().map_err(io)?;
+        drop(file);
+        for observer in self
+            .observers
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+        {
+            observer(event);
+        }
+        // No follower is the usual case, not an error.
+        let _ = self.followers.send(event.clone());
+        Ok(())
     }
 
     /// Appends an event; a journal that cannot be written is logged loudly

@@ -4,14 +4,17 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::commands::run_command;
+use super::pidfd::ProcessWatch;
 use super::state::{self, Action, AppState, CheckOutcome, Event, KitRecovery, Policy};
+use super::status::{AppStatus, LastCheck};
 use crate::config::AppSpec;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Journal};
+use crate::metrics::{CheckResult, Metrics};
 use crate::sandbox::{CallScope, Health, Kit, NextStep};
 
 /// Everything needed to watch one app.
@@ -41,6 +44,11 @@ impl AppRuntime {
             Ok(Health::Failed(reason)) => CheckOutcome::Failed(reason),
             Err(fault) => CheckOutcome::KitFault(fault.to_string()),
         }
+    }
+
+    /// Watches the process the app's pidfile names, if it has one.
+    fn watch_process(&self) -> Option<ProcessWatch> {
+        self.spec.pidfile.as_deref().and_then(ProcessWatch::open)
     }
 
     async fn kit_recover(&self, attempt: u32) -> KitRecovery {
@@ -90,43 +98,184 @@ impl AppRuntime {
     }
 }
 
-/// Watches one app until `shutdown` turns true. The first check runs at once.
+/// What every supervisor shares: where events go and who resets the VM.
+#[derive(Clone)]
+pub struct Shared {
+    /// The durable journal.
+    pub journal: Arc<Journal>,
+    /// The one escalator of this VM.
+    pub escalator: Arc<Escalator>,
+    /// Prometheus numbers, when `[daemon] metrics` is set.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// Something an admin asks of a running supervisor.
+#[derive(Debug)]
+pub enum Command {
+    /// Run a check now (it goes through the ladder like any other) and
+    /// report it.
+    CheckNow(oneshot::Sender<LastCheck>),
+    /// Run local recovery now; `by` names who asked. Replies with what ran.
+    RecoverNow {
+        /// Who asked, for the journal (`uid 1000`).
+        by: String,
+        /// What ran, or why nothing did.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// The outside of a running supervisor: its commands and its status.
+#[derive(Debug, Clone)]
+pub struct AppHandle {
+    /// Where commands go.
+    pub commands: mpsc::Sender<Command>,
+    /// The app's status, updated after every change.
+    pub status: watch::Receiver<AppStatus>,
+}
+
+/// The inside of a running supervisor, the other ends of an [`AppHandle`].
+pub struct AppChannels {
+    commands: mpsc::Receiver<Command>,
+    status: watch::Sender<AppStatus>,
+}
+
+/// A handle and the channels that serve it, for app `app`.
+pub fn channels(app: &AppRuntime) -> (AppHandle, AppChannels) {
+    let (commands_tx, commands) = mpsc::channel(16);
+    let initial = AppStatus::of(
+        &app.spec.name,
+        &AppState::default(),
+        &app.policy,
+        std::time::Instant::now(),
+    );
+    let (status, status_rx) = watch::channel(initial);
+    (
+        AppHandle {
+            commands: commands_tx,
+            status: status_rx,
+        },
+        AppChannels { commands, status },
+    )
+}
+
+/// Why the supervisor woke up.
+enum Wake {
+    Check(Option<oneshot::Sender<LastCheck>>),
+    Exited(u32),
+    Recover(String, oneshot::Sender<Result<String, String>>),
+}
+
+/// Resolves when the watched process exits; never without one.
+async fn exited(watch: &Option<ProcessWatch>) -> u32 {
+    match watch {
+        Some(watch) => {
+            watch.exited().await;
+            watch.pid()
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Watches one app until `shutdown` turns true. The first check runs at
+/// once; a check also runs when an admin asks, and the ladder reacts at
+/// once when the app's watched process exits.
 pub async fn supervise(
     app: Arc<AppRuntime>,
-    journal: Arc<Journal>,
-    escalator: Arc<Escalator>,
+    shared: Shared,
+    mut channels: AppChannels,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = app.spec.name.clone();
     let mut ladder = AppState::default();
     let mut next_check = Instant::now();
+    let mut process = app.watch_process();
+    let mut last_check = None;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next_check) => {}
+        let wake = tokio::select! {
+            _ = tokio::time::sleep_until(next_check) => Wake::Check(None),
             _ = shutdown.wait_for(|stop| *stop) => break,
-        }
-        let outcome = app.check().await;
-        tracing::debug!(app = %name, ?outcome, "checked");
-        next_check = Instant::now() + app.policy.interval;
-        let mut events = VecDeque::from([Event::Checked(outcome)]);
+            Some(command) = channels.commands.recv() => match command {
+                Command::CheckNow(reply) => Wake::Check(Some(reply)),
+                Command::RecoverNow { by, reply } => Wake::Recover(by, reply),
+            },
+            pid = exited(&process) => Wake::Exited(pid),
+        };
+        let mut recovery_reply = None;
+        let first = match wake {
+            Wake::Check(reply) => {
+                let started = Instant::now();
+                let outcome = app.check().await;
+                let took = started.elapsed();
+                tracing::debug!(app = %name, ?outcome, "checked");
+                if let Some(metrics) = &shared.metrics {
+                    metrics.check_finished(&name, CheckResult::of(&outcome), took);
+                }
+                let record = LastCheck::new(&outcome, took);
+                if let Some(reply) = reply {
+                    let _ = reply.send(record.clone());
+                }
+                last_check = Some(record);
+                next_check = Instant::now() + app.policy.interval;
+                Event::Checked(outcome)
+            }
+            Wake::Exited(pid) => {
+                process = None;
+                Event::ProcessExited(format!("process {pid} exited"))
+            }
+            Wake::Recover(by, reply) => {
+                recovery_reply = Some(reply);
+                Event::AdminRecover(by)
+            }
+        };
+        let mut done = Vec::new();
+        let mut events = VecDeque::from([first]);
         while let Some(event) = events.pop_front() {
             for action in state::next(&mut ladder, event, &app.policy, Instant::now().into_std()) {
                 match action {
                     Action::Journal(kind, detail) => {
-                        journal.record(journal::Event::new(Some(&name), kind, detail))
+                        shared
+                            .journal
+                            .record(journal::Event::new(Some(&name), kind, detail))
                     }
                     Action::KitRecover(attempt) => {
-                        events.push_back(Event::KitRecovered(app.kit_recover(attempt).await))
+                        let recovery = app.kit_recover(attempt).await;
+                        done.push(format!("kit recover: {recovery:?}"));
+                        events.push_back(Event::KitRecovered(recovery));
                     }
-                    Action::Restart(_) => events.push_back(Event::Restarted(app.restart().await)),
+                    Action::Restart(_) => {
+                        let result = app.restart().await;
+                        done.push(match &result {
+                            Ok(()) => "restart: ok".to_owned(),
+                            Err(e) => format!("restart: {e}"),
+                        });
+                        // The pid is new after a restart.
+                        process = app.watch_process();
+                        events.push_back(Event::Restarted(result));
+                    }
                     Action::RequestReset(reason) => {
                         events.push_back(Event::ResetDone(
-                            escalator.request_reset(&name, &reason).await,
+                            shared.escalator.request_reset(&name, &reason).await,
                         ));
                     }
                     Action::CheckAfter(wait) => next_check = Instant::now() + wait,
                 }
             }
         }
+        if let Some(reply) = recovery_reply {
+            let _ = reply.send(match done.is_empty() {
+                true => Err("an escalation is under way".to_owned()),
+                false => Ok(done.join("; ")),
+            });
+        }
+        if process.is_none() && ladder.phase == state::Phase::Healthy {
+            process = app.watch_process();
+        }
+        let mut status = AppStatus::of(&name, &ladder, &app.policy, std::time::Instant::now());
+        status.last_check = last_check.clone();
+        status.pid = process.as_ref().map(ProcessWatch::pid);
+        if let Some(metrics) = &shared.metrics {
+            metrics.set_state(&name, status.state);
+        }
+        channels.status.send_replace(status);
     }
 }

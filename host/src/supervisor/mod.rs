@@ -3,8 +3,11 @@
 
 mod commands;
 mod executor;
+mod pidfd;
 pub mod state;
+mod status;
 
 pub use commands::run_command;
-pub use executor::{AppRuntime, supervise};
+pub use executor::{AppChannels, AppHandle, AppRuntime, Command, Shared, channels, supervise};
 pub use state::{Action, AppState, CheckOutcome, Event, KitRecovery, Phase, Policy, ResetOutcome};
+pub use status::{AppStatus, LastCheck};

@@ -113,6 +113,9 @@ pub enum Event {
     /// The app's process exited (seen through its pidfd): down for sure,
     /// without waiting for more checks.
     ProcessExited(String),
+    /// An admin asked for local recovery now (`medic recover`); the text
+    /// says who. It does not use up an attempt and releases a held app.
+    AdminRecover(String),
 }
 
 /// What the executor must do, in order.
@@ -203,6 +206,19 @@ pub fn next(state: &mut AppState, event: Event, policy: &Policy, now: Instant) -
             }
             actions.push(Action::CheckAfter(backoff(state, policy)));
             actions
+        }
+        Event::AdminRecover(_) if state.phase == Phase::Escalating => Vec::new(),
+        Event::AdminRecover(by) => {
+            state.phase = Phase::Recovering;
+            state.consecutive_failures = 0;
+            state.grace_until = None;
+            vec![
+                Action::Journal(
+                    Kind::RecoveryAttempt,
+                    json!({"attempt": 0, "of": policy.local_attempts, "reason": "asked by an admin", "by": by}),
+                ),
+                Action::KitRecover(0),
+            ]
         }
         Event::ResetDone(ResetOutcome::Reset) => {
             // The VM was (or, in dry-run, would have been) reset: whatever

@@ -422,3 +422,20 @@ fn flaps_age_out_of_their_window() {
         vec![Kind::AppFailed, Kind::RecoveryAttempt]
     );
 }
+
+#[test]
+fn an_admin_recovery_releases_a_held_app_without_using_an_attempt() {
+    let mut l = Ladder::new(Then::None);
+    l.state.phase = Phase::Manual("held".into());
+    let actions = l.on(Event::AdminRecover("uid 0".into()));
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::RecoveryAttempt]);
+    assert!(actions.contains(&Action::KitRecover(0)));
+    assert!(l.state.attempts.is_empty());
+    assert_eq!(l.state.phase, Phase::Recovering);
+    assert_eq!(
+        Ladder::kinds(&l.on(Event::Checked(CheckOutcome::Healthy))),
+        vec![Kind::AppRecovered]
+    );
+    l.state.phase = Phase::Escalating;
+    assert!(l.on(Event::AdminRecover("uid 0".into())).is_empty());
+}

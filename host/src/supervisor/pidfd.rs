@@ -1,0 +1,113 @@
+//! Instant crash detection: a pidfd on the app's main process becomes
+//! readable the moment the process exits, so medic reacts in milliseconds
+//! instead of at the next check.
+//!
+//! The pid comes from the app's pidfile and is re-read after every restart.
+//! A pidfd pins one process, never a pid; and a process that started after
+//! the pidfile was written is not the one it names (the pid was reused), so
+//! it is not watched.
+
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::Duration;
+
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
+use tokio::io::unix::AsyncFd;
+
+use crate::process;
+
+/// Slack between a process's start and its pidfile's write, for clocks
+/// counted in ticks and file systems with coarse timestamps.
+const START_SLACK: Duration = Duration::from_secs(1);
+
+/// The app's main process, watched.
+#[derive(Debug)]
+pub struct ProcessWatch {
+    pid: u32,
+    fd: AsyncFd<OwnedFd>,
+}
+
+impl ProcessWatch {
+    /// Watches the live process `pidfile` names; `None` when there is none,
+    /// or when the pid now belongs to a process that started after the
+    /// file was written.
+    pub fn open(pidfile: &Path) -> Option<Self> {
+        let text = std::fs::read_to_string(pidfile).ok()?;
+        let written = std::fs::metadata(pidfile).ok()?.modified().ok()?;
+        let pid: u32 = text.trim().parse().ok()?;
+        let fd = pidfd_open(
+            Pid::from_raw(i32::try_from(pid).ok()?)?,
+            PidfdFlags::NONBLOCK,
+        )
+        .ok()?;
+        // The pidfd now pins whatever process has this pid; make sure it is
+        // the one the pidfile meant.
+        let started = process::started_at(pid)?;
+        if started > written + START_SLACK || !process::is_alive(pid) {
+            return None;
+        }
+        // `AsyncFd::new` is deprecated for types that may not own their fd;
+        // an `OwnedFd` does, which is the case it is sound for (the
+        // replacement, `register`, is `unsafe`, which this crate denies).
+        #[allow(deprecated)]
+        let fd = AsyncFd::new(fd).ok()?;
+        Some(Self { pid, fd })
+    }
+
+    /// The watched pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Resolves when the process has exited.
+    pub async fn exited(&self) {
+        // A pidfd is readable once its process has terminated, and stays
+        // so; an error here (it cannot happen for a valid pidfd) is treated
+        // the same, so a broken watch never hides a crash.
+        let _ = self.fd.readable().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sees_a_child_exit_and_refuses_stale_pidfiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("app.pid");
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(&pidfile, child.id().to_string()).unwrap();
+        let watch = ProcessWatch::open(&pidfile).unwrap();
+        assert_eq!(watch.pid(), child.id());
+        child.kill().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), watch.exited())
+            .await
+            .unwrap();
+        child.wait().unwrap();
+        assert!(
+            ProcessWatch::open(&pidfile).is_none(),
+            "the process is gone"
+        );
+
+        // A pidfile written long before the process that now has its pid.
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        std::fs::write(&pidfile, other.id().to_string()).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&pidfile)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(ProcessWatch::open(&pidfile).is_none(), "a reused pid");
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+}
