@@ -5,6 +5,7 @@
 //! integration tests share.
 
 pub mod alerts;
+pub mod api;
 pub mod cli;
 pub mod config;
 pub mod credentials;
@@ -13,6 +14,7 @@ pub mod demo;
 pub mod fsutil;
 pub mod hypervisor;
 pub mod journal;
+pub mod maintenance;
 pub mod metrics;
 pub mod process;
 pub mod sandbox;

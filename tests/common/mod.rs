@@ -57,7 +57,7 @@ impl Setup {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let main = format!(
-            "[daemon]\nplugins_dir = \"kits\"\napps_dir = \"apps.d\"\nstate_dir = \"state\"\n\n[escalation]\n{escalation}\n"
+            "[daemon]\nplugins_dir = \"kits\"\napps_dir = \"apps.d\"\nstate_dir = \"state\"\nsocket = \"medic.sock\"\n\n[escalation]\n{escalation}\n"
         );
         std::fs::write(dir.path().join("medic.toml"), main).unwrap();
         Self { dir }

@@ -4,6 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use hyper::Method;
+
+use super::admin::{self, Target};
+use crate::api::client::Client;
 use crate::sandbox::KitEngine;
 use crate::supervisor::CheckOutcome;
 
@@ -13,13 +17,42 @@ const WARNING: u8 = 1;
 const CRITICAL: u8 = 2;
 const UNKNOWN: u8 = 3;
 
-pub(super) fn run(config_path: &Path, app: &str) -> ExitCode {
-    let (code, line) = check(config_path, app);
+/// Checks through the running daemon when one answers (so the result also
+/// goes through its ladder), else locally with `--config`.
+pub(super) fn run(target: &Target, app: &str) -> ExitCode {
+    let (code, line) = match (admin::daemon_socket(target), &target.config) {
+        (Some(socket), _) => through_daemon(&socket, app),
+        (None, Some(config)) => check(config, app),
+        (None, None) => (
+            UNKNOWN,
+            "no daemon answers and no --config to check without one".to_owned(),
+        ),
+    };
     let label = ["OK", "WARNING", "CRITICAL", "UNKNOWN"][usize::from(code)];
     println!("{label} - {app}: {line}");
     ExitCode::from(code)
 }
 
+/// Asks the daemon at `socket` to check `app` now.
+fn through_daemon(socket: &Path, app: &str) -> (u8, String) {
+    let client = Client::new(socket);
+    let answer = super::runtime()
+        .map(|rt| rt.block_on(client.call(Method::POST, &format!("/v1/apps/{app}/check"), None)));
+    let result = match answer {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => return (UNKNOWN, e.to_string()),
+        Err(e) => return (UNKNOWN, format!("{e:#}")),
+    };
+    let reason = result["reason"].as_str().unwrap_or_default();
+    match result["result"].as_str() {
+        Some("healthy") => (OK, "healthy".into()),
+        Some("degraded") => (WARNING, format!("degraded: {reason}")),
+        Some("failed") => (CRITICAL, format!("failed: {reason}")),
+        _ => (UNKNOWN, format!("kit fault: {reason}")),
+    }
+}
+
+/// Checks `app` in this process, without a daemon.
 fn check(config_path: &Path, app: &str) -> (u8, String) {
     let Some(config) = super::load_or_report(config_path) else {
         return (UNKNOWN, format!("bad config {}", config_path.display()));

@@ -27,14 +27,19 @@ pub(super) fn run(config_path: &Path, app: Option<&str>, json: bool) -> ExitCode
                 Err(e) => eprintln!("medic: {e}"),
             }
         } else {
-            println!(
-                "{}  {:<12} {:<20} {}",
-                humantime::format_rfc3339_millis(event.ts),
-                event.app.as_deref().unwrap_or("-"),
-                event.kind,
-                event.detail
-            );
+            println!("{}", text(event));
         }
     }
     ExitCode::SUCCESS
+}
+
+/// One event as a line for people: time, app, kind, detail.
+pub(super) fn text(event: &journal::Event) -> String {
+    format!(
+        "{}  {:<12} {:<20} {}",
+        humantime::format_rfc3339_millis(event.ts),
+        event.app.as_deref().unwrap_or("-"),
+        event.kind,
+        event.detail
+    )
 }

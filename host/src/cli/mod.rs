@@ -1,6 +1,7 @@
 //! The `medic` command line. Verbs, flags and exit codes are a public
 //! contract that admins' scripts rely on: extend, never rename.
 
+mod admin;
 mod check;
 mod events;
 mod inspect;
@@ -35,31 +36,68 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Run one app's check once, now, without a daemon. Exit 0 healthy,
-    /// 1 degraded, 2 failed, 3 unknown (kit fault, kit missing, bad config).
+    /// Run one app's check now: through the daemon when one answers, else
+    /// locally with --config. Exit 0 healthy, 1 degraded, 2 failed, 3
+    /// unknown (kit fault, kit missing, bad config).
     Check {
-        /// medic.toml naming the app's directory.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        target: admin::Target,
         /// The app's name (its file name in apps.d without .toml).
         app: String,
+    },
+    /// Every app's state, last check, failures, attempts, pid and
+    /// maintenance, and the reset budget left (from the daemon).
+    Status {
+        #[command(flatten)]
+        target: admin::Target,
+        /// The daemon's JSON answer instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run local recovery of APP now (the daemon's kit recover, restart if
+    /// asked); releases an app held in manual.
+    Recover {
+        #[command(flatten)]
+        target: admin::Target,
+        /// The app's name.
+        app: String,
+    },
+    /// Start or end a maintenance window (global without APP): checks go
+    /// on, no recovery and no escalation happen until it ends.
+    Maintenance {
+        #[command(flatten)]
+        target: admin::Target,
+        /// `on` or `off`.
+        #[arg(value_parser = ["on", "off"])]
+        action: String,
+        /// The app; without it, every app.
+        app: Option<String>,
+        /// How long (required with `on`), e.g. 30m.
+        #[arg(long = "for")]
+        duration: Option<String>,
+        /// Why, for the journal and `medic status`.
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Work with kit files.
     Kit {
         #[command(subcommand)]
         command: KitCommand,
     },
-    /// Print the journal, oldest first.
+    /// Print the journal, oldest first (from the file with --config, else
+    /// from the daemon); --follow then streams new events as they happen.
     Events {
-        /// medic.toml naming the state directory.
-        #[arg(long)]
-        config: PathBuf,
+        #[command(flatten)]
+        target: admin::Target,
         /// Only this app's events.
         #[arg(long)]
         app: Option<String>,
         /// One JSON object per line: ts, app, kind, detail.
         #[arg(long)]
         json: bool,
+        /// Keep printing new events as the daemon writes them.
+        #[arg(long)]
+        follow: bool,
     },
     /// The VM and its hypervisor, through the escalation backend.
     Vm {
@@ -124,11 +162,34 @@ impl Cli {
             Command::Config {
                 command: ConfigCommand::Validate { config },
             } => validate(&config),
-            Command::Check { config, app } => check::run(&config, &app),
+            Command::Check { target, app } => check::run(&target, &app),
+            Command::Status { target, json } => admin::status(&target, json),
+            Command::Recover { target, app } => admin::recover(&target, &app),
+            Command::Maintenance {
+                target,
+                action,
+                app,
+                duration,
+                reason,
+            } => admin::maintenance(
+                &target,
+                action == "on",
+                app.as_deref(),
+                duration.as_deref(),
+                reason.as_deref(),
+            ),
             Command::Kit {
                 command: KitCommand::Inspect { file, json },
             } => inspect::run(&file, json),
-            Command::Events { config, app, json } => events::run(&config, app.as_deref(), json),
+            Command::Events {
+                target,
+                app,
+                json,
+                follow,
+            } => match (&target.config, follow) {
+                (Some(config), false) => events::run(config, app.as_deref(), json),
+                _ => admin::events(&target, app.as_deref(), follow, json),
+            },
             Command::Vm {
                 command: VmCommand::Status { config },
             } => vm::status(&config),

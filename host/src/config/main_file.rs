@@ -51,6 +51,8 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
             .u32_in("kit_memory_mib", 1..=4096)
             .or(fallback.daemon.kit_memory_mib),
         metrics: daemon.parsed("metrics", super::app_file::address).ok(),
+        socket: daemon.path("socket", base).or(fallback.daemon.socket),
+        socket_group: daemon.parsed("socket_group", group_id).ok(),
     };
     daemon.finish();
 
@@ -99,9 +101,23 @@ fn defaults() -> MainFile {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             kit_memory_mib: 64,
             metrics: None,
+            socket: PathBuf::from(crate::api::DEFAULT_SOCKET),
+            socket_group: None,
         },
         escalation: EscalationSettings::default(),
         plugins_dir_ok: false,
         apps_dir_at: None,
+    }
+}
+
+/// The gid of the group named `name` (or given as a number).
+fn group_id(name: &str) -> Result<u32, String> {
+    if let Ok(gid) = name.parse() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!("no group named `{name}` on this system")),
+        Err(e) => Err(format!("cannot look up group `{name}`: {e}")),
     }
 }

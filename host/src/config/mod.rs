@@ -46,6 +46,11 @@ pub struct DaemonSettings {
     pub kit_memory_mib: u32,
     /// `host:port` of the Prometheus endpoint (`/metrics`); none when unset.
     pub metrics: Option<String>,
+    /// The admin API's unix socket, which every client verb talks to.
+    pub socket: PathBuf,
+    /// Members of this group (its gid) may use the admin API besides root
+    /// and medic's own user; the socket file gets this group.
+    pub socket_group: Option<u32>,
 }
 
 /// The `[escalation]` table of `medic.toml`: resetting the VM when local

@@ -132,6 +132,8 @@ exec = ["/usr/sbin/nginx"]
             state_dir: fx.path("state"),
             kit_memory_mib: 32,
             metrics: None,
+            socket: "/run/medic/medic.sock".into(),
+            socket_group: None,
         },
         escalation: EscalationSettings {
             backend: Backend::DryRun,
@@ -197,6 +199,8 @@ fn daemon_and_escalation_defaults() {
             state_dir: "/var/lib/medic".into(),
             kit_memory_mib: 64,
             metrics: None,
+            socket: "/run/medic/medic.sock".into(),
+            socket_group: None,
         }
     );
     assert_eq!(

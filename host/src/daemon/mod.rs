@@ -10,9 +10,11 @@ use anyhow::Context as _;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Event, Journal, Kind};
+use crate::maintenance::Book;
 use crate::metrics::Metrics;
 use crate::sandbox::KitEngine;
 use crate::supervisor::{Shared, channels, supervise};
@@ -31,6 +33,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Escalator::from_settings(&config.escalation, journal.clone(), &past)
             .context("setting up the escalation backend")?,
     );
+    let listener =
+        api::bind(&config.daemon.socket, config.daemon.socket_group).context("[daemon] socket")?;
     let engine =
         KitEngine::new(Some(state_dir.join("cache"))).context("starting the Wasm engine")?;
     journal.record(Event::new(
@@ -55,10 +59,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Some(address) => Some(serve_metrics(address, &journal, &escalator).await?),
         None => None,
     };
+    let maintenance = Arc::new(Book::open(state_dir));
+    tokio::spawn(expire_maintenance(maintenance.clone(), journal.clone()));
     let shared = Shared {
         journal: journal.clone(),
         escalator: escalator.clone(),
         metrics,
+        maintenance: maintenance.clone(),
     };
     let mut handles = std::collections::BTreeMap::new();
     for spec in &config.apps {
@@ -87,7 +94,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         ));
     }
 
+    let api_state = Arc::new(ApiState {
+        apps: std::sync::RwLock::new(handles),
+        journal: journal.clone(),
+        escalator: escalator.clone(),
+        escalation: config.escalation.clone(),
+        maintenance,
+        state_dir: state_dir.clone(),
+        socket_group: config.daemon.socket_group,
+    });
+    let api = tokio::spawn(api::serve(listener, api_state));
+
     shutdown_signal().await?;
+    api.abort();
+    let _ = std::fs::remove_file(&config.daemon.socket);
     tracing::info!("shutting down");
     let _ = stop.send(true);
     if tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -128,4 +148,25 @@ async fn serve_metrics(
     tokio::spawn(metrics.clone().serve(listener));
     tracing::info!("metrics on http://{address}/metrics");
     Ok(metrics)
+}
+
+/// Ends maintenance windows at their expiry and journals it; checks once a
+/// second (windows last minutes to hours, so a second is precise enough).
+async fn expire_maintenance(book: Arc<Book>, journal: Arc<Journal>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        match book.expire(std::time::SystemTime::now()) {
+            Ok(ended) => {
+                for (app, window) in ended {
+                    journal.record(Event::new(
+                        app.as_deref(),
+                        Kind::MaintenanceEnded,
+                        json!({"why": "expired", "reason": window.reason, "by": window.by}),
+                    ));
+                }
+            }
+            Err(e) => tracing::error!("maintenance: {e}"),
+        }
+    }
 }

@@ -52,6 +52,16 @@ pub enum Kind {
     Alert,
     /// The app is held in manual state until an admin acts.
     Manual,
+    /// An admin asked the daemon for something (check, recover,
+    /// maintenance...); `detail.by` says who (the uid from the socket's peer
+    /// credentials).
+    AdminAction,
+    /// A maintenance window started: no recovery, no escalation until it
+    /// ends. `app` is `null` for the global window.
+    MaintenanceStarted,
+    /// A maintenance window ended, by an admin or at its expiry
+    /// (`detail.why`).
+    MaintenanceEnded,
 }
 
 impl fmt::Display for Kind {

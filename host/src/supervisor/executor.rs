@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -14,6 +15,7 @@ use super::status::{AppStatus, LastCheck};
 use crate::config::AppSpec;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Journal};
+use crate::maintenance::Book;
 use crate::metrics::{CheckResult, Metrics};
 use crate::sandbox::{CallScope, Health, Kit, NextStep};
 
@@ -107,6 +109,8 @@ pub struct Shared {
     pub escalator: Arc<Escalator>,
     /// Prometheus numbers, when `[daemon] metrics` is set.
     pub metrics: Option<Arc<Metrics>>,
+    /// Maintenance windows: checks are reported but not acted on.
+    pub maintenance: Arc<Book>,
 }
 
 /// Something an admin asks of a running supervisor.
@@ -142,12 +146,14 @@ pub struct AppChannels {
 /// A handle and the channels that serve it, for app `app`.
 pub fn channels(app: &AppRuntime) -> (AppHandle, AppChannels) {
     let (commands_tx, commands) = mpsc::channel(16);
-    let initial = AppStatus::of(
+    let mut initial = AppStatus::of(
         &app.spec.name,
         &AppState::default(),
         &app.policy,
         std::time::Instant::now(),
     );
+    // Nothing is known before the first check.
+    initial.state = "starting";
     let (status, status_rx) = watch::channel(initial);
     (
         AppHandle {
@@ -227,8 +233,14 @@ pub async fn supervise(
                 Event::AdminRecover(by)
             }
         };
+        let maintenance = shared.maintenance.active(&name, SystemTime::now());
         let mut done = Vec::new();
-        let mut events = VecDeque::from([first]);
+        let mut events = VecDeque::new();
+        match first {
+            // Reported, not acted on: no recovery, no escalation.
+            Event::Checked(_) | Event::ProcessExited(_) if maintenance.is_some() => {}
+            first => events.push_back(first),
+        }
         while let Some(event) = events.pop_front() {
             for action in state::next(&mut ladder, event, &app.policy, Instant::now().into_std()) {
                 match action {
@@ -273,6 +285,10 @@ pub async fn supervise(
         let mut status = AppStatus::of(&name, &ladder, &app.policy, std::time::Instant::now());
         status.last_check = last_check.clone();
         status.pid = process.as_ref().map(ProcessWatch::pid);
+        if maintenance.is_some() {
+            status.state = "maintenance";
+        }
+        status.maintenance = maintenance;
         if let Some(metrics) = &shared.metrics {
             metrics.set_state(&name, status.state);
         }

@@ -28,6 +28,8 @@ pub struct AppStatus {
     pub attempts_allowed: u32,
     /// The watched main process, if the app has a pidfile naming a live one.
     pub pid: Option<u32>,
+    /// The maintenance window the app is under, if any.
+    pub maintenance: Option<crate::maintenance::Window>,
 }
 
 /// The result of one check.
@@ -90,6 +92,7 @@ impl AppStatus {
             attempts_used: u32::try_from(state.attempts.len()).unwrap_or(u32::MAX),
             attempts_allowed: policy.local_attempts,
             pid: None,
+            maintenance: None,
         }
     }
 }

@@ -1,0 +1,317 @@
+//! The daemon's side of the admin API.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+use axum::Json;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tokio::net::UnixListener;
+use tokio::sync::oneshot;
+
+use super::MaintenanceRequest;
+use super::peer::Peer;
+use crate::config::EscalationSettings;
+use crate::hypervisor::Escalator;
+use crate::journal::{self, Event, Journal, Kind};
+use crate::maintenance::{Book, Window};
+use crate::supervisor::{AppHandle, Command};
+
+/// Everything the API reads and acts on.
+pub struct ApiState {
+    /// The running supervisors, by app name.
+    pub apps: RwLock<BTreeMap<String, AppHandle>>,
+    /// The journal, for admin actions and `events`.
+    pub journal: Arc<Journal>,
+    /// The escalator, for the budget in `status`.
+    pub escalator: Arc<Escalator>,
+    /// What `[escalation]` says, for `status`.
+    pub escalation: EscalationSettings,
+    /// Maintenance windows.
+    pub maintenance: Arc<Book>,
+    /// Where the journal is, to replay it for `events`.
+    pub state_dir: PathBuf,
+    /// Members of this group may call (besides root and medic's user).
+    pub socket_group: Option<u32>,
+}
+
+type Shared = Arc<ApiState>;
+
+/// An API error: a status and a message.
+struct Failure(StatusCode, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+/// Binds the socket at `path`: its directory is created, a stale socket
+/// file from a previous run is replaced (a live one is an error: another
+/// medic runs), and the file is made mode 0660, group `group`.
+pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        anyhow::bail!(
+            "{}: another medic daemon is listening there",
+            path.display()
+        );
+    }
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod {}", path.display()))?;
+    if let Some(gid) = group {
+        rustix::fs::chown(path, None, Some(rustix::fs::Gid::from_raw(gid)))
+            .with_context(|| format!("chgrp {} to gid {gid}", path.display()))?;
+    }
+    Ok(listener)
+}
+
+/// Serves the API on `listener` until the future is dropped.
+pub async fn serve(listener: UnixListener, state: Shared) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/apps/{app}/check", post(check))
+        .route("/v1/apps/{app}/recover", post(recover))
+        .route("/v1/maintenance", post(maintenance))
+        .route("/v1/events", get(events))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            permitted,
+        ))
+        .with_state(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await
+}
+
+/// Refuses callers that are not root, medic's user or in the socket group.
+async fn permitted(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if peer.is_permitted(state.socket_group) {
+        next.run(request).await
+    } else {
+        tracing::warn!(uid = peer.uid, path = %request.uri().path(), "admin API: caller refused");
+        Failure(
+            StatusCode::FORBIDDEN,
+            format!("uid {} may not use medic's admin API (root, medic's user or [daemon] socket_group only)", peer.uid),
+        )
+        .into_response()
+    }
+}
+
+fn handle(state: &ApiState, app: &str) -> Result<AppHandle, Failure> {
+    state
+        .apps
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(app)
+        .cloned()
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("no app `{app}` is watched")))
+}
+
+fn admin_action(state: &ApiState, peer: &Peer, app: Option<&str>, action: &str, extra: Value) {
+    let mut detail = json!({"action": action, "by": peer.name()});
+    if let (Value::Object(detail), Value::Object(extra)) = (&mut detail, extra) {
+        detail.extend(extra);
+    }
+    state
+        .journal
+        .record(Event::new(app, Kind::AdminAction, detail));
+}
+
+async fn status(State(state): State<Shared>) -> Json<Value> {
+    let apps: Vec<Value> = state
+        .apps
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .values()
+        .map(|handle| serde_json::to_value(&*handle.status.borrow()).unwrap_or(Value::Null))
+        .collect();
+    Json(json!({
+        "apps": apps,
+        "escalation": {
+            "backend": state.escalation.backend.name(),
+            "resets_left": state.escalator.remaining().await,
+            "max_resets": state.escalation.max_resets,
+            "reset_window": humantime::format_duration(state.escalation.reset_window).to_string(),
+        },
+        "maintenance": state.maintenance.snapshot(),
+    }))
+}
+
+async fn ask<T>(
+    handle: &AppHandle,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, Failure> {
+    let (reply, answer) = oneshot::channel();
+    let gone = || {
+        Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the app's supervisor has stopped".to_owned(),
+        )
+    };
+    handle
+        .commands
+        .send(command(reply))
+        .await
+        .map_err(|_| gone())?;
+    answer.await.map_err(|_| gone())
+}
+
+async fn check(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    UrlPath(app): UrlPath<String>,
+) -> Result<Json<Value>, Failure> {
+    let handle = handle(&state, &app)?;
+    admin_action(&state, &peer, Some(&app), "check", json!({}));
+    let result = ask(&handle, Command::CheckNow).await?;
+    Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)))
+}
+
+async fn recover(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    UrlPath(app): UrlPath<String>,
+) -> Result<Json<Value>, Failure> {
+    let handle = handle(&state, &app)?;
+    admin_action(&state, &peer, Some(&app), "recover", json!({}));
+    let by = peer.name();
+    match ask(&handle, |reply| Command::RecoverNow { by, reply }).await? {
+        Ok(done) => Ok(Json(json!({"done": done}))),
+        Err(why) => Err(Failure(StatusCode::CONFLICT, why)),
+    }
+}
+
+async fn maintenance(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    Json(request): Json<MaintenanceRequest>,
+) -> Result<Json<Value>, Failure> {
+    let app = request.app.as_deref();
+    if let Some(app) = app {
+        handle(&state, app)?;
+    }
+    let saved = |e: crate::maintenance::BookError| {
+        Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    };
+    if !request.on {
+        admin_action(&state, &peer, app, "maintenance_off", json!({}));
+        let ended = state.maintenance.end(app).map_err(saved)?;
+        if let Some(window) = &ended {
+            state.journal.record(Event::new(
+                app,
+                Kind::MaintenanceEnded,
+                json!({"why": "ended by an admin", "by": peer.name(), "reason": window.reason}),
+            ));
+        }
+        return Ok(Json(json!({"ended": ended.is_some()})));
+    }
+    let text = request.duration.as_deref().ok_or_else(|| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            "maintenance needs an end: give `for` (e.g. 30m)".to_owned(),
+        )
+    })?;
+    let duration = humantime::parse_duration(text).map_err(|e| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!("invalid duration {text:?}: {e}"),
+        )
+    })?;
+    let window = Window {
+        until: SystemTime::now() + duration,
+        reason: request.reason.unwrap_or_default(),
+        by: peer.name(),
+    };
+    admin_action(&state, &peer, app, "maintenance_on", json!({"for": text}));
+    state
+        .maintenance
+        .start(app, window.clone())
+        .map_err(saved)?;
+    state.journal.record(Event::new(
+        app,
+        Kind::MaintenanceStarted,
+        serde_json::to_value(&window).unwrap_or(Value::Null),
+    ));
+    Ok(Json(json!({"window": window})))
+}
+
+#[derive(serde::Deserialize)]
+struct EventsQuery {
+    app: Option<String>,
+    #[serde(default)]
+    follow: bool,
+}
+
+/// The journal as JSON lines; with `follow`, new events follow as they are
+/// written. The follower subscribes before the replay, so nothing written in
+/// between is lost; what both would send is sent once.
+async fn events(
+    State(state): State<Shared>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, Failure> {
+    use futures_util::StreamExt as _;
+    let subscribed = SystemTime::now() - std::time::Duration::from_secs(1);
+    let live = query.follow.then(|| state.journal.follow());
+    let past = journal::read_all(&state.state_dir)
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let app = query.app;
+    let wanted = move |event: &Event| app.is_none() || event.app == app;
+    let replay: Vec<bytes::Bytes> = past.iter().filter(|e| wanted(e)).map(line).collect();
+    // Lines the follower may see again: those written since it subscribed.
+    let recent: std::collections::HashSet<bytes::Bytes> = past
+        .iter()
+        .filter(|e| e.ts >= subscribed && wanted(e))
+        .map(line)
+        .collect();
+    let replay =
+        futures_util::stream::iter(replay.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let Some(live) = live else {
+        return Ok(Body::from_stream(replay).into_response());
+    };
+    let follow = futures_util::stream::unfold(live, move |mut live| {
+        let wanted = wanted.clone();
+        let recent = recent.clone();
+        async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match live.recv().await {
+                    Ok(event) if wanted(&event) => {
+                        let line = line(&event);
+                        if !recent.contains(&line) {
+                            return Some((Ok(line), live));
+                        }
+                    }
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    });
+    Ok(Body::from_stream(replay.chain(follow)).into_response())
+}
+
+/// One event as a JSON line, exactly as the journal file has it.
+fn line(event: &Event) -> bytes::Bytes {
+    let mut line = serde_json::to_vec(event).unwrap_or_default();
+    line.push(b'\n');
+    bytes::Bytes::from(line)
+}

@@ -1,0 +1,205 @@
+//! Maintenance windows: global or per app, always with an end. During one,
+//! checks keep running and are reported, but nothing is recovered and
+//! nothing escalates. Windows are kept in `state_dir/maintenance.json`, so
+//! they survive a restart of medic, and end on their own at their expiry.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+/// File name of the maintenance book inside `state_dir`.
+pub const FILE_NAME: &str = "maintenance.json";
+
+/// One maintenance window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// When it ends by itself.
+    #[serde(
+        serialize_with = "crate::journal::rfc3339",
+        deserialize_with = "from_rfc3339"
+    )]
+    pub until: SystemTime,
+    /// Why, as the admin wrote it.
+    pub reason: String,
+    /// Who started it (`uid 1000`).
+    pub by: String,
+}
+
+/// Every window in force, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Windows {
+    /// The window over every app, if any.
+    pub global: Option<Window>,
+    /// Windows of single apps, by app name.
+    pub apps: BTreeMap<String, Window>,
+}
+
+/// The maintenance windows, shared by the supervisors and the admin API.
+#[derive(Debug)]
+pub struct Book {
+    path: PathBuf,
+    windows: Mutex<Windows>,
+}
+
+/// Why the book could not be saved.
+#[derive(Debug, thiserror::Error)]
+#[error("maintenance book {}: {source}", .path.display())]
+pub struct BookError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+impl Book {
+    /// Reads the book in `state_dir` (an unreadable or torn file is an
+    /// empty book, logged: supervision must start either way).
+    pub fn open(state_dir: &Path) -> Self {
+        let path = state_dir.join(FILE_NAME);
+        let windows = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::error!(path = %path.display(), "maintenance book unreadable, starting without: {e}");
+                Windows::default()
+            }),
+            Err(_) => Windows::default(),
+        };
+        Self {
+            path,
+            windows: Mutex::new(windows),
+        }
+    }
+
+    fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
+        self.windows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Every window in force (expired ones included until [`Book::expire`]).
+    pub fn snapshot(&self) -> Windows {
+        self.windows().clone()
+    }
+
+    /// The window `app` is under at `now`, its own or the global one.
+    pub fn active(&self, app: &str, now: SystemTime) -> Option<Window> {
+        let windows = self.windows();
+        windows
+            .apps
+            .get(app)
+            .into_iter()
+            .chain(windows.global.as_ref())
+            .find(|window| window.until > now)
+            .cloned()
+    }
+
+    /// Starts (or replaces) the window of `app`, or the global one.
+    pub fn start(&self, app: Option<&str>, window: Window) -> Result<(), BookError> {
+        let mut windows = self.windows();
+        match app {
+            Some(app) => {
+                windows.apps.insert(app.to_owned(), window);
+            }
+            None => windows.global = Some(window),
+        }
+        self.save(&windows)
+    }
+
+    /// Ends the window of `app`, or the global one; returns it if there
+    /// was one.
+    pub fn end(&self, app: Option<&str>) -> Result<Option<Window>, BookError> {
+        let mut windows = self.windows();
+        let ended = match app {
+            Some(app) => windows.apps.remove(app),
+            None => windows.global.take(),
+        };
+        if ended.is_some() {
+            self.save(&windows)?;
+        }
+        Ok(ended)
+    }
+
+    /// Removes the windows that ended by `now` and returns them (with
+    /// their app, `None` for the global one), for the journal.
+    pub fn expire(&self, now: SystemTime) -> Result<Vec<(Option<String>, Window)>, BookError> {
+        let mut windows = self.windows();
+        let mut ended = Vec::new();
+        if windows.global.as_ref().is_some_and(|w| w.until <= now) {
+            ended.extend(windows.global.take().map(|w| (None, w)));
+        }
+        let expired: Vec<String> = windows
+            .apps
+            .iter()
+            .filter(|(_, w)| w.until <= now)
+            .map(|(app, _)| app.clone())
+            .collect();
+        for app in expired {
+            ended.extend(windows.apps.remove(&app).map(|w| (Some(app), w)));
+        }
+        if !ended.is_empty() {
+            self.save(&windows)?;
+        }
+        Ok(ended)
+    }
+
+    fn save(&self, windows: &Windows) -> Result<(), BookError> {
+        let bytes = serde_json::to_vec_pretty(windows).map_err(|e| BookError {
+            path: self.path.clone(),
+            source: e.into(),
+        })?;
+        crate::fsutil::write_atomic(&self.path, &bytes).map_err(|source| BookError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+fn from_rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn window(until: SystemTime) -> Window {
+        Window {
+            until,
+            reason: "patching".into(),
+            by: "uid 0".into(),
+        }
+    }
+
+    #[test]
+    fn windows_apply_expire_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = SystemTime::now();
+        let book = Book::open(dir.path());
+        book.start(Some("web"), window(now + Duration::from_secs(60)))
+            .unwrap();
+        book.start(None, window(now + Duration::from_secs(10)))
+            .unwrap();
+        assert!(book.active("web", now).is_some());
+        assert!(book.active("db", now).is_some(), "global");
+        assert!(book.active("db", now + Duration::from_secs(20)).is_none());
+
+        let reopened = Book::open(dir.path());
+        assert_eq!(reopened.snapshot(), book.snapshot());
+
+        let ended = reopened.expire(now + Duration::from_secs(20)).unwrap();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].0, None);
+        assert!(
+            reopened
+                .active("web", now + Duration::from_secs(20))
+                .is_some()
+        );
+        assert_eq!(
+            reopened.end(Some("web")).unwrap().map(|w| w.reason),
+            Some("patching".into())
+        );
+        assert_eq!(Book::open(dir.path()).snapshot(), Windows::default());
+    }
+}

@@ -1,0 +1,247 @@
+//! The admin API and its client verbs against a running daemon: status,
+//! check, recover, maintenance (with expiry, across a restart of medic),
+//! events --follow, and a caller the socket refuses.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::Setup;
+use medic::journal::Kind;
+use serde_json::Value;
+
+/// A daemon watching `web`, a kit that passes or fails as `mode` says.
+fn setup(mode: &str) -> Setup {
+    Setup::new("backend = \"dry-run\"\nmin_uptime = \"0s\"")
+        .with_kit("misbehave")
+        .app(
+            "web",
+            &format!(
+                "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\n\
+                 [recovery]\nlocal_attempts = 100\nbackoff = \"50ms\"\nmax_flaps = 0\nthen = \"alert\"\n\
+                 [settings]\nmode = \"{mode}\"\n"
+            ),
+        )
+}
+
+/// Starts the daemon and waits for its socket.
+fn started(setup: &Setup) -> common::Daemon {
+    let daemon = setup.daemon();
+    assert!(common::wait_for(Duration::from_secs(30), || setup
+        .dir
+        .path()
+        .join("medic.sock")
+        .exists()));
+    daemon
+}
+
+fn socket(setup: &Setup) -> String {
+    setup.dir.path().join("medic.sock").display().to_string()
+}
+
+/// Runs a client verb against the setup's daemon.
+fn client(setup: &Setup, args: &[&str]) -> std::process::Output {
+    common::medic()
+        .args(args)
+        .args(["--socket", &socket(setup)])
+        .output()
+        .unwrap()
+}
+
+/// Waits until `web`'s state is `state` (the daemon may still be starting).
+fn wait_state(setup: &Setup, state: &str) -> Value {
+    let mut last = Value::Null;
+    let reached = common::wait_for(Duration::from_secs(30), || {
+        let out = client(setup, &["status", "--json"]);
+        last = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        last["apps"][0]["state"] == state
+    });
+    assert!(reached, "never {state}: {last}");
+    last
+}
+
+#[test]
+fn status_check_and_recover_through_the_daemon() {
+    let setup = setup("ok");
+    let _daemon = started(&setup);
+    let status = wait_state(&setup, "healthy");
+    let web = &status["apps"][0];
+    assert_eq!(web["app"], "web");
+    assert_eq!(web["last_check"]["result"], "healthy");
+    assert_eq!(web["attempts_allowed"], 100);
+    assert_eq!(status["escalation"]["backend"], "dry-run");
+    assert_eq!(status["escalation"]["resets_left"], 1);
+
+    let table = client(&setup, &["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.starts_with("APP "), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains("healthy")),
+        "{table}"
+    );
+    assert!(
+        table.contains("escalation: dry-run, 1 of 1 resets left per 1h"),
+        "{table}"
+    );
+
+    let out = client(&setup, &["check", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "OK - web: healthy\n");
+    let out = client(&setup, &["check", "nope"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("no app `nope` is watched"));
+
+    let out = client(&setup, &["recover", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("web: kit recover"));
+
+    let events = setup.events();
+    let admin: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == Kind::AdminAction)
+        .map(|e| {
+            (
+                e.detail["action"].as_str().unwrap().to_owned(),
+                e.detail["by"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        admin,
+        [
+            ("check".to_owned(), Value::from("uid 0")),
+            ("recover".to_owned(), Value::from("uid 0"))
+        ]
+    );
+    let attempt = events
+        .iter()
+        .find(|e| e.kind == Kind::RecoveryAttempt)
+        .unwrap();
+    assert_eq!(attempt.detail["by"], "uid 0");
+}
+
+#[test]
+fn maintenance_holds_recovery_expires_and_survives_a_restart() {
+    let setup = setup("fail");
+    let mut daemon = started(&setup);
+    let out = client(&setup, &["maintenance", "on", "--reason", "patching"]);
+    assert_eq!(out.status.code(), Some(2), "--for is required: {out:?}");
+    let out = client(
+        &setup,
+        &[
+            "maintenance",
+            "on",
+            "web",
+            "--for",
+            "4s",
+            "--reason",
+            "patching",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let status = wait_state(&setup, "maintenance");
+    assert_eq!(status["apps"][0]["maintenance"]["reason"], "patching");
+    let attempts_before = setup
+        .kinds("web")
+        .iter()
+        .filter(|k| **k == Kind::RecoveryAttempt)
+        .count();
+
+    // medic restarts inside the window: the window is still there.
+    daemon.stop();
+    let _again = setup.daemon();
+    wait_state(&setup, "maintenance");
+    std::thread::sleep(Duration::from_millis(500));
+    let attempts_during = setup
+        .kinds("web")
+        .iter()
+        .filter(|k| **k == Kind::RecoveryAttempt)
+        .count();
+    assert_eq!(
+        attempts_during, attempts_before,
+        "no recovery in maintenance"
+    );
+
+    // The window ends by itself; recovery resumes.
+    assert!(setup.wait_event("web", Kind::MaintenanceEnded, Duration::from_secs(15)));
+    let ended = setup
+        .events()
+        .into_iter()
+        .find(|e| e.kind == Kind::MaintenanceEnded)
+        .unwrap();
+    assert_eq!(ended.detail["why"], "expired");
+    assert!(common::wait_for(Duration::from_secs(15), || {
+        setup
+            .kinds("web")
+            .iter()
+            .filter(|k| **k == Kind::RecoveryAttempt)
+            .count()
+            > attempts_during
+    }));
+
+    let out = client(&setup, &["maintenance", "on", "--for", "1h"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("all apps"));
+    let out = client(&setup, &["maintenance", "off"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "maintenance off for all apps\n"
+    );
+}
+
+#[test]
+fn events_follow_streams_new_events() {
+    let setup = setup("ok");
+    let _daemon = started(&setup);
+    wait_state(&setup, "healthy");
+    let mut follower = common::medic()
+        .args([
+            "events",
+            "--follow",
+            "--json",
+            "--app",
+            "web",
+            "--socket",
+            &socket(&setup),
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(client(&setup, &["check", "web"]).status.code(), Some(0));
+    let found = lines.by_ref().take(50).map(Result::unwrap).find(|line| {
+        let event: Value = serde_json::from_str(line).unwrap();
+        event["kind"] == "admin_action" && event["app"] == "web"
+    });
+    common::kill9(follower.id());
+    let _ = follower.wait();
+    assert!(found.is_some(), "the check was streamed");
+}
+
+#[test]
+fn the_socket_refuses_a_user_who_may_not_use_it() {
+    let setup = setup("ok");
+    let _daemon = started(&setup);
+    // Let `nobody` reach the socket file; its mode (0660, root) is the fence.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = common::medic()
+        .args(["status", "--socket", &socket(&setup)])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Permission denied") && stderr.contains("socket_group"),
+        "{stderr}"
+    );
+}
