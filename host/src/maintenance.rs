@@ -175,7 +175,12 @@ mod tests {
     #[test]
     fn windows_apply_expire_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let now = SystemTime::now();
+        // Whole seconds: the file keeps milliseconds.
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
         let book = Book::open(dir.path());
         book.start(Some("web"), window(now + Duration::from_secs(60)))
             .unwrap();
