@@ -245,3 +245,80 @@ fn the_socket_refuses_a_user_who_may_not_use_it() {
         "{stderr}"
     );
 }
+
+#[test]
+fn alerts_and_metrics_from_a_running_daemon() {
+    let port = common::free_port();
+    let hung = common::silent::tcp(Duration::from_secs(30));
+    let setup = Setup::new("backend = \"dry-run\"\nmin_uptime = \"0s\"");
+    let delivered = setup.dir.path().join("delivered.jsonl");
+    let main = std::fs::read_to_string(setup.config()).unwrap().replace(
+        "socket = \"medic.sock\"\n",
+        &format!("socket = \"medic.sock\"\nmetrics = \"127.0.0.1:{port}\"\n"),
+    );
+    let main = format!(
+        "{main}\n[[alert]]\nkind = \"exec\"\nevents = [\"app_failed\"]\n\
+         command = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n\
+         [[alert]]\nname = \"hung\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{hung}/hook\"\ntimeout = \"30s\"\n",
+        delivered.display()
+    );
+    std::fs::write(setup.config(), main).unwrap();
+    let setup = setup.with_kit("misbehave").app(
+        "web",
+        "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\n\
+         [recovery]\nlocal_attempts = 100\nbackoff = \"50ms\"\nmax_flaps = 0\nthen = \"alert\"\n\
+         [settings]\nmode = \"fail\"\n",
+    );
+    let _daemon = started(&setup);
+
+    // The exec sink gets app_failed, and only that.
+    assert!(common::wait_for(Duration::from_secs(30), || {
+        std::fs::read_to_string(&delivered).is_ok_and(|text| !text.is_empty())
+    }));
+    let text = std::fs::read_to_string(&delivered).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["kind"], "app_failed");
+    assert_eq!(first["app"], "web");
+
+    // A webhook that never answers does not slow recovery down.
+    let attempts = |setup: &Setup| {
+        setup
+            .kinds("web")
+            .iter()
+            .filter(|k| **k == Kind::RecoveryAttempt)
+            .count()
+    };
+    let before = attempts(&setup);
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        attempts(&setup) >= before + 5,
+        "recovery went on while the webhook hung"
+    );
+
+    let scrape = scrape(port);
+    let value = |series: &str| -> f64 {
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{scrape}"))
+    };
+    assert!(value("medic_checks_total{app=\"web\",outcome=\"failed\"}") >= 5.0);
+    assert!(value("medic_restarts_total{app=\"web\"}") >= 5.0);
+    assert_eq!(value("medic_reset_budget_left"), 1.0);
+    let in_flight_or_queued =
+        value("medic_alert_deliveries_total{sink=\"hung\",result=\"delivered\"}");
+    assert_eq!(in_flight_or_queued, 0.0, "nothing reached the hung webhook");
+}
+
+/// GET /metrics from the daemon's endpoint.
+fn scrape(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: medic\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}

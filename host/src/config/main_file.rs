@@ -13,6 +13,8 @@ pub(crate) struct MainFile {
     pub(crate) daemon: DaemonSettings,
     /// The settings; fields that were invalid hold their defaults.
     pub(crate) escalation: EscalationSettings,
+    /// The valid `[[alert]]` sinks.
+    pub(crate) alerts: Vec<crate::alerts::SinkSettings>,
     /// Whether `plugins_dir` is what the user meant, so that missing kit
     /// files are real problems and not noise from an earlier error.
     pub(crate) plugins_dir_ok: bool,
@@ -53,6 +55,9 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
         metrics: daemon.parsed("metrics", super::app_file::address).ok(),
         socket: daemon.path("socket", base).or(fallback.daemon.socket),
         socket_group: daemon.parsed("socket_group", group_id).ok(),
+        alert_queue: daemon
+            .u32_in("alert_queue", 1..=1_000_000)
+            .or(fallback.daemon.alert_queue),
     };
     daemon.finish();
 
@@ -80,11 +85,13 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
             .or(fallback.escalation.retry_backoff),
     };
     escalation.finish();
+    let alerts = super::alert::read(&mut root);
     root.finish();
 
     let settings = MainFile {
         daemon: daemon_settings,
         escalation: escalation_settings,
+        alerts,
         plugins_dir_ok,
         apps_dir_at,
     };
@@ -103,8 +110,10 @@ fn defaults() -> MainFile {
             metrics: None,
             socket: PathBuf::from(crate::api::DEFAULT_SOCKET),
             socket_group: None,
+            alert_queue: 256,
         },
         escalation: EscalationSettings::default(),
+        alerts: Vec::new(),
         plugins_dir_ok: false,
         apps_dir_at: None,
     }

@@ -4,6 +4,7 @@
 //! its file, line, column and field, so a broken config is fixed in one pass
 //! instead of one daemon restart per typo. See [`load`] and [`load_from`].
 
+mod alert;
 mod app_file;
 mod backend;
 mod error;
@@ -28,6 +29,8 @@ pub struct Config {
     pub daemon: DaemonSettings,
     /// What happens when an app cannot be recovered locally.
     pub escalation: EscalationSettings,
+    /// Where events are sent besides the journal (`[[alert]]`).
+    pub alerts: Vec<crate::alerts::SinkSettings>,
     /// The supervised apps, sorted by name so runs are deterministic.
     pub apps: Vec<AppSpec>,
 }
@@ -51,6 +54,8 @@ pub struct DaemonSettings {
     /// Members of this group (its gid) may use the admin API besides root
     /// and medic's own user; the socket file gets this group.
     pub socket_group: Option<u32>,
+    /// Events each alert sink may have waiting before new ones are dropped.
+    pub alert_queue: u32,
 }
 
 /// The `[escalation]` table of `medic.toml`: resetting the VM when local
@@ -440,6 +445,7 @@ fn assemble(
         source,
         daemon: settings.daemon,
         escalation: settings.escalation,
+        alerts: settings.alerts,
         apps: specs,
     })
 }

@@ -178,8 +178,7 @@ impl<'r, 'i> Table<'r, 'i> {
     ) -> Option<T> {
         let read = self.parsed(key, parse);
         if matches!(read, Read::Absent) {
-            self.doc
-                .error(0, &self.field(key), "required key is missing");
+            self.missing(key, "required key is missing");
         }
         read.ok()
     }
@@ -187,6 +186,12 @@ impl<'r, 'i> Table<'r, 'i> {
     /// A duration such as `"250ms"` or `"1h 30m"`, at least `min`.
     pub(crate) fn duration(&mut self, key: &'static str, min: Duration) -> Read<Duration> {
         self.parsed(key, |s| parse_duration(s, min))
+    }
+
+    /// Reports a problem with this table as a whole, at `key` in its path
+    /// (there is no value to point at: 1:1).
+    pub(crate) fn missing(&self, key: &str, message: &str) {
+        self.doc.error(0, &self.field(key), message);
     }
 
     /// A whole number within `range`.
@@ -290,6 +295,40 @@ impl<'r, 'i> Table<'r, 'i> {
             path: self.field(key),
             known: Vec::new(),
         }
+    }
+
+    /// An array of tables (`[[key]]`), each to read with the same rules as
+    /// `key[index]`; anything else at `key` is reported.
+    pub(crate) fn tables(&mut self, key: &'static str) -> Vec<Table<'r, 'i>> {
+        let Some(value) = self.lookup(key) else {
+            return Vec::new();
+        };
+        let field = self.field(key);
+        let DeValue::Array(items) = value.get_ref() else {
+            self.doc.error(
+                value.span().start,
+                &field,
+                expected("an array of tables ([[...]])", value.get_ref()),
+            );
+            return Vec::new();
+        };
+        let mut tables = Vec::with_capacity(items.len());
+        for (index, item) in items.iter().enumerate() {
+            match item.get_ref() {
+                DeValue::Table(entries) => tables.push(Table {
+                    doc: self.doc,
+                    entries: Some(entries),
+                    path: format!("{field}[{index}]"),
+                    known: Vec::new(),
+                }),
+                other => self.doc.error(
+                    item.span().start,
+                    &format!("{field}[{index}]"),
+                    expected("a table", other),
+                ),
+            }
+        }
+        tables
     }
 
     /// A free-form table of scalars (strings, numbers, booleans), as

@@ -134,6 +134,7 @@ exec = ["/usr/sbin/nginx"]
             metrics: None,
             socket: "/run/medic/medic.sock".into(),
             socket_group: None,
+            alert_queue: 256,
         },
         escalation: EscalationSettings {
             backend: Backend::DryRun,
@@ -144,6 +145,7 @@ exec = ["/usr/sbin/nginx"]
             attempts: 5,
             retry_backoff: Duration::from_millis(500),
         },
+        alerts: Vec::new(),
         apps: vec![AppSpec {
             name: "nginx".into(),
             source: fx.path("apps.d/nginx.toml"),
@@ -201,6 +203,7 @@ fn daemon_and_escalation_defaults() {
             metrics: None,
             socket: "/run/medic/medic.sock".into(),
             socket_group: None,
+            alert_queue: 256,
         }
     );
     assert_eq!(
@@ -1014,5 +1017,52 @@ fn fence_agent_backend_and_its_errors() {
          username and password from `credentials`",
             dir.path().display()
         )
+    );
+}
+
+#[test]
+fn alert_sinks_and_their_errors() {
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: "[[alert]]\nkind = \"webhook\"\nurl = \"https://hooks.example/m\"\nevents = [\"vm_reset\", \"alert\"]\n\
+               [[alert]]\nname = \"pager\"\nkind = \"exec\"\ncommand = [\"/usr/bin/logger\"]\ntimeout = \"2s\"\nretries = 0\n"
+            .into(),
+    };
+    let config = load_from(main, Path::new("/"), Vec::new()).unwrap();
+    assert_eq!(
+        config.alerts,
+        vec![
+            crate::alerts::SinkSettings {
+                name: "alert-1".into(),
+                kinds: vec![crate::journal::Kind::VmReset, crate::journal::Kind::Alert],
+                target: crate::alerts::SinkTarget::Webhook {
+                    url: "https://hooks.example/m".into()
+                },
+                timeout: Duration::from_secs(5),
+                retries: 3,
+            },
+            crate::alerts::SinkSettings {
+                name: "pager".into(),
+                kinds: Vec::new(),
+                target: crate::alerts::SinkTarget::Exec {
+                    argv: vec!["/usr/bin/logger".into()]
+                },
+                timeout: Duration::from_secs(2),
+                retries: 0,
+            },
+        ]
+    );
+    let main = Source {
+        origin: "medic.toml".into(),
+        text: "[[alert]]\nkind = \"webhook\"\nevents = [\"vm_rest\"]\n[[alert]]\nkind = \"sms\"\n"
+            .into(),
+    };
+    assert_eq!(
+        load_from(main, Path::new("/"), Vec::new())
+            .unwrap_err()
+            .to_string(),
+        "medic.toml:1:1: alert[0].url: a webhook needs `url`\n\
+         medic.toml:3:11: alert[0].events[0]: unknown event kind `vm_rest`\n\
+         medic.toml:5:8: alert[1].kind: unknown kind `sms`; expected webhook or exec"
     );
 }

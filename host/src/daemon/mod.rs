@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::alerts::Alerts;
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::hypervisor::Escalator;
@@ -23,6 +24,9 @@ pub use registry::{build_runtime, load_kits};
 
 /// How long running checks and recoveries get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long queued alerts get to be delivered at shutdown.
+const ALERT_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs the daemon on a validated config until a termination signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -55,8 +59,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let (stop, stopped) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    let alerts = Alerts::start(
+        config.alerts.clone(),
+        usize::try_from(config.daemon.alert_queue).unwrap_or(usize::MAX),
+    );
+    let offered = alerts.clone();
+    journal.observe(Box::new(move |event| offered.offer(event)));
     let metrics = match &config.daemon.metrics {
-        Some(address) => Some(serve_metrics(address, &journal, &escalator).await?),
+        Some(address) => Some(serve_metrics(address, &journal, &escalator, &alerts).await?),
         None => None,
     };
     let maintenance = Arc::new(Book::open(state_dir));
@@ -120,6 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tasks.shutdown().await;
     }
     journal.record(Event::new(None, Kind::DaemonStopped, json!({})));
+    alerts.shutdown(ALERT_GRACE).await;
     Ok(())
 }
 
@@ -137,6 +148,7 @@ async fn serve_metrics(
     address: &str,
     journal: &Journal,
     escalator: &Arc<Escalator>,
+    alerts: &Alerts,
 ) -> anyhow::Result<Arc<Metrics>> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -145,6 +157,12 @@ async fn serve_metrics(
     metrics.set_resets_left(escalator.remaining().await);
     let observer = metrics.clone();
     journal.observe(Box::new(move |event| observer.record(event)));
+    let sinks = alerts.clone();
+    metrics.on_scrape(move |metrics| {
+        for sink in sinks.stats() {
+            metrics.set_alert_stats(&sink.name, sink.delivered, sink.failed, sink.dropped);
+        }
+    });
     tokio::spawn(metrics.clone().serve(listener));
     tracing::info!("metrics on http://{address}/metrics");
     Ok(metrics)
