@@ -2,6 +2,7 @@
 //! runs until SIGTERM or Ctrl-C.
 
 mod registry;
+mod systemd;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -114,8 +115,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         socket_group: config.daemon.socket_group,
     });
     let api = tokio::spawn(api::serve(listener, api_state));
+    systemd::spawn_watchdog();
+    systemd::ready(&format!(
+        "watching {} of {} apps",
+        tasks.len(),
+        config.apps.len()
+    ));
 
     shutdown_signal().await?;
+    systemd::stopping();
     api.abort();
     let _ = std::fs::remove_file(&config.daemon.socket);
     tracing::info!("shutting down");

@@ -26,6 +26,10 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
         .stdout(output)
         .stderr(errors)
         .process_group(0)
+        // systemd's notify socket and watchdog are medic's, not the app's.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     let status = match tokio::time::timeout(timeout, child.wait()).await {
