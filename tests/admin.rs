@@ -322,3 +322,99 @@ fn scrape(port: u16) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+/// A redis-server on a loopback port, killed by its pid on drop.
+struct Redis {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start(port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new("/usr/bin/redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(common::wait_for(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        Self { child, _dir: dir }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        common::kill9(self.child.id());
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_dependent_is_blocked_while_redis_is_down_and_checked_when_it_is_back() {
+    let port = common::free_port();
+    let redis = Redis::start(port);
+    let setup = Setup::new("backend = \"dry-run\"\nmin_uptime = \"0s\"").with_kit("tcp");
+    let marker = setup.dir.path().join("web-restarted");
+    let tcp = |interval: &str, extra: &str| {
+        format!(
+            "kit = \"tcp\"\ninterval = \"{interval}\"\nfailures_before_action = 1\n{extra}\n\
+             [recovery]\nlocal_attempts = 1\nbackoff = \"50ms\"\nmax_flaps = 0\nthen = \"none\"\n\
+             [settings]\naddress = \"127.0.0.1:{port}\"\n[grants]\nconnect = [\"127.0.0.1:{port}\"]\n"
+        )
+    };
+    let setup = setup.app("db", &tcp("100ms", "")).app(
+        "web",
+        &tcp(
+            "1h",
+            &format!(
+                "depends_on = [\"db\"]\nstart = [\"/bin/sh\", \"-c\", \"touch {}\"]",
+                marker.display()
+            ),
+        ),
+    );
+    let _daemon = started(&setup);
+    let web = |status: &Value| status["apps"][1].clone();
+    wait_state(&setup, "healthy");
+    drop(redis);
+
+    // db is down: web is blocked, and a failed check of web is not acted on.
+    let mut status = Value::Null;
+    assert!(common::wait_for(Duration::from_secs(30), || {
+        let out = client(&setup, &["status", "--json"]);
+        status = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        web(&status)["state"] == "blocked"
+    }));
+    assert_eq!(
+        web(&status)["reason"].as_str().unwrap(),
+        format!(
+            "waiting for db ({})",
+            status["apps"][0]["state"].as_str().unwrap()
+        )
+    );
+    let out = client(&setup, &["check", "web"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!marker.exists(), "a blocked app is not restarted");
+    assert!(!setup.kinds("web").contains(&Kind::AppFailed));
+    let checked_while_down = web(&status)["last_check"]["at"].clone();
+
+    // redis is back: db recovers, and web is checked at once (its own
+    // interval is an hour).
+    let _redis = Redis::start(port);
+    assert!(
+        common::wait_for(Duration::from_secs(30), || {
+            let out = client(&setup, &["status", "--json"]);
+            status = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+            web(&status)["state"] == "healthy"
+                && web(&status)["last_check"]["at"] != checked_while_down
+                && web(&status)["last_check"]["result"] == "healthy"
+        }),
+        "{status}"
+    );
+    assert!(!marker.exists());
+}

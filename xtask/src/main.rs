@@ -47,6 +47,7 @@ const BUILD_PACKAGES: &[&str] = &["libvirt-dev", "pkg-config"];
 /// with Go).
 const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
+    "redis-server",
     "monitoring-plugins-basic",
     "monit",
     "qemu-system-x86",

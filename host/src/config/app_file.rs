@@ -19,8 +19,13 @@ pub(crate) struct Context<'a> {
     pub(crate) kit_memory_mib: u32,
 }
 
-/// Checks one app file; its name is its file stem.
-pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<ConfigError>> {
+/// Checks one app file; its name is its file stem. Also returns where its
+/// `depends_on` is (1:1 when absent), to report unknown names and cycles,
+/// which only the whole config can show.
+pub(crate) fn read(
+    source: &Source,
+    cx: &Context<'_>,
+) -> Result<(AppSpec, (usize, usize)), Vec<ConfigError>> {
     let doc = Doc::new(&source.origin, &source.text);
     let name = app_name(&source.origin);
     if let Err(message) = &name {
@@ -48,6 +53,11 @@ pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<Con
     let start_grace = app
         .duration("start_grace", Duration::ZERO)
         .or(Duration::ZERO);
+    let (depends_on, depends_at) = match app.list("depends_on", |s| non_empty(s).map(str::to_owned))
+    {
+        super::reader::Read::Valid(names, at) => (names, doc.position(at)),
+        _ => (Vec::new(), (1, 1)),
+    };
     let kit_memory_mib = app.u32_in("kit_memory_mib", 1..=4096).or(cx.kit_memory_mib);
 
     let mut table = app.table("recovery");
@@ -82,24 +92,28 @@ pub(crate) fn read(source: &Source, cx: &Context<'_>) -> Result<AppSpec, Vec<Con
 
     let errors = doc.into_errors();
     match (name, kit) {
-        (Ok(name), Some((kit, kit_path))) if errors.is_empty() => Ok(AppSpec {
-            name,
-            source: source.origin.clone(),
-            kit,
-            kit_path,
-            interval,
-            timeout,
-            failures_before_action,
-            start,
-            stop,
-            command_timeout,
-            pidfile,
-            start_grace,
-            kit_memory_mib,
-            recovery,
-            settings,
-            grants,
-        }),
+        (Ok(name), Some((kit, kit_path))) if errors.is_empty() => Ok((
+            AppSpec {
+                name,
+                source: source.origin.clone(),
+                kit,
+                kit_path,
+                interval,
+                timeout,
+                failures_before_action,
+                start,
+                stop,
+                command_timeout,
+                pidfile,
+                start_grace,
+                kit_memory_mib,
+                recovery,
+                settings,
+                grants,
+                depends_on,
+            },
+            depends_at,
+        )),
         _ => Err(errors),
     }
 }

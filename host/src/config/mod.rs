@@ -7,6 +7,7 @@
 mod alert;
 mod app_file;
 mod backend;
+mod dependencies;
 mod error;
 mod main_file;
 mod reader;
@@ -18,6 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use dependencies::start_order;
 pub use error::{ConfigError, ConfigErrors};
 
 /// A fully checked configuration: the daemon's settings and every app.
@@ -238,6 +240,9 @@ pub struct AppSpec {
     pub settings: Vec<(String, String)>,
     /// What the kit may touch; everything else is denied.
     pub grants: Grants,
+    /// Apps this one needs: it starts after them, and while one of them is
+    /// down this app is `blocked` (reported, not recovered on its own).
+    pub depends_on: Vec<String>,
 }
 
 /// The `[recovery]` table of an app: local restarts, then escalation.
@@ -421,9 +426,10 @@ fn assemble(
         kit_memory_mib: settings.daemon.kit_memory_mib,
     };
     let mut specs: Vec<AppSpec> = Vec::with_capacity(apps.len());
+    let mut depends_at = std::collections::BTreeMap::new();
     for app in apps {
         match app_file::read(app, &context) {
-            Ok(spec) => match specs.iter().find(|other| other.name == spec.name) {
+            Ok((spec, at)) => match specs.iter().find(|other| other.name == spec.name) {
                 Some(other) => errors.push(file_error(
                     &spec.source,
                     format!(
@@ -432,10 +438,16 @@ fn assemble(
                         other.source.display()
                     ),
                 )),
-                None => specs.push(spec),
+                None => {
+                    depends_at.insert(spec.name.clone(), at);
+                    specs.push(spec);
+                }
             },
             Err(app_errors) => errors.extend(app_errors),
         }
+    }
+    if errors.is_empty() {
+        errors.extend(dependencies::check(&specs, &depends_at));
     }
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));

@@ -179,6 +179,7 @@ exec = ["/usr/sbin/nginx"]
                 connect: strings(&["127.0.0.1:80", "[::1]:8080", "localhost:443"]),
                 exec: vec![PathBuf::from("/usr/sbin/nginx")],
             },
+            depends_on: Vec::new(),
         }],
     };
     assert_eq!(config, expected);
@@ -1064,5 +1065,36 @@ fn alert_sinks_and_their_errors() {
         "medic.toml:1:1: alert[0].url: a webhook needs `url`\n\
          medic.toml:3:11: alert[0].events[0]: unknown event kind `vm_rest`\n\
          medic.toml:5:8: alert[1].kind: unknown kind `sms`; expected webhook or exec"
+    );
+}
+
+#[test]
+fn dependencies_must_exist_and_not_cycle() {
+    let fx = Fixture::standard();
+    fx.app("a.toml", "kit = \"http\"\ndepends_on = [\"b\"]\n");
+    fx.app("b.toml", "kit = \"http\"\ndepends_on = [\"c\"]\n");
+    fx.app("c.toml", "kit = \"http\"\n");
+    fx.app("d.toml", "kit = \"http\"\n\ndepends_on = [\"nope\"]\n");
+    assert_eq!(
+        fx.errors(),
+        vec![format!(
+            "{}:3:14: depends_on: no app named `nope`",
+            fx.path("apps.d/d.toml").display()
+        )]
+    );
+    fs::remove_file(fx.path("apps.d/d.toml")).unwrap();
+    let config = fx.load().unwrap();
+    let order: Vec<_> = start_order(&config.apps)
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(order, ["c", "b", "a"]);
+
+    fx.app("c.toml", "kit = \"http\"\ndepends_on = [\"a\"]\n");
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(
+        errors[0].ends_with("a.toml:2:14: depends_on: dependency cycle: a → b → c → a"),
+        "{errors:?}"
     );
 }

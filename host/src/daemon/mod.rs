@@ -13,13 +13,13 @@ use tokio::sync::watch;
 
 use crate::alerts::Alerts;
 use crate::api::{self, ApiState};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Event, Journal, Kind};
 use crate::maintenance::Book;
 use crate::metrics::Metrics;
 use crate::sandbox::KitEngine;
-use crate::supervisor::{Shared, channels, supervise};
+use crate::supervisor::{AppHandle, Shared, channels, supervise};
 
 pub use registry::{build_runtime, load_kits};
 
@@ -79,7 +79,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         maintenance: maintenance.clone(),
     };
     let mut handles = std::collections::BTreeMap::new();
-    for spec in &config.apps {
+    // In dependency order, so what an app needs is watched before it is.
+    for spec in config::start_order(&config.apps) {
         let Some(kit) = kits.get(&spec.kit_path) else {
             tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit did not load");
             continue;
@@ -96,11 +97,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             then = spec.recovery.then.name(), "watching"
         );
         let (handle, channels) = channels(&runtime);
+        let dependencies = spec
+            .depends_on
+            .iter()
+            .filter_map(|name| handles.get(name).map(|h: &AppHandle| h.status.clone()))
+            .collect();
         handles.insert(spec.name.clone(), handle);
         tasks.spawn(supervise(
             runtime,
             shared.clone(),
             channels,
+            dependencies,
             stopped.clone(),
         ));
     }

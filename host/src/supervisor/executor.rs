@@ -169,6 +169,37 @@ enum Wake {
     Check(Option<oneshot::Sender<LastCheck>>),
     Exited(u32),
     Recover(String, oneshot::Sender<Result<String, String>>),
+    Dependencies,
+}
+
+/// States of a dependency that block its dependents.
+const DOWN: [&str; 5] = ["failing", "recovering", "escalating", "manual", "blocked"];
+
+/// Why the app is blocked: the first dependency that is down.
+fn blocked_by(dependencies: &[watch::Receiver<AppStatus>]) -> Option<String> {
+    dependencies.iter().find_map(|dependency| {
+        let status = dependency.borrow();
+        DOWN.contains(&status.state)
+            .then(|| format!("waiting for {} ({})", status.app, status.state))
+    })
+}
+
+/// Resolves when a dependency's status changes; never without one. A
+/// dependency whose supervisor ended is dropped.
+async fn dependency_changed(dependencies: &mut Vec<watch::Receiver<AppStatus>>) {
+    if dependencies.is_empty() {
+        return std::future::pending().await;
+    }
+    let (result, index, rest) = futures_util::future::select_all(
+        dependencies
+            .iter_mut()
+            .map(|dependency| Box::pin(dependency.changed())),
+    )
+    .await;
+    drop(rest);
+    if result.is_err() {
+        dependencies.remove(index);
+    }
 }
 
 /// Resolves when the watched process exits; never without one.
@@ -189,6 +220,7 @@ pub async fn supervise(
     app: Arc<AppRuntime>,
     shared: Shared,
     mut channels: AppChannels,
+    mut dependencies: Vec<watch::Receiver<AppStatus>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = app.spec.name.clone();
@@ -196,8 +228,9 @@ pub async fn supervise(
     let mut next_check = Instant::now();
     let mut process = app.watch_process();
     let mut last_check = None;
+    let mut blocked = blocked_by(&dependencies);
     loop {
-        let wake = tokio::select! {
+        let mut wake = tokio::select! {
             _ = tokio::time::sleep_until(next_check) => Wake::Check(None),
             _ = shutdown.wait_for(|stop| *stop) => break,
             Some(command) = channels.commands.recv() => match command {
@@ -205,7 +238,16 @@ pub async fn supervise(
                 Command::RecoverNow { by, reply } => Wake::Recover(by, reply),
             },
             pid = exited(&process) => Wake::Exited(pid),
+            () = dependency_changed(&mut dependencies) => Wake::Dependencies,
         };
+        if let Wake::Dependencies = wake {
+            let was_blocked = blocked.take().is_some();
+            blocked = blocked_by(&dependencies);
+            if was_blocked && blocked.is_none() {
+                // What it waited for is back: see at once how it is.
+                wake = Wake::Check(None);
+            }
+        }
         let mut recovery_reply = None;
         let first = match wake {
             Wake::Check(reply) => {
@@ -222,24 +264,28 @@ pub async fn supervise(
                 }
                 last_check = Some(record);
                 next_check = Instant::now() + app.policy.interval;
-                Event::Checked(outcome)
+                Some(Event::Checked(outcome))
             }
             Wake::Exited(pid) => {
                 process = None;
-                Event::ProcessExited(format!("process {pid} exited"))
+                Some(Event::ProcessExited(format!("process {pid} exited")))
             }
             Wake::Recover(by, reply) => {
                 recovery_reply = Some(reply);
-                Event::AdminRecover(by)
+                Some(Event::AdminRecover(by))
             }
+            Wake::Dependencies => None,
         };
         let maintenance = shared.maintenance.active(&name, SystemTime::now());
         let mut done = Vec::new();
         let mut events = VecDeque::new();
         match first {
-            // Reported, not acted on: no recovery, no escalation.
-            Event::Checked(_) | Event::ProcessExited(_) if maintenance.is_some() => {}
-            first => events.push_back(first),
+            // Reported, not acted on: no recovery, no escalation (and a
+            // dependent waits for what it needs).
+            Some(Event::Checked(_) | Event::ProcessExited(_))
+                if maintenance.is_some() || blocked.is_some() => {}
+            Some(first) => events.push_back(first),
+            None => {}
         }
         while let Some(event) = events.pop_front() {
             for action in state::next(&mut ladder, event, &app.policy, Instant::now().into_std()) {
@@ -287,6 +333,9 @@ pub async fn supervise(
         status.pid = process.as_ref().map(ProcessWatch::pid);
         if maintenance.is_some() {
             status.state = "maintenance";
+        } else if let Some(why) = &blocked {
+            status.state = "blocked";
+            status.reason = Some(why.clone());
         }
         status.maintenance = maintenance;
         if let Some(metrics) = &shared.metrics {
