@@ -173,6 +173,11 @@ impl Daemon {
         let _ = self.child.wait();
     }
 
+    /// The daemon's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the daemon with SIGKILL (no shutdown path runs) and waits.
     pub fn kill(&mut self) {
         kill9(self.child.id());

@@ -3,7 +3,7 @@
 //! - `cargo xtask demo`  — build everything, run the daemon on the embedded demo config
 //! - `cargo xtask test`  — install what the tests need, then fmt, clippy and every test
 //! - `cargo xtask dist`  — `target/dist/bin/medic` and `target/dist/kits/*.wasm`
-//! - `cargo xtask bench` — the check-cost benchmark (see docs/benchmarks.md)
+//! - `cargo xtask bench` — the check-cost and daemon benchmarks (see docs/benchmarks.md)
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,15 +68,18 @@ fn main() -> anyhow::Result<()> {
         Task::Dist { dev } => dist(&root, dev).map(|_| ()),
         Task::Bench => {
             install_needs()?;
-            run(cargo(&root).args([
-                "bench",
-                "--profile",
-                "dev",
-                "-p",
-                "medic",
-                "--bench",
-                "check_cost",
-            ]))
+            for bench in ["check_cost", "daemon_scale"] {
+                run(cargo(&root).args([
+                    "bench",
+                    "--profile",
+                    "dev",
+                    "-p",
+                    "medic",
+                    "--bench",
+                    bench,
+                ]))?;
+            }
+            Ok(())
         }
     }
 }
