@@ -418,3 +418,128 @@ fn a_dependent_is_blocked_while_redis_is_down_and_checked_when_it_is_back() {
     );
     assert!(!marker.exists());
 }
+
+#[test]
+fn reload_applies_what_changed_and_refuses_bad_files_and_kits() {
+    let setup = setup("ok");
+    // Only explicit reloads here; reload on change has its own test.
+    let main = std::fs::read_to_string(setup.config()).unwrap();
+    std::fs::write(
+        setup.config(),
+        main.replace(
+            "socket = \"medic.sock\"\n",
+            "socket = \"medic.sock\"\nreload_on_change = false\n",
+        ),
+    )
+    .unwrap();
+    let daemon = started(&setup);
+    wait_state(&setup, "healthy");
+    let apps_d = setup.dir.path().join("apps.d");
+    let app = "kit = \"misbehave\"\ninterval = \"100ms\"\n[settings]\nmode = \"ok\"\n";
+    let names = |setup: &Setup| -> Vec<String> {
+        let out = client(setup, &["status", "--json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+        status["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["app"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    std::fs::write(apps_d.join("api.toml"), app).unwrap();
+    let out = client(&setup, &["reload"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reload applied: added api; removed -; changed -\n"
+    );
+    assert_eq!(names(&setup), ["api", "web"]);
+
+    let web = std::fs::read_to_string(apps_d.join("web.toml")).unwrap();
+    std::fs::write(
+        apps_d.join("web.toml"),
+        web.replace("\"100ms\"", "\"200ms\""),
+    )
+    .unwrap();
+    let out = client(&setup, &["reload"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "reload applied: added -; removed -; changed web\n"
+    );
+
+    // A broken file: refused with file and line, the old config runs on.
+    std::fs::write(
+        apps_d.join("api.toml"),
+        "kit = \"misbehave\"\ninterval = 5\n",
+    )
+    .unwrap();
+    let out = client(&setup, &["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("api.toml:2:12: interval:"), "{stderr}");
+    assert_eq!(names(&setup), ["api", "web"]);
+    std::fs::write(apps_d.join("api.toml"), app).unwrap();
+
+    // A bad kit over the good one: refused, the good one keeps checking.
+    let kit = setup.dir.path().join("kits/misbehave.wasm");
+    let good = std::fs::read(&kit).unwrap();
+    std::fs::write(&kit, b"\0asm garbage").unwrap();
+    let out = client(&setup, &["reload"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("did not load"));
+    let before = setup.kinds("web").len();
+    let out = client(&setup, &["check", "web"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the old kit still checks: {out:?}"
+    );
+    assert!(setup.kinds("web").len() > before);
+    std::fs::write(&kit, good).unwrap();
+
+    // SIGHUP does the same as `medic reload`.
+    std::fs::remove_file(apps_d.join("api.toml")).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(daemon.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    assert!(common::wait_for(Duration::from_secs(30), || names(&setup) == ["web"]));
+    let kinds: Vec<Kind> = setup
+        .events()
+        .iter()
+        .filter(|e| e.app.is_none())
+        .map(|e| e.kind)
+        .filter(|k| matches!(k, Kind::ReloadApplied | Kind::ReloadRefused))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::ReloadApplied,
+            Kind::ReloadApplied,
+            Kind::ReloadRefused,
+            Kind::ReloadRefused,
+            Kind::ReloadApplied
+        ]
+    );
+}
+
+#[test]
+fn a_new_app_file_is_picked_up_without_a_reload_command() {
+    let setup = setup("ok");
+    let _daemon = started(&setup);
+    wait_state(&setup, "healthy");
+    std::fs::write(
+        setup.dir.path().join("apps.d/api.toml"),
+        "kit = \"misbehave\"\ninterval = \"100ms\"\n[settings]\nmode = \"ok\"\n",
+    )
+    .unwrap();
+    assert!(common::wait_for(Duration::from_secs(30), || {
+        setup.events().iter().any(|e| {
+            e.kind == Kind::ReloadApplied && e.detail["added"] == serde_json::json!(["api"])
+        })
+    }));
+    let out = client(&setup, &["check", "api"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

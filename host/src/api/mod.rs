@@ -13,6 +13,8 @@
 //!   "reason"?: "..."}`.
 //! - `GET /v1/events?app=&follow=`: the journal as JSON lines, then (with
 //!   `follow=true`) new events as they are written.
+//! - `POST /v1/reload`: like SIGHUP; `{"applied": {...}}` or 422 with
+//!   `errors`.
 
 pub mod client;
 mod peer;

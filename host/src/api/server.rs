@@ -42,6 +42,9 @@ pub struct ApiState {
     pub state_dir: PathBuf,
     /// Members of this group may call (besides root and medic's user).
     pub socket_group: Option<u32>,
+    /// Where `POST /v1/reload` asks the daemon to reload, and hears back.
+    pub reload:
+        tokio::sync::mpsc::Sender<oneshot::Sender<Result<crate::daemon::Changes, Vec<String>>>>,
 }
 
 type Shared = Arc<ApiState>;
@@ -89,6 +92,7 @@ pub async fn serve(listener: UnixListener, state: Shared) -> std::io::Result<()>
         .route("/v1/apps/{app}/recover", post(recover))
         .route("/v1/maintenance", post(maintenance))
         .route("/v1/events", get(events))
+        .route("/v1/reload", post(reload))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             permitted,
@@ -252,6 +256,30 @@ async fn maintenance(
         serde_json::to_value(&window).unwrap_or(Value::Null),
     ));
     Ok(Json(json!({"window": window})))
+}
+
+async fn reload(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+) -> Result<Json<Value>, Response> {
+    admin_action(&state, &peer, None, "reload", json!({}));
+    let (reply, answer) = oneshot::channel();
+    let gone = || {
+        Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down".to_owned(),
+        )
+        .into_response()
+    };
+    state.reload.send(reply).await.map_err(|_| gone())?;
+    match answer.await.map_err(|_| gone())? {
+        Ok(changes) => Ok(Json(json!({"applied": changes}))),
+        Err(errors) => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": errors.join("\n"), "errors": errors})),
+        )
+            .into_response()),
+    }
 }
 
 #[derive(serde::Deserialize)]

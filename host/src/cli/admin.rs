@@ -124,6 +124,35 @@ fn status_text(status: &Value) -> String {
     out
 }
 
+/// `medic reload`: exit 0 when applied, 1 with every reason when refused
+/// (the running config stays).
+pub(super) fn reload(target: &Target) -> ExitCode {
+    target.run(|client| async move {
+        let answer = client.call(Method::POST, "/v1/reload", None).await?;
+        let applied = &answer["applied"];
+        let names = |key: &str| {
+            let names: Vec<&str> = applied[key]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if names.is_empty() {
+                "-".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        println!(
+            "reload applied: added {}; removed {}; changed {}",
+            names("added"),
+            names("removed"),
+            names("changed")
+        );
+        Ok(())
+    })
+}
+
 /// `medic recover APP`.
 pub(super) fn recover(target: &Target, app: &str) -> ExitCode {
     target.run(|client| async move {

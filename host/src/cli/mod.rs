@@ -62,6 +62,12 @@ enum Command {
         /// The app's name.
         app: String,
     },
+    /// Reload the daemon's config (same as SIGHUP): apply what changed, or
+    /// refuse it whole and keep the running one. Exit 0 applied, 1 refused.
+    Reload {
+        #[command(flatten)]
+        target: admin::Target,
+    },
     /// Start or end a maintenance window (global without APP): checks go
     /// on, no recovery and no escalation happen until it ends.
     Maintenance {
@@ -165,6 +171,7 @@ impl Cli {
             Command::Check { target, app } => check::run(&target, &app),
             Command::Status { target, json } => admin::status(&target, json),
             Command::Recover { target, app } => admin::recover(&target, &app),
+            Command::Reload { target } => admin::reload(&target),
             Command::Maintenance {
                 target,
                 action,

@@ -58,6 +58,7 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
         alert_queue: daemon
             .u32_in("alert_queue", 1..=1_000_000)
             .or(fallback.daemon.alert_queue),
+        reload_on_change: daemon.bool("reload_on_change").or(true),
     };
     daemon.finish();
 
@@ -111,6 +112,7 @@ fn defaults() -> MainFile {
             socket: PathBuf::from(crate::api::DEFAULT_SOCKET),
             socket_group: None,
             alert_queue: 256,
+            reload_on_change: true,
         },
         escalation: EscalationSettings::default(),
         alerts: Vec::new(),

@@ -58,6 +58,9 @@ pub struct DaemonSettings {
     pub socket_group: Option<u32>,
     /// Events each alert sink may have waiting before new ones are dropped.
     pub alert_queue: u32,
+    /// Reload when a file in `plugins_dir` or `apps_dir` changes (besides
+    /// SIGHUP and `medic reload`).
+    pub reload_on_change: bool,
 }
 
 /// The `[escalation]` table of `medic.toml`: resetting the VM when local

@@ -135,6 +135,7 @@ exec = ["/usr/sbin/nginx"]
             socket: "/run/medic/medic.sock".into(),
             socket_group: None,
             alert_queue: 256,
+            reload_on_change: true,
         },
         escalation: EscalationSettings {
             backend: Backend::DryRun,
@@ -205,6 +206,7 @@ fn daemon_and_escalation_defaults() {
             socket: "/run/medic/medic.sock".into(),
             socket_group: None,
             alert_queue: 256,
+            reload_on_change: true,
         }
     );
     assert_eq!(

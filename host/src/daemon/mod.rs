@@ -1,26 +1,29 @@
 //! The daemon: wires config → kit registry → supervisors → escalation, and
 //! runs until SIGTERM or Ctrl-C.
 
+mod fleet;
 mod registry;
 mod systemd;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 
 use crate::alerts::Alerts;
 use crate::api::{self, ApiState};
-use crate::config::{self, Config};
+use crate::config::Config;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Event, Journal, Kind};
 use crate::maintenance::Book;
 use crate::metrics::Metrics;
 use crate::sandbox::KitEngine;
-use crate::supervisor::{AppHandle, Shared, channels, supervise};
+use crate::supervisor::Shared;
 
+pub use fleet::{Changes, Fleet};
 pub use registry::{build_runtime, load_kits};
 
 /// How long running checks and recoveries get to finish at shutdown.
@@ -58,8 +61,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let kits = load_kits(&engine, &config, &journal).await;
     let started = std::time::Instant::now();
-    let (stop, stopped) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     let alerts = Alerts::start(
         config.alerts.clone(),
         usize::try_from(config.daemon.alert_queue).unwrap_or(usize::MAX),
@@ -75,78 +76,134 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let shared = Shared {
         journal: journal.clone(),
         escalator: escalator.clone(),
-        metrics,
+        metrics: metrics.clone(),
         maintenance: maintenance.clone(),
     };
-    let mut handles = std::collections::BTreeMap::new();
-    // In dependency order, so what an app needs is watched before it is.
-    for spec in config::start_order(&config.apps) {
-        let Some(kit) = kits.get(&spec.kit_path) else {
-            tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit did not load");
-            continue;
-        };
-        let runtime = Arc::new(build_runtime(
-            spec,
-            kit.clone(),
-            state_dir,
-            started,
-            config.escalation.min_uptime,
-        ));
-        tracing::info!(
-            app = %spec.name, kit = %spec.kit, interval = %humantime::format_duration(spec.interval),
-            then = spec.recovery.then.name(), "watching"
-        );
-        let (handle, channels) = channels(&runtime);
-        let dependencies = spec
-            .depends_on
-            .iter()
-            .filter_map(|name| handles.get(name).map(|h: &AppHandle| h.status.clone()))
-            .collect();
-        handles.insert(spec.name.clone(), handle);
-        tasks.spawn(supervise(
-            runtime,
-            shared.clone(),
-            channels,
-            dependencies,
-            stopped.clone(),
-        ));
-    }
+    let mut fleet = Fleet::new(shared, &config, started);
+    fleet.apply(&config, &kits);
 
+    let (reload_requests, mut reloads) = mpsc::channel(4);
     let api_state = Arc::new(ApiState {
-        apps: std::sync::RwLock::new(handles),
+        apps: std::sync::RwLock::new(fleet.handles()),
         journal: journal.clone(),
         escalator: escalator.clone(),
         escalation: config.escalation.clone(),
         maintenance,
         state_dir: state_dir.clone(),
         socket_group: config.daemon.socket_group,
+        reload: reload_requests,
     });
-    let api = tokio::spawn(api::serve(listener, api_state));
+    let api = tokio::spawn(api::serve(listener, api_state.clone()));
     systemd::spawn_watchdog();
-    systemd::ready(&format!(
-        "watching {} of {} apps",
-        tasks.len(),
-        config.apps.len()
-    ));
+    let watching = |fleet: &Fleet, config: &Config| {
+        format!("watching {} of {} apps", fleet.len(), config.apps.len())
+    };
+    systemd::ready(&watching(&fleet, &config));
 
-    shutdown_signal().await?;
+    let mut dir_watch = if config.daemon.reload_on_change && !crate::demo::is_demo(&config) {
+        watch::DirWatch::new(&[&config.daemon.plugins_dir, &config.daemon.apps_dir])
+    } else {
+        None
+    };
+    let mut config = config;
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let reply = tokio::select! {
+            result = &mut shutdown => { result?; break; }
+            _ = hangup.recv() => None,
+            () = watch::next_change(&mut dir_watch) => None,
+            Some(reply) = reloads.recv() => Some(reply),
+        };
+        let outcome = reload(&mut config, &mut fleet, &engine, &journal).await;
+        if let (Ok(changes), Some(metrics)) = (&outcome, &metrics) {
+            for app in &changes.removed {
+                metrics.remove_app(app);
+            }
+        }
+        *api_state
+            .apps
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = fleet.handles();
+        systemd::status(&watching(&fleet, &config));
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
     systemd::stopping();
     api.abort();
     let _ = std::fs::remove_file(&config.daemon.socket);
     tracing::info!("shutting down");
-    let _ = stop.send(true);
-    if tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await
-    .is_err()
-    {
-        tracing::warn!("supervisors still busy after {SHUTDOWN_GRACE:?}; cancelling them");
-        tasks.shutdown().await;
-    }
+    fleet.shutdown(SHUTDOWN_GRACE).await;
     journal.record(Event::new(None, Kind::DaemonStopped, json!({})));
     alerts.shutdown(ALERT_GRACE).await;
     Ok(())
+}
+
+/// Reads the config again and applies what changed, or refuses it whole
+/// (journaled with every reason) and keeps the running one: a bad file or a
+/// bad kit never takes down what works.
+async fn reload(
+    config: &mut Config,
+    fleet: &mut Fleet,
+    engine: &KitEngine,
+    journal: &Journal,
+) -> Result<Changes, Vec<String>> {
+    let outcome = async {
+        if crate::demo::is_demo(config) {
+            return Err(vec![
+                "the embedded demo config cannot be reloaded".to_owned(),
+            ]);
+        }
+        let new = crate::config::load(&config.source)
+            .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let mut refused = Vec::new();
+        for (section, same) in [
+            ("[daemon]", new.daemon == config.daemon),
+            ("[escalation]", new.escalation == config.escalation),
+            ("[[alert]]", new.alerts == config.alerts),
+        ] {
+            if !same {
+                refused.push(format!(
+                    "{}: {section} changed; that needs a restart of medic",
+                    new.source.display()
+                ));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let kits = load_kits(engine, &new, journal).await;
+        let unloaded: Vec<String> = new
+            .apps
+            .iter()
+            .filter(|app| !kits.contains_key(&app.kit_path))
+            .map(|app| {
+                format!(
+                    "{}: kit {} did not load (see kit_load_failed)",
+                    app.name,
+                    app.kit_path.display()
+                )
+            })
+            .collect();
+        if !unloaded.is_empty() {
+            return Err(unloaded);
+        }
+        let changes = fleet.apply(&new, &kits);
+        *config = new;
+        Ok(changes)
+    }
+    .await;
+    match &outcome {
+        Ok(changes) => journal.record(Event::new(None, Kind::ReloadApplied, json!(changes))),
+        Err(errors) => journal.record(Event::new(
+            None,
+            Kind::ReloadRefused,
+            json!({"errors": errors}),
+        )),
+    }
+    outcome
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

@@ -19,6 +19,11 @@ pub fn ready(status: &str) {
     notify(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// What medic is doing now (after a reload).
+pub fn status(status: &str) {
+    notify(&[NotifyState::Status(status)]);
+}
+
 /// Shutdown has begun.
 pub fn stopping() {
     notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

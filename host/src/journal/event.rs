@@ -62,6 +62,11 @@ pub enum Kind {
     /// A maintenance window ended, by an admin or at its expiry
     /// (`detail.why`).
     MaintenanceEnded,
+    /// A reload (SIGHUP, `medic reload`) was applied: `detail.added`,
+    /// `removed` and `changed` name the apps.
+    ReloadApplied,
+    /// A reload was refused and the running config kept: `detail.errors`.
+    ReloadRefused,
 }
 
 impl fmt::Display for Kind {

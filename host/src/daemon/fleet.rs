@@ -1,0 +1,192 @@
+//! The running supervisors, one per app, and how a new config changes them:
+//! an unchanged app keeps its supervisor (state and schedule), a changed
+//! app or kit gets a new one, a removed app's supervisor stops.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::registry::build_runtime;
+use crate::config::{self, AppSpec, Config};
+use crate::sandbox::Kit;
+use crate::supervisor::{AppHandle, Shared, channels, supervise};
+
+/// One running supervisor.
+struct Running {
+    spec: AppSpec,
+    kit_sha256: String,
+    handle: AppHandle,
+    stop: watch::Sender<bool>,
+}
+
+/// What applying a config changed, by app name.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    /// Apps now watched that were not.
+    pub added: Vec<String>,
+    /// Apps no longer watched.
+    pub removed: Vec<String>,
+    /// Apps whose spec or kit changed (or that depend on one that did):
+    /// their supervisor was replaced.
+    pub changed: Vec<String>,
+}
+
+/// Every app's supervisor.
+pub struct Fleet {
+    running: BTreeMap<String, Running>,
+    tasks: JoinSet<()>,
+    shared: Shared,
+    state_dir: PathBuf,
+    started: Instant,
+    min_uptime: Duration,
+}
+
+impl Fleet {
+    /// An empty fleet; `started` anchors the escalation guard.
+    pub fn new(shared: Shared, config: &Config, started: Instant) -> Self {
+        Self {
+            running: BTreeMap::new(),
+            tasks: JoinSet::new(),
+            shared,
+            state_dir: config.daemon.state_dir.clone(),
+            started,
+            min_uptime: config.escalation.min_uptime,
+        }
+    }
+
+    /// Makes the running supervisors match `config`'s apps, with `kits`
+    /// loaded for them (an app whose kit is missing is not watched).
+    pub fn apply(&mut self, config: &Config, kits: &HashMap<PathBuf, Kit>) -> Changes {
+        let sha = |path: &Path| kits.get(path).map(|kit| kit.sha256().to_owned());
+        let wanted: BTreeMap<&str, &AppSpec> =
+            config.apps.iter().map(|a| (a.name.as_str(), a)).collect();
+        let mut changes = Changes::default();
+        for (name, running) in &self.running {
+            match wanted.get(name.as_str()) {
+                None => changes.removed.push(name.clone()),
+                Some(spec)
+                    if **spec != running.spec
+                        || sha(&spec.kit_path).as_deref() != Some(&running.kit_sha256) =>
+                {
+                    changes.changed.push(name.clone());
+                }
+                Some(_) => {}
+            }
+        }
+        // A dependent holds its dependencies' status channels: it is
+        // replaced with them.
+        let replaced: Vec<String> = changes
+            .removed
+            .iter()
+            .chain(&changes.changed)
+            .cloned()
+            .collect();
+        for (name, running) in &self.running {
+            if !changes.changed.contains(name)
+                && !changes.removed.contains(name)
+                && running.spec.depends_on.iter().any(|d| replaced.contains(d))
+                && wanted.contains_key(name.as_str())
+            {
+                changes.changed.push(name.clone());
+            }
+        }
+        for name in changes.removed.iter().chain(&changes.changed) {
+            if let Some(running) = self.running.remove(name) {
+                let _ = running.stop.send(true);
+            }
+        }
+        for spec in config::start_order(&config.apps) {
+            if self.running.contains_key(&spec.name) {
+                continue;
+            }
+            let Some(kit) = kits.get(&spec.kit_path) else {
+                tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit did not load");
+                continue;
+            };
+            if !changes.changed.contains(&spec.name) {
+                changes.added.push(spec.name.clone());
+            }
+            self.start(spec, kit.clone());
+        }
+        changes.changed.sort();
+        changes
+    }
+
+    fn start(&mut self, spec: &AppSpec, kit: Kit) {
+        let kit_sha256 = kit.sha256().to_owned();
+        let runtime = Arc::new(build_runtime(
+            spec,
+            kit,
+            &self.state_dir,
+            self.started,
+            self.min_uptime,
+        ));
+        tracing::info!(
+            app = %spec.name, kit = %spec.kit, interval = %humantime::format_duration(spec.interval),
+            then = spec.recovery.then.name(), "watching"
+        );
+        let (handle, channels) = channels(&runtime);
+        let dependencies = spec
+            .depends_on
+            .iter()
+            .filter_map(|name| self.running.get(name).map(|r| r.handle.status.clone()))
+            .collect();
+        let (stop, stopped) = watch::channel(false);
+        self.tasks.spawn(supervise(
+            runtime,
+            self.shared.clone(),
+            channels,
+            dependencies,
+            stopped,
+        ));
+        self.running.insert(
+            spec.name.clone(),
+            Running {
+                spec: spec.clone(),
+                kit_sha256,
+                handle,
+                stop,
+            },
+        );
+    }
+
+    /// The running supervisors' handles, for the admin API.
+    pub fn handles(&self) -> BTreeMap<String, AppHandle> {
+        self.running
+            .iter()
+            .map(|(name, running)| (name.clone(), running.handle.clone()))
+            .collect()
+    }
+
+    /// How many apps are watched.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether no app is watched.
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+
+    /// Stops every supervisor, giving running checks and recoveries `grace`
+    /// to finish before they are cancelled.
+    pub async fn shutdown(mut self, grace: Duration) {
+        for running in self.running.values() {
+            let _ = running.stop.send(true);
+        }
+        if tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await
+        .is_err()
+        {
+            tracing::warn!("supervisors still busy after {grace:?}; cancelling them");
+            self.tasks.shutdown().await;
+        }
+    }
+}
