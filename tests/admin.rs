@@ -244,6 +244,22 @@ fn the_socket_refuses_a_user_who_may_not_use_it() {
         stderr.contains("Permission denied") && stderr.contains("socket_group"),
         "{stderr}"
     );
+
+    // Past the file's mode, the daemon's own check of the peer's uid.
+    let socket_file = setup.dir.path().join("medic.sock");
+    std::fs::set_permissions(&socket_file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = common::medic()
+        .args(["status", "--socket", &socket(&setup)])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("uid 65534 may not use medic's admin API") && stderr.contains("HTTP 403"),
+        "{stderr}"
+    );
 }
 
 #[test]

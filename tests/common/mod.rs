@@ -230,30 +230,29 @@ pub mod silent {
     /// Listens on the unix socket `path`.
     pub fn unix(path: &Path, hold: Duration) {
         let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let stream = stream.unwrap();
-                std::thread::spawn(move || {
-                    std::thread::sleep(hold);
-                    drop(stream);
-                });
-            }
-        });
+        hold_each(move || listener.accept().map(|(stream, _)| stream), hold);
     }
 
     /// Listens on a loopback TCP port, returned.
     pub fn tcp(hold: Duration) -> u16 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        hold_each(move || listener.accept().map(|(stream, _)| stream), hold);
+        port
+    }
+
+    /// Accepts connections on a thread and holds each for `hold`.
+    fn hold_each<S: Send + 'static>(
+        accept: impl Fn() -> std::io::Result<S> + Send + 'static,
+        hold: Duration,
+    ) {
         std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let stream = stream.unwrap();
+            while let Ok(stream) = accept() {
                 std::thread::spawn(move || {
                     std::thread::sleep(hold);
                     drop(stream);
                 });
             }
         });
-        port
     }
 }
