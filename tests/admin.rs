@@ -232,14 +232,18 @@ fn the_socket_refuses_a_user_who_may_not_use_it() {
     // Let `nobody` reach the socket file; its mode (0660, root) is the fence.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(setup.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = common::medic()
-        .args(["status", "--socket", &socket(&setup)])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    // `medic status` as `nobody`: it must fail; returns its stderr.
+    let as_nobody = || {
+        let out = common::medic()
+            .args(["status", "--socket", &socket(&setup)])
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = as_nobody();
     assert!(
         stderr.contains("Permission denied") && stderr.contains("socket_group"),
         "{stderr}"
@@ -248,14 +252,7 @@ fn the_socket_refuses_a_user_who_may_not_use_it() {
     // Past the file's mode, the daemon's own check of the peer's uid.
     let socket_file = setup.dir.path().join("medic.sock");
     std::fs::set_permissions(&socket_file, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = common::medic()
-        .args(["status", "--socket", &socket(&setup)])
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = as_nobody();
     assert!(
         stderr.contains("uid 65534 may not use medic's admin API") && stderr.contains("HTTP 403"),
         "{stderr}"
