@@ -49,7 +49,7 @@ fn the_daemon_notifies_ready_status_watchdog_and_stopping() {
         .unwrap();
     let log = std::fs::File::create(setup.dir.path().join("daemon.log")).unwrap();
     // systemd names the watched pid; exec keeps the shell's pid for medic.
-    let mut child = std::process::Command::new("/bin/sh")
+    let child = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg("export WATCHDOG_PID=$$; exec \"$0\" daemon --config \"$1\"")
         .arg(env!("CARGO_BIN_EXE_medic"))
@@ -60,6 +60,8 @@ fn the_daemon_notifies_ready_status_watchdog_and_stopping() {
         .stderr(log)
         .spawn()
         .unwrap();
+    // Stopped on drop, also when an assertion fails.
+    let mut daemon = common::Daemon::from_child(child, setup.dir.path().join("daemon.log"));
     let log_text =
         || std::fs::read_to_string(setup.dir.path().join("daemon.log")).unwrap_or_default();
     let mut seen = String::new();
@@ -75,7 +77,7 @@ fn the_daemon_notifies_ready_status_watchdog_and_stopping() {
     assert!(seen.contains("READY=1"), "{seen}");
     assert!(seen.contains("STATUS=watching 1 of 1 apps"), "{seen}");
     assert!(seen.contains("WATCHDOG=1"), "{seen}");
-    common::terminate(child.id());
+    common::terminate(daemon.pid());
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline && !seen.contains("STOPPING=1") {
         let n = socket
@@ -84,5 +86,8 @@ fn the_daemon_notifies_ready_status_watchdog_and_stopping() {
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     assert!(seen.contains("STOPPING=1"), "{seen}");
-    assert!(child.wait().unwrap().success());
+    assert!(
+        daemon.stop().is_some_and(|status| status.success()),
+        "a clean exit"
+    );
 }

@@ -168,9 +168,14 @@ pub struct Daemon {
 
 impl Daemon {
     /// Stops the daemon gracefully and waits for it.
-    pub fn stop(&mut self) {
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         terminate(self.child.id());
-        let _ = self.child.wait();
+        self.child.wait().ok()
+    }
+
+    /// A daemon the test started its own way (stopped on drop like any).
+    pub fn from_child(child: Child, log: PathBuf) -> Self {
+        Self { child, log }
     }
 
     /// The daemon's pid.
