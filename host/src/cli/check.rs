@@ -9,7 +9,7 @@ use hyper::Method;
 use super::admin::{self, Target};
 use crate::api::client::Client;
 use crate::sandbox::KitEngine;
-use crate::supervisor::CheckOutcome;
+use crate::supervisor::LastCheck;
 
 /// Nagios plugin exit codes.
 const OK: u8 = 0;
@@ -43,11 +43,19 @@ fn through_daemon(socket: &Path, app: &str) -> (u8, String) {
         Ok(Err(e)) => return (UNKNOWN, e.to_string()),
         Err(e) => return (UNKNOWN, format!("{e:#}")),
     };
-    let reason = result["reason"].as_str().unwrap_or_default();
-    match result["result"].as_str() {
-        Some("healthy") => (OK, "healthy".into()),
-        Some("degraded") => (WARNING, format!("degraded: {reason}")),
-        Some("failed") => (CRITICAL, format!("failed: {reason}")),
+    verdict(
+        result["result"].as_str().unwrap_or("kit_fault"),
+        result["reason"].as_str().unwrap_or_default(),
+    )
+}
+
+/// The exit code and line for a check's `result` (as `LastCheck` names
+/// it) and reason, the same for a local check and one by the daemon.
+fn verdict(result: &str, reason: &str) -> (u8, String) {
+    match result {
+        "healthy" => (OK, "healthy".into()),
+        "degraded" => (WARNING, format!("degraded: {reason}")),
+        "failed" => (CRITICAL, format!("failed: {reason}")),
         _ => (UNKNOWN, format!("kit fault: {reason}")),
     }
 }
@@ -79,10 +87,10 @@ fn check(config_path: &Path, app: &str) -> (u8, String) {
         })
     });
     match outcome {
-        Ok(CheckOutcome::Healthy) => (OK, "healthy".into()),
-        Ok(CheckOutcome::Degraded(reason)) => (WARNING, format!("degraded: {reason}")),
-        Ok(CheckOutcome::Failed(reason)) => (CRITICAL, format!("failed: {reason}")),
-        Ok(CheckOutcome::KitFault(fault)) => (UNKNOWN, format!("kit fault: {fault}")),
+        Ok(outcome) => {
+            let record = LastCheck::new(&outcome, std::time::Duration::ZERO);
+            verdict(record.result, record.reason.as_deref().unwrap_or_default())
+        }
         Err(e) => (UNKNOWN, format!("kit {}: {e:#}", spec.kit_path.display())),
     }
 }

@@ -37,7 +37,7 @@ pub struct Changes {
 }
 
 /// Every app's supervisor.
-pub struct Fleet {
+pub(crate) struct Fleet {
     running: BTreeMap<String, Running>,
     tasks: JoinSet<()>,
     shared: Shared,
@@ -166,11 +166,6 @@ impl Fleet {
     /// How many apps are watched.
     pub fn len(&self) -> usize {
         self.running.len()
-    }
-
-    /// Whether no app is watched.
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
     }
 
     /// Stops every supervisor, giving running checks and recoveries `grace`

@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 use crate::sandbox::KitEngine;
 use crate::supervisor::Shared;
 
-pub use fleet::{Changes, Fleet};
+pub use fleet::Changes;
+use fleet::Fleet;
 pub use registry::{build_runtime, load_kits};
 
 /// How long running checks and recoveries get to finish at shutdown.

@@ -372,16 +372,6 @@ impl Metrics {
         }
     }
 
-    /// Forgets an alert sink removed by a config reload.
-    pub fn remove_alert_sink(&self, sink: &str) {
-        for result in ["delivered", "failed", "dropped"] {
-            self.alert_deliveries.remove(&DeliveryLabels {
-                sink: sink.to_owned(),
-                result,
-            });
-        }
-    }
-
     /// Runs `hook` before each [`Metrics::encode`], replacing any earlier
     /// hook, so numbers kept elsewhere (alert sink counters) are fresh at
     /// every scrape without a timer. The hook must not call `on_scrape`.
