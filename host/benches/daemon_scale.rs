@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo xtask bench` (or `cargo bench --profile dev -p medic --bench
 //! daemon_scale`); `MEDIC_BENCH_QUICK=1` does fewer kills and a shorter
-//! sample. Results go in docs/benchmarks.md.
+//! sample. A trailing `-- restart` or `-- apps` runs only that part.
+//! Results go in docs/benchmarks.md.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../tests/common/mod.rs"]
@@ -143,7 +144,9 @@ fn many_apps(apps: usize, sample: Duration) -> (f64, f64) {
             "kit = \"misbehave\"\ninterval = \"1s\"\n[settings]\nmode = \"ok\"\n",
         );
     }
-    let mut daemon = setup.daemon();
+    // The log level the packaged daemon runs at: a debug line per check
+    // would be measured as part of the check.
+    let mut daemon = setup.daemon_logging("medic=info,warn");
     assert!(common::wait_for(Duration::from_secs(120), || setup
         .dir
         .path()
@@ -161,12 +164,31 @@ fn many_apps(apps: usize, sample: Duration) -> (f64, f64) {
     (percent, rss as f64 / 1024.0)
 }
 
+/// Whether the part named `part` was asked for: every part when the
+/// command line names none (`cargo bench` itself passes `--bench`).
+fn wanted(part: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with('-'))
+        .collect();
+    named.is_empty() || named.iter().any(|name| name == part)
+}
+
 fn main() {
     let (watched_kills, polled_kills, sample) = if quick() {
         (20, 5, Duration::from_secs(10))
     } else {
         (100, 20, Duration::from_secs(30))
     };
+    if wanted("restart") {
+        restart_table(watched_kills, polled_kills);
+    }
+    if wanted("apps") {
+        apps_table(sample);
+    }
+}
+
+fn restart_table(watched_kills: usize, polled_kills: usize) {
     println!("| restart after kill -9 | kills | p50 ms | p99 ms |");
     println!("|---|---:|---:|---:|");
     for (name, watched, kills) in [
@@ -181,9 +203,13 @@ fn main() {
             percentile(&latencies, 0.99)
         );
     }
-    let (cpu, rss) = many_apps(1000, sample);
     println!();
+}
+
+fn apps_table(sample: Duration) {
+    let (cpu, rss) = many_apps(1000, sample);
     println!("| 1,000 apps, 1 s interval | CPU % of one core | RSS MiB |");
     println!("|---|---:|---:|");
     println!("| misbehave `ok` kit | {cpu:.1} | {rss:.0} |");
+    println!();
 }

@@ -101,13 +101,19 @@ impl Setup {
             .unwrap()
     }
 
-    /// Starts `medic daemon` on this setup.
+    /// Starts `medic daemon` on this setup, logging at debug level for
+    /// tests that read the log.
     pub fn daemon(&self) -> Daemon {
+        self.daemon_logging("medic=debug,warn")
+    }
+
+    /// Starts `medic daemon` with the log filter `filter` (`MEDIC_LOG`).
+    pub fn daemon_logging(&self, filter: &str) -> Daemon {
         let log = std::fs::File::create(self.dir.path().join("daemon.log")).unwrap();
         let child = medic()
             .args(["daemon", "--config"])
             .arg(self.config())
-            .env("MEDIC_LOG", "medic=debug,warn")
+            .env("MEDIC_LOG", filter)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
