@@ -77,6 +77,34 @@ fn always_failing(setup: Setup) -> Setup {
 fn a_killed_process_is_restarted_long_before_the_next_check() {
     let nginx = Nginx::start();
     let setup = nginx_app(&nginx, "interval = \"60s\"", 5, "100ms");
+    restarted_at_once_twice(&nginx, &setup);
+}
+
+/// The same without a `pidfile` key: the `process` kit reads nginx's
+/// pidfile and reports the pid (`host.watch-process`), at the first check
+/// and again at the first check after each restart.
+#[test]
+fn a_process_the_kit_reports_is_watched_the_same_way() {
+    let nginx = Nginx::start();
+    let pidfile = nginx.pidfile();
+    let app = format!(
+        "kit = \"process\"\ninterval = \"60s\"\ntimeout = \"1s\"\nstart = {start}\n\
+         [recovery]\nlocal_attempts = 5\nbackoff = \"100ms\"\nthen = \"alert\"\n\
+         [settings]\npidfile = \"{pidfile}\"\n[grants]\nread = [\"{dir}\"]\n",
+        start = nginx.start_toml(),
+        pidfile = pidfile.display(),
+        dir = pidfile.parent().unwrap().display(),
+    );
+    let setup = Setup::new("backend = \"dry-run\"")
+        .with_kit("process")
+        .app("web", &app);
+    restarted_at_once_twice(&nginx, &setup);
+}
+
+/// Kills nginx's master twice under a daemon on `setup` (app `web`, 60 s
+/// interval) and asserts each kill was acted on as a process exit, long
+/// before the next check was due.
+fn restarted_at_once_twice(nginx: &Nginx, setup: &Setup) {
     let mut daemon = setup.daemon();
     for round in 1..=2 {
         // The watch opens when the supervisor starts (after the kit has
@@ -97,7 +125,7 @@ fn a_killed_process_is_restarted_long_before_the_next_check() {
                 .count()
         };
         assert!(
-            common::wait_for(Duration::from_secs(20), || recovered(&setup) == round),
+            common::wait_for(Duration::from_secs(20), || recovered(setup) == round),
             "round {round}: {}",
             daemon.log_text()
         );

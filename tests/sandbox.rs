@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use medic::config::Grants;
-use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault, LoadError};
+use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault, LoadError, NextStep};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -58,7 +58,10 @@ impl Sandbox {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        self.kit.check(self.scope(grants), timeout, &settings).await
+        self.kit
+            .check(self.scope(grants), timeout, &settings)
+            .await
+            .map(|checked| checked.health)
     }
 }
 
@@ -413,6 +416,72 @@ async fn kit_state_persists_across_calls() {
     assert_eq!(
         degraded_text(sandbox.check(&none(), &[("mode", "state")]).await),
         "counter 2"
+    );
+}
+
+#[tokio::test]
+async fn a_reported_process_comes_back_pinned_and_a_dead_pid_is_refused() {
+    let sandbox = misbehave();
+    let settings = |pid: u32| {
+        vec![
+            ("mode".to_owned(), "watch".to_owned()),
+            ("pid".to_owned(), pid.to_string()),
+        ]
+    };
+    let me = std::process::id();
+    let checked = sandbox
+        .kit
+        .check(sandbox.scope(&none()), TIMEOUT, &settings(me))
+        .await
+        .unwrap();
+    assert_eq!(checked.health, Health::Healthy);
+    assert_eq!(checked.process.map(|p| p.pid()), Some(me));
+
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let gone = child.id();
+    child.wait().unwrap();
+    let checked = sandbox
+        .kit
+        .check(sandbox.scope(&none()), TIMEOUT, &settings(gone))
+        .await
+        .unwrap();
+    assert_eq!(
+        checked.health,
+        Health::Failed(format!("no live process has pid {gone}"))
+    );
+    assert!(checked.process.is_none());
+}
+
+/// A kit built against `medic:kit@0.1.0` (frozen in its own `wit/`) loads
+/// in this host and every export and host import it uses still works.
+#[tokio::test]
+async fn a_kit_built_for_0_1_0_keeps_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let kit = KitEngine::new(None)
+        .unwrap()
+        .load(&common::guests::kit("legacy_0_1_0"))
+        .unwrap();
+    let scope = || CallScope::new("old", &none(), dir.path().join("state.json"), 64 << 20);
+    let info = kit.describe(scope(), TIMEOUT).await.unwrap();
+    assert_eq!(
+        (info.name.as_str(), info.version.as_str()),
+        ("legacy", "0.1.0")
+    );
+    let verdict = |value: &str| vec![("verdict".to_owned(), value.to_owned())];
+    let checked = kit
+        .check(scope(), TIMEOUT, &verdict("healthy"))
+        .await
+        .unwrap();
+    assert_eq!(checked.health, Health::Healthy);
+    let checked = kit.check(scope(), TIMEOUT, &verdict("down")).await.unwrap();
+    assert_eq!(
+        checked.health,
+        Health::Failed("verdict Some(\"down\"), check 2".into()),
+        "its kit state persisted between the calls"
+    );
+    assert_eq!(
+        kit.recover(scope(), TIMEOUT, &verdict("down"), 1).await,
+        Ok(Ok(NextStep::RestartApp))
     );
 }
 

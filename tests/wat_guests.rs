@@ -1,6 +1,6 @@
 //! Hostile kits written by hand in WAT, without the SDK or Rust's runtime:
 //! a core module exporting the canonical-ABI functions of
-//! `medic:kit/kit@0.1.0`, wrapped into a component with the project's WIT.
+//! `medic:kit/kit@0.1.1`, wrapped into a component with the project's WIT.
 //! Whatever such a kit does inside `check`, the host holds.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
@@ -37,10 +37,10 @@ fn wat_kit(check_body: &str) -> Vec<u8> {
     i32.const 1
     i32.add
     call $recurse)
-  (func (export "medic:kit/kit@0.1.0#describe") (result i32) unreachable)
-  (func (export "medic:kit/kit@0.1.0#check") (param i32 i32 i32 i32 i32) (result i32)
+  (func (export "medic:kit/kit@0.1.1#describe") (result i32) unreachable)
+  (func (export "medic:kit/kit@0.1.1#check") (param i32 i32 i32 i32 i32) (result i32)
     {check_body})
-  (func (export "medic:kit/kit@0.1.0#recover") (param i32 i32 i32 i32 i32) (result i32) unreachable)
+  (func (export "medic:kit/kit@0.1.1#recover") (param i32 i32 i32 i32 i32) (result i32) unreachable)
 )"#
     );
     let mut module = wat::parse_str(&wat).unwrap();
@@ -82,7 +82,9 @@ async fn check(check_body: &str) -> Result<Health, KitFault> {
         dir.path().join("state.json"),
         64 << 20,
     );
-    kit.check(scope, Duration::from_millis(300), &[]).await
+    kit.check(scope, Duration::from_millis(300), &[])
+        .await
+        .map(|checked| checked.health)
 }
 
 #[tokio::test]

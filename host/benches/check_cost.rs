@@ -69,7 +69,11 @@ fn kit_cost(
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
-    let check = || kit.check(scope.clone(), Duration::from_secs(2), &settings);
+    let check = || async {
+        kit.check(scope.clone(), Duration::from_secs(2), &settings)
+            .await
+            .map(|checked| checked.health)
+    };
     runtime.block_on(async {
         for _ in 0..50 {
             assert_eq!(check().await, Ok(Health::Healthy));

@@ -1,5 +1,42 @@
 //! What medic needs to know about processes on this machine, read from
-//! `/proc`: used by the `host.processes`/`pid-alive` kit imports.
+//! `/proc`: used by the `host.processes`/`pid-alive`/`watch-process` kit
+//! imports and by the supervisor's crash detection.
+
+use std::os::fd::OwnedFd;
+
+use rustix::process::{Pid, PidfdFlags, pidfd_open};
+
+/// One live process pinned by a pidfd: whatever later happens to its pid,
+/// the fd refers to this process and becomes readable when it exits.
+#[derive(Debug)]
+pub struct PinnedProcess {
+    pid: u32,
+    fd: OwnedFd,
+}
+
+impl PinnedProcess {
+    /// Pins the process that has `pid` now; `None` when no live process
+    /// has it (a zombie counts as gone).
+    pub fn open(pid: u32) -> Option<Self> {
+        let fd = pidfd_open(
+            Pid::from_raw(i32::try_from(pid).ok()?)?,
+            PidfdFlags::NONBLOCK,
+        )
+        .ok()?;
+        // Checked after opening: from here on the fd pins the process.
+        is_alive(pid).then_some(Self { pid, fd })
+    }
+
+    /// The pinned process's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The pidfd, for waiting on the exit.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+}
 
 /// Pids of processes whose `/proc/PID/comm` equals `name`. `comm` is what
 /// `ps -o comm` and `pgrep` match by default; it is cut at 15 bytes, so a
@@ -57,6 +94,18 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pins_only_live_processes() {
+        let me = std::process::id();
+        assert_eq!(PinnedProcess::open(me).unwrap().pid(), me);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(PinnedProcess::open(pid).is_none(), "a reaped child");
+        assert!(PinnedProcess::open(0).is_none());
+        assert!(PinnedProcess::open(u32::MAX).is_none());
+    }
 
     #[test]
     fn knows_when_it_started() {

@@ -78,7 +78,7 @@ pub use bindings::medic::kit::types::{
 /// reports such errors instead of retrying them.
 pub mod host {
     pub use crate::bindings::medic::kit::host::{
-        exec, http_get, log, pid_alive, processes, state_get, state_set,
+        exec, http_get, log, pid_alive, processes, state_get, state_set, watch_process,
     };
 }
 

@@ -83,7 +83,7 @@ fn check(config_path: &Path, app: &str) -> (u8, String) {
                 std::time::Instant::now(),
                 std::time::Duration::ZERO,
             );
-            Ok(runtime.check().await)
+            Ok(runtime.check().await.0)
         })
     });
     match outcome {

@@ -11,6 +11,7 @@ use super::bindings::medic::kit::{host, types};
 use super::bindings::{ExecOutput, HttpResponse, Level};
 use super::lean_http;
 use super::store::{KitStore, LOG_MESSAGE_MAX, LOG_TOTAL_MAX};
+use crate::process::PinnedProcess;
 
 /// Bytes of stdout and of stderr kept from one `exec`.
 pub const EXEC_OUTPUT_MAX: usize = 64 * 1024;
@@ -77,6 +78,16 @@ impl host::Host for KitStore {
 
     fn pid_alive(&mut self, pid: u32) -> wasmtime::Result<bool> {
         Ok(crate::process::is_alive(pid))
+    }
+
+    fn watch_process(&mut self, pid: u32) -> wasmtime::Result<Result<(), String>> {
+        Ok(match PinnedProcess::open(pid) {
+            Some(process) => {
+                self.reported_process = Some(process);
+                Ok(())
+            }
+            None => Err(format!("no live process has pid {pid}")),
+        })
     }
 
     fn state_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {

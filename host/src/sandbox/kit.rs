@@ -10,12 +10,24 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::KitFault;
 use super::bindings::{Context, Guest, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
 use super::store::{CallScope, KitStore};
+use crate::process::PinnedProcess;
 
 /// A compiled, linked kit, ready to be instantiated for each call.
 #[derive(Clone)]
 pub struct Kit {
     sha256: String,
     pre: RecoveryKitPre<KitStore>,
+}
+
+/// What one `check` found.
+#[derive(Debug)]
+pub struct Checked {
+    /// The kit's verdict on the app.
+    pub health: Health,
+    /// The app's main process, when the kit reported it with
+    /// `host.watch-process`: pinned, so the supervisor can react the moment
+    /// it exits.
+    pub process: Option<PinnedProcess>,
 }
 
 /// One of the kit's exports with its arguments, and what it answers.
@@ -49,9 +61,13 @@ impl Export for Describe {
 }
 
 impl Export for Check {
-    type Output = Health;
-    async fn invoke(self, guest: &Guest, store: &mut Store<KitStore>) -> wasmtime::Result<Health> {
-        guest.call_check(store, &self.0).await
+    type Output = Checked;
+    async fn invoke(self, guest: &Guest, store: &mut Store<KitStore>) -> wasmtime::Result<Checked> {
+        let health = guest.call_check(&mut *store, &self.0).await?;
+        Ok(Checked {
+            health,
+            process: store.data_mut().reported_process.take(),
+        })
     }
 }
 
@@ -87,7 +103,7 @@ impl Kit {
         scope: CallScope,
         timeout: Duration,
         settings: &[(String, String)],
-    ) -> Result<Health, KitFault> {
+    ) -> Result<Checked, KitFault> {
         let ctx = context(&scope, settings, 0);
         self.call(scope, timeout, Check(ctx)).await
     }

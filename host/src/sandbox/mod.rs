@@ -20,7 +20,7 @@ use std::time::Duration;
 
 pub use bindings::{Capability, Health, HttpResponse, KitInfo, NextStep, SettingDoc};
 pub use engine::KitEngine;
-pub use kit::Kit;
+pub use kit::{Checked, Kit};
 pub use store::CallScope;
 
 /// Something went wrong inside a kit (not in the app it watches).

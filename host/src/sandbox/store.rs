@@ -20,6 +20,7 @@ use super::http::GuardedHttp;
 use super::kit_state::KitStateStore;
 use super::policy::{Denials, Policy};
 use crate::config::Grants;
+use crate::process::PinnedProcess;
 
 /// Per-call caps on what a kit may log, so a kit cannot flood the journal
 /// or the host's memory through `host.log`.
@@ -69,6 +70,8 @@ pub struct KitStore {
     pub(super) log_dropped: usize,
     /// What the kit wrote to stderr (stdout is discarded).
     pub(super) stderr: MemoryOutputPipe,
+    /// The app's main process, as the kit last reported it.
+    pub(super) reported_process: Option<PinnedProcess>,
 }
 
 impl KitStore {
@@ -120,6 +123,7 @@ impl KitStore {
             log_bytes: 0,
             log_dropped: 0,
             stderr,
+            reported_process: None,
         })
     }
 }

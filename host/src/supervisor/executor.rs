@@ -17,7 +17,8 @@ use crate::hypervisor::Escalator;
 use crate::journal::{self, Journal};
 use crate::maintenance::Book;
 use crate::metrics::{CheckResult, Metrics};
-use crate::sandbox::{CallScope, Health, Kit, NextStep};
+use crate::process::PinnedProcess;
+use crate::sandbox::{CallScope, Checked, Health, Kit, NextStep};
 
 /// Everything needed to watch one app.
 pub struct AppRuntime {
@@ -34,23 +35,51 @@ pub struct AppRuntime {
 }
 
 impl AppRuntime {
-    /// Runs the kit's check once and classifies the result.
-    pub async fn check(&self) -> CheckOutcome {
+    /// Runs the kit's check once and classifies the result; the process
+    /// the kit reported comes along, pinned.
+    pub async fn check(&self) -> (CheckOutcome, Option<PinnedProcess>) {
         match self
             .kit
             .check(self.scope.clone(), self.spec.timeout, &self.spec.settings)
             .await
         {
-            Ok(Health::Healthy) => CheckOutcome::Healthy,
-            Ok(Health::Degraded(reason)) => CheckOutcome::Degraded(reason),
-            Ok(Health::Failed(reason)) => CheckOutcome::Failed(reason),
-            Err(fault) => CheckOutcome::KitFault(fault.to_string()),
+            Ok(Checked { health, process }) => {
+                let outcome = match health {
+                    Health::Healthy => CheckOutcome::Healthy,
+                    Health::Degraded(reason) => CheckOutcome::Degraded(reason),
+                    Health::Failed(reason) => CheckOutcome::Failed(reason),
+                };
+                (outcome, process)
+            }
+            Err(fault) => (CheckOutcome::KitFault(fault.to_string()), None),
         }
     }
 
     /// Watches the process the app's pidfile names, if it has one.
     fn watch_process(&self) -> Option<ProcessWatch> {
         self.spec.pidfile.as_deref().and_then(ProcessWatch::open)
+    }
+
+    /// What to watch after a check: the process the kit reported, when the
+    /// app is up and has no pidfile of its own (which takes precedence) and
+    /// the process is not the one already watched.
+    fn adopt_reported(
+        &self,
+        outcome: &CheckOutcome,
+        reported: Option<PinnedProcess>,
+        watched: Option<ProcessWatch>,
+    ) -> Option<ProcessWatch> {
+        let up = matches!(outcome, CheckOutcome::Healthy | CheckOutcome::Degraded(_));
+        match reported {
+            Some(reported)
+                if up
+                    && self.spec.pidfile.is_none()
+                    && watched.as_ref().map(ProcessWatch::pid) != Some(reported.pid()) =>
+            {
+                ProcessWatch::pinned(reported).or(watched)
+            }
+            _ => watched,
+        }
     }
 
     async fn kit_recover(&self, attempt: u32) -> KitRecovery {
@@ -252,8 +281,9 @@ pub async fn supervise(
         let first = match wake {
             Wake::Check(reply) => {
                 let started = Instant::now();
-                let outcome = app.check().await;
+                let (outcome, reported) = app.check().await;
                 let took = started.elapsed();
+                process = app.adopt_reported(&outcome, reported, process.take());
                 tracing::debug!(app = %name, ?outcome, "checked");
                 if let Some(metrics) = &shared.metrics {
                     metrics.check_finished(&name, CheckResult::of(&outcome), took);

@@ -2,7 +2,9 @@
 //! readable the moment the process exits, so medic reacts in milliseconds
 //! instead of at the next check.
 //!
-//! The pid comes from the app's pidfile and is re-read after every restart.
+//! The pid comes from the app's pidfile, re-read after every restart, or
+//! from its kit (`host.watch-process`), reported again by the first healthy
+//! check after a restart.
 //! A pidfd pins one process, never a pid; and a process that started after
 //! the pidfile was written is not the one it names (the pid was reused), so
 //! it is not watched.
@@ -11,10 +13,9 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::time::Duration;
 
-use rustix::process::{Pid, PidfdFlags, pidfd_open};
 use tokio::io::unix::AsyncFd;
 
-use crate::process;
+use crate::process::{self, PinnedProcess};
 
 /// Slack between a process's start and its pidfile's write, for clocks
 /// counted in ticks and file systems with coarse timestamps.
@@ -34,23 +35,24 @@ impl ProcessWatch {
     pub fn open(pidfile: &Path) -> Option<Self> {
         let text = std::fs::read_to_string(pidfile).ok()?;
         let written = std::fs::metadata(pidfile).ok()?.modified().ok()?;
-        let pid: u32 = text.trim().parse().ok()?;
-        let fd = pidfd_open(
-            Pid::from_raw(i32::try_from(pid).ok()?)?,
-            PidfdFlags::NONBLOCK,
-        )
-        .ok()?;
+        let pinned = PinnedProcess::open(text.trim().parse().ok()?)?;
         // The pidfd now pins whatever process has this pid; make sure it is
         // the one the pidfile meant.
-        let started = process::started_at(pid)?;
-        if started > written + START_SLACK || !process::is_alive(pid) {
+        let started = process::started_at(pinned.pid())?;
+        if started > written + START_SLACK {
             return None;
         }
+        Self::pinned(pinned)
+    }
+
+    /// Watches a process pinned elsewhere (one a kit reported).
+    pub fn pinned(process: PinnedProcess) -> Option<Self> {
+        let pid = process.pid();
         // `AsyncFd::new` is deprecated for types that may not own their fd;
         // an `OwnedFd` does, which is the case it is sound for (the
         // replacement, `register`, is `unsafe`, which this crate denies).
         #[allow(deprecated)]
-        let fd = AsyncFd::new(fd).ok()?;
+        let fd = AsyncFd::new(process.into_fd()).ok()?;
         Some(Self { pid, fd })
     }
 

@@ -2,7 +2,10 @@
 //!
 //! The process is found either by executable name (through the host, since
 //! a kit cannot see `/proc`) or by a pidfile the app writes (read through
-//! WASI, so its directory must be granted).
+//! WASI, so its directory must be granted). The process found is reported
+//! to medic (`host::watch_process`), which then notices its exit at once
+//! instead of at the next check; by name only when exactly one process has
+//! it, since medic watches one main process per app.
 
 use medic_kit::{Capability, Context, Health, Kit, KitInfo, SettingDoc, export, host};
 
@@ -50,10 +53,10 @@ fn by_name(name: &str) -> Health {
     if name.is_empty() {
         return Health::Failed("setting `name` is empty".into());
     }
-    if host::processes(name).is_empty() {
-        Health::Failed(format!("no process named {name}"))
-    } else {
-        Health::Healthy
+    match host::processes(name).as_slice() {
+        [] => Health::Failed(format!("no process named {name}")),
+        [only] => watched(*only),
+        _ => Health::Healthy,
     }
 }
 
@@ -68,9 +71,18 @@ fn by_pidfile(pidfile: &str) -> Health {
         _ => return Health::Failed(format!("{pidfile} does not hold a pid: {text:?}")),
     };
     if host::pid_alive(pid) {
-        Health::Healthy
+        watched(pid)
     } else {
         Health::Failed(format!("pid {pid} from {pidfile} is not running"))
+    }
+}
+
+/// Healthy, with `pid` reported as the app's main process; failed when it
+/// exited in the meantime.
+fn watched(pid: u32) -> Health {
+    match host::watch_process(pid) {
+        Ok(()) => Health::Healthy,
+        Err(e) => Health::Failed(format!("process {pid} ended while checked: {e}")),
     }
 }
 

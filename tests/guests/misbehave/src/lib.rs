@@ -23,7 +23,7 @@ impl Kit for Misbehave {
                 SettingDoc::required(
                     "mode",
                     "What `check` does: ok, fail, degraded, loop, alloc, trap, read, \
-                     connect, fetch, exec, log, state, env or sleep.",
+                     connect, fetch, exec, log, state, env, sleep or watch.",
                 ),
                 SettingDoc::with_default(
                     "recover_mode",
@@ -38,6 +38,7 @@ impl Kit for Misbehave {
                 SettingDoc::optional("path", "File to read (mode read)."),
                 SettingDoc::optional("address", "`host:port` to connect to (mode connect)."),
                 SettingDoc::optional("url", "URL to GET (mode fetch)."),
+                SettingDoc::optional("pid", "Process id to report to the host (mode watch)."),
                 SettingDoc::optional(
                     "program",
                     "Absolute path of the program to run (mode exec).",
@@ -87,6 +88,7 @@ impl Kit for Misbehave {
                 std::env::args().count()
             )),
             "sleep" => sleep(ctx).unwrap_or_else(Health::Failed),
+            "watch" => watch(ctx).unwrap_or_else(Health::Failed),
             _ => Health::Failed("unknown mode".into()),
         }
     }
@@ -159,6 +161,14 @@ fn fetch(ctx: &Context, get: Getter) -> Result<Health, String> {
 type Getter = fn(&str, Duration, usize) -> Result<http::Response, http::Error>;
 
 /// Runs a program through `host::exec`.
+/// Reports the process `pid` as the app's: healthy when the host took it.
+fn watch(ctx: &Context) -> Result<Health, String> {
+    let pid = ctx.require("pid")?;
+    let pid = pid.parse().map_err(|_| format!("bad pid {pid}"))?;
+    host::watch_process(pid)?;
+    Ok(Health::Healthy)
+}
+
 fn exec(ctx: &Context) -> Result<Health, String> {
     let program = ctx.require("program")?;
     let args: Vec<String> = ctx
