@@ -46,8 +46,11 @@
 
 #![warn(missing_docs)]
 
+mod command;
 #[cfg(feature = "http")]
 pub mod http;
+
+pub use command::{Command, DEFAULT_TIMEOUT_MS};
 
 /// Raw bindings generated from `wit/` by `wit-bindgen`.
 ///
@@ -67,8 +70,8 @@ pub mod bindings {
 }
 
 pub use bindings::medic::kit::types::{
-    Capability, Context, ExecOutput, Health, HttpResponse, KitInfo, Level, NextStep, Setting,
-    SettingDoc,
+    Capability, Context, ExecOutput, ExecRequest, Health, HttpResponse, KitInfo, Level, NextStep,
+    Setting, SettingDoc,
 };
 
 /// What medic itself offers a kit beyond WASI.
@@ -78,7 +81,7 @@ pub use bindings::medic::kit::types::{
 /// reports such errors instead of retrying them.
 pub mod host {
     pub use crate::bindings::medic::kit::host::{
-        exec, http_get, log, pid_alive, processes, state_get, state_set, watch_process,
+        exec, http_get, log, pid_alive, processes, run, state_get, state_set, watch_process,
     };
 }
 

@@ -9,13 +9,13 @@ use hyper::Method;
 use super::admin::{self, Target};
 use crate::api::client::Client;
 use crate::sandbox::KitEngine;
-use crate::supervisor::LastCheck;
+use crate::supervisor::{CheckOutcome, LastCheck};
 
 /// Nagios plugin exit codes.
-const OK: u8 = 0;
-const WARNING: u8 = 1;
-const CRITICAL: u8 = 2;
-const UNKNOWN: u8 = 3;
+pub(super) const OK: u8 = 0;
+pub(super) const WARNING: u8 = 1;
+pub(super) const CRITICAL: u8 = 2;
+pub(super) const UNKNOWN: u8 = 3;
 
 /// Checks through the running daemon when one answers (so the result also
 /// goes through its ladder), else locally with `--config`.
@@ -60,6 +60,12 @@ fn verdict(result: &str, reason: &str) -> (u8, String) {
     }
 }
 
+/// The exit code and line for a check done in this process.
+pub(super) fn verdict_of(outcome: &CheckOutcome) -> (u8, String) {
+    let record = LastCheck::new(outcome, std::time::Duration::ZERO);
+    verdict(record.result, record.reason.as_deref().unwrap_or_default())
+}
+
 /// Checks `app` in this process, without a daemon.
 fn check(config_path: &Path, app: &str) -> (u8, String) {
     let Some(config) = super::load_or_report(config_path) else {
@@ -83,14 +89,11 @@ fn check(config_path: &Path, app: &str) -> (u8, String) {
                 std::time::Instant::now(),
                 std::time::Duration::ZERO,
             );
-            Ok(runtime.check().await.0)
+            Ok(runtime.check().await.outcome)
         })
     });
     match outcome {
-        Ok(outcome) => {
-            let record = LastCheck::new(&outcome, std::time::Duration::ZERO);
-            verdict(record.result, record.reason.as_deref().unwrap_or_default())
-        }
+        Ok(outcome) => verdict_of(&outcome),
         Err(e) => (UNKNOWN, format!("kit {}: {e:#}", spec.kit_path.display())),
     }
 }

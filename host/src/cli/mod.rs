@@ -5,6 +5,7 @@ mod admin;
 mod check;
 mod events;
 mod inspect;
+mod kit_test;
 mod vm;
 
 use std::path::PathBuf;
@@ -158,6 +159,21 @@ enum KitCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run a kit's describe and check (and recover with --recover) once
+    /// against an app file, with the app's grants, and print what happened,
+    /// denied capabilities included. Exit as `medic check`: 0 healthy,
+    /// 1 degraded, 2 failed, 3 kit fault or bad input.
+    Test {
+        /// The kit's .wasm file (the app file's `kit` key is not used).
+        file: PathBuf,
+        /// The app file (as in apps.d/) whose settings and grants to use.
+        #[arg(long)]
+        app: PathBuf,
+        /// Also run the kit's recover once (attempt 1); medic's own stop,
+        /// start and escalation never run.
+        #[arg(long)]
+        recover: bool,
+    },
 }
 
 impl Cli {
@@ -188,6 +204,9 @@ impl Cli {
             Command::Kit {
                 command: KitCommand::Inspect { file, json },
             } => inspect::run(&file, json),
+            Command::Kit {
+                command: KitCommand::Test { file, app, recover },
+            } => kit_test::run(&file, &app, recover),
             Command::Events {
                 target,
                 app,

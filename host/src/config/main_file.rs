@@ -27,6 +27,9 @@ const DEFAULT_PLUGINS_DIR: &str = "/usr/lib/medic/kits";
 const DEFAULT_APPS_DIR: &str = "/etc/medic/apps.d";
 const DEFAULT_STATE_DIR: &str = "/var/lib/medic";
 
+/// The memory cap of each kit instance, in MiB, unless configured.
+pub(crate) const DEFAULT_KIT_MEMORY_MIB: u32 = 64;
+
 /// Checks `medic.toml`; relative paths resolve against `base`.
 pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>) {
     let doc = Doc::new(&source.origin, &source.text);
@@ -107,7 +110,7 @@ fn defaults() -> MainFile {
             plugins_dir: PathBuf::from(DEFAULT_PLUGINS_DIR),
             apps_dir: PathBuf::from(DEFAULT_APPS_DIR),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
-            kit_memory_mib: 64,
+            kit_memory_mib: DEFAULT_KIT_MEMORY_MIB,
             metrics: None,
             socket: PathBuf::from(crate::api::DEFAULT_SOCKET),
             socket_group: None,

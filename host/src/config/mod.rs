@@ -346,6 +346,27 @@ pub fn load_from(main: Source, base_dir: &Path, apps: Vec<Source>) -> Result<Con
     assemble(main.origin, settings, base_dir, &apps, errors)
 }
 
+/// Reads one app file on its own, for trying a kit against it (`medic kit
+/// test`): relative paths resolve against the file's own directory, the
+/// memory cap defaults as in `medic.toml`, and its `kit` key is not looked
+/// up (the kit under test comes from elsewhere).
+pub fn load_app(path: &Path) -> Result<AppSpec, ConfigErrors> {
+    let text = fs::read_to_string(path)
+        .map_err(|e| ConfigErrors(vec![file_error(path, format!("cannot read file: {e}"))]))?;
+    let source = Source {
+        origin: path.to_path_buf(),
+        text,
+    };
+    let context = app_file::Context {
+        base_dir: &base_dir_of(path),
+        plugins_dir: None,
+        kit_memory_mib: main_file::DEFAULT_KIT_MEMORY_MIB,
+    };
+    app_file::read(&source, &context)
+        .map(|(spec, _)| spec)
+        .map_err(ConfigErrors)
+}
+
 /// The directory relative paths in `medic.toml` resolve against: the
 /// file's own directory, made absolute so it survives a change of working
 /// directory.

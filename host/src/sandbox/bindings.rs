@@ -1,7 +1,7 @@
 //! Host-side bindings of the `medic:kit` WIT package.
 //!
 //! Generated once here so the rest of the sandbox names the WIT types through
-//! one path. `exec` is async because it waits for a child process and must be
+//! one path. `exec` and `run` are async because they wait for a child process and must be
 //! cancellable at the call's deadline; every other import is a quick,
 //! synchronous host call.
 #![allow(missing_docs)] // generated code; the WIT documents every item
@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
     imports: {
         "medic:kit/host.exec": async,
+        "medic:kit/host.run": async,
         "medic:kit/host.http-get": async,
         default: trappable,
     },
@@ -20,5 +21,5 @@ wasmtime::component::bindgen!({
 
 pub use self::exports::medic::kit::kit::{Context, Guest, Health, KitInfo, NextStep};
 pub use self::medic::kit::types::{
-    Capability, ExecOutput, HttpResponse, Level, Setting, SettingDoc,
+    Capability, ExecOutput, ExecRequest, HttpResponse, Level, Setting, SettingDoc,
 };

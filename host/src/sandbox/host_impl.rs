@@ -2,15 +2,19 @@
 //! checked against the app's grants; denials are recorded so the host can
 //! report the call as a kit fault.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::bindings::medic::kit::{host, types};
-use super::bindings::{ExecOutput, HttpResponse, Level};
+use super::bindings::{ExecOutput, ExecRequest, HttpResponse, Level};
 use super::lean_http;
-use super::store::{KitStore, LOG_MESSAGE_MAX, LOG_TOTAL_MAX};
+use super::store::{
+    ANNOTATION_KEY_MAX, ANNOTATION_VALUE_MAX, ANNOTATIONS_MAX, KitStore, LOG_MESSAGE_MAX,
+    LOG_TOTAL_MAX,
+};
 use crate::process::PinnedProcess;
 
 /// Bytes of stdout and of stderr kept from one `exec`.
@@ -48,11 +52,31 @@ impl host::Host for KitStore {
         args: Vec<String>,
         timeout_ms: u32,
     ) -> Result<ExecOutput, String> {
-        if !self.scope.policy.may_exec(&program) {
-            self.denials.record(format!("exec {program}"));
-            return Err(format!("exec of {program} is not granted"));
+        self.run(ExecRequest {
+            program,
+            args,
+            env: Vec::new(),
+            cwd: None,
+            timeout_ms,
+            output_max: 0,
+        })
+        .await
+    }
+
+    async fn run(&mut self, request: ExecRequest) -> Result<ExecOutput, String> {
+        if !self.scope.policy.may_exec(&request.program) {
+            self.denials.record(format!("exec {}", request.program));
+            return Err(format!("exec of {} is not granted", request.program));
         }
-        run_capped(&program, &args, Duration::from_millis(timeout_ms.into())).await
+        if let Some(name) = request.env.iter().map(|v| &v.key).find(|n| runs_other_code(n)) {
+            self.denials.record(format!("exec {} with {name}", request.program));
+            return Err(format!("environment variable {name} is refused"));
+        }
+        let cwd = request.cwd.as_deref().unwrap_or("/");
+        if !Path::new(cwd).is_absolute() {
+            return Err(format!("working directory {cwd:?} is not an absolute path"));
+        }
+        run_capped(&request, Path::new(cwd)).await
     }
 
     async fn http_get(
@@ -90,6 +114,16 @@ impl host::Host for KitStore {
         })
     }
 
+    fn annotate(&mut self, key: String, value: String) -> wasmtime::Result<()> {
+        if self.annotations.len() < ANNOTATIONS_MAX {
+            self.annotations.push((
+                truncate(&key, ANNOTATION_KEY_MAX).to_owned(),
+                truncate(&value, ANNOTATION_VALUE_MAX).to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
     fn state_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.scope.state.get(&key))
     }
@@ -102,27 +136,40 @@ impl host::Host for KitStore {
     }
 }
 
-/// Runs a program without a shell, with an empty environment and stdin
-/// closed, keeping at most [`EXEC_OUTPUT_MAX`] bytes of each output stream.
-/// The child is killed at `timeout` and whenever the call is abandoned.
-async fn run_capped(
-    program: &str,
-    args: &[String],
-    timeout: Duration,
-) -> Result<ExecOutput, String> {
+/// Whether an environment variable would make a granted program load or
+/// run code of the kit's choosing (the dynamic loader's and shells' hooks).
+fn runs_other_code(name: &str) -> bool {
+    name.starts_with("LD_")
+        || name.starts_with("BASH_FUNC_")
+        || matches!(name, "BASH_ENV" | "ENV" | "GCONV_PATH")
+}
+
+/// Runs a program without a shell, with exactly the request's environment
+/// and stdin closed, keeping at most `output-max` (at most
+/// [`EXEC_OUTPUT_MAX`]) bytes of each output stream. The child is killed at
+/// the request's timeout and whenever the call is abandoned.
+async fn run_capped(request: &ExecRequest, cwd: &Path) -> Result<ExecOutput, String> {
+    let program = &request.program;
     let mut child = tokio::process::Command::new(program)
-        .args(args)
+        .args(&request.args)
         .env_clear()
+        .envs(request.env.iter().map(|v| (&v.key, &v.value)))
+        .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let cap = match usize::try_from(request.output_max) {
+        Ok(0) | Err(_) => EXEC_OUTPUT_MAX,
+        Ok(max) => max.min(EXEC_OUTPUT_MAX),
+    };
+    let timeout = Duration::from_millis(request.timeout_ms.into());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let run = async {
-        let (out, err) = tokio::join!(read_capped(stdout), read_capped(stderr));
+        let (out, err) = tokio::join!(read_capped(stdout, cap), read_capped(stderr, cap));
         let status = child.wait().await;
         (out, err, status)
     };
@@ -142,9 +189,9 @@ async fn run_capped(
     }
 }
 
-/// Reads a stream to its end, keeping the first [`EXEC_OUTPUT_MAX`] bytes and
-/// draining the rest so the child never blocks on a full pipe.
-async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> (String, bool) {
+/// Reads a stream to its end, keeping the first `cap` bytes and draining the
+/// rest so the child never blocks on a full pipe.
+async fn read_capped(stream: Option<impl AsyncRead + Unpin>, cap: usize) -> (String, bool) {
     let Some(mut stream) = stream else {
         return (String::new(), false);
     };
@@ -155,7 +202,7 @@ async fn read_capped(stream: Option<impl AsyncRead + Unpin>) -> (String, bool) {
         if n == 0 {
             break;
         }
-        let room = EXEC_OUTPUT_MAX.saturating_sub(kept.len());
+        let room = cap.saturating_sub(kept.len());
         kept.extend_from_slice(&chunk[..n.min(room)]);
         cut |= n > room;
     }

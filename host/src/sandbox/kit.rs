@@ -28,6 +28,9 @@ pub struct Checked {
     /// `host.watch-process`: pinned, so the supervisor can react the moment
     /// it exits.
     pub process: Option<PinnedProcess>,
+    /// What the kit added to the record of the check (`host.annotate`),
+    /// in the order given.
+    pub annotations: Vec<(String, String)>,
 }
 
 /// One of the kit's exports with its arguments, and what it answers.
@@ -64,9 +67,11 @@ impl Export for Check {
     type Output = Checked;
     async fn invoke(self, guest: &Guest, store: &mut Store<KitStore>) -> wasmtime::Result<Checked> {
         let health = guest.call_check(&mut *store, &self.0).await?;
+        let data = store.data_mut();
         Ok(Checked {
             health,
-            process: store.data_mut().reported_process.take(),
+            process: data.reported_process.take(),
+            annotations: std::mem::take(&mut data.annotations),
         })
     }
 }

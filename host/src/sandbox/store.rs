@@ -27,6 +27,13 @@ use crate::process::PinnedProcess;
 pub const LOG_MESSAGE_MAX: usize = 4 * 1024;
 /// Total bytes of log messages kept per call; the rest is dropped and counted.
 pub const LOG_TOTAL_MAX: usize = 64 * 1024;
+/// Caps on `host.annotate` per call: pairs kept, and bytes of a key and of
+/// a value, so a kit cannot bloat the journal.
+pub const ANNOTATIONS_MAX: usize = 16;
+/// See [`ANNOTATIONS_MAX`].
+pub const ANNOTATION_KEY_MAX: usize = 64;
+/// See [`ANNOTATIONS_MAX`].
+pub const ANNOTATION_VALUE_MAX: usize = 1024;
 /// Bytes of a kit's stderr kept per call: enough for a panic message, which
 /// is quoted in the kit fault so an author sees why the kit trapped.
 pub const STDERR_KEPT: usize = 4 * 1024;
@@ -72,6 +79,8 @@ pub struct KitStore {
     pub(super) stderr: MemoryOutputPipe,
     /// The app's main process, as the kit last reported it.
     pub(super) reported_process: Option<PinnedProcess>,
+    /// What the kit added to the record of this call (`host.annotate`).
+    pub(super) annotations: Vec<(String, String)>,
 }
 
 impl KitStore {
@@ -124,6 +133,7 @@ impl KitStore {
             log_dropped: 0,
             stderr,
             reported_process: None,
+            annotations: Vec::new(),
         })
     }
 }

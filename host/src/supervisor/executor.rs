@@ -14,11 +14,71 @@ use super::state::{self, Action, AppState, CheckOutcome, Event, KitRecovery, Pol
 use super::status::{AppStatus, LastCheck};
 use crate::config::AppSpec;
 use crate::hypervisor::Escalator;
-use crate::journal::{self, Journal};
+use crate::journal::{self, Journal, Kind};
 use crate::maintenance::Book;
 use crate::metrics::{CheckResult, Metrics};
 use crate::process::PinnedProcess;
-use crate::sandbox::{CallScope, Checked, Health, Kit, NextStep};
+use crate::sandbox::{CallScope, Checked, Health, Kit, KitFault, NextStep};
+
+/// What one check of an app found.
+#[derive(Debug)]
+pub struct AppCheck {
+    /// The verdict, as the ladder takes it.
+    pub outcome: CheckOutcome,
+    /// The app's main process, as the kit reported it (pinned).
+    pub process: Option<PinnedProcess>,
+    /// What the kit added to the record of the check.
+    pub annotations: Vec<(String, String)>,
+}
+
+impl From<Result<Checked, KitFault>> for AppCheck {
+    fn from(checked: Result<Checked, KitFault>) -> Self {
+        match checked {
+            Ok(Checked {
+                health,
+                process,
+                annotations,
+            }) => Self {
+                outcome: match health {
+                    Health::Healthy => CheckOutcome::Healthy,
+                    Health::Degraded(reason) => CheckOutcome::Degraded(reason),
+                    Health::Failed(reason) => CheckOutcome::Failed(reason),
+                },
+                process,
+                annotations,
+            },
+            Err(fault) => Self {
+                outcome: CheckOutcome::KitFault(fault.to_string()),
+                process: None,
+                annotations: Vec::new(),
+            },
+        }
+    }
+}
+
+/// Journal kinds that record a check's verdict, and so carry what the kit
+/// added to the record of the check.
+const CHECK_VERDICTS: [Kind; 2] = [Kind::AppFailed, Kind::AppDegraded];
+
+/// Adds a check's annotations to a journal event's detail, as `"check"`.
+fn with_annotations(
+    kind: Kind,
+    mut detail: serde_json::Value,
+    annotations: &[(String, String)],
+) -> serde_json::Value {
+    if let (false, true, Some(object)) = (
+        annotations.is_empty(),
+        CHECK_VERDICTS.contains(&kind),
+        detail.as_object_mut(),
+    ) {
+        let check = annotations
+            .iter()
+            .map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str())))
+            .collect();
+        object.insert("check".to_owned(), serde_json::Value::Object(check));
+    }
+    detail
+}
 
 /// Everything needed to watch one app.
 pub struct AppRuntime {
@@ -35,24 +95,12 @@ pub struct AppRuntime {
 }
 
 impl AppRuntime {
-    /// Runs the kit's check once and classifies the result; the process
-    /// the kit reported comes along, pinned.
-    pub async fn check(&self) -> (CheckOutcome, Option<PinnedProcess>) {
-        match self
-            .kit
+    /// Runs the kit's check once and classifies the result.
+    pub async fn check(&self) -> AppCheck {
+        self.kit
             .check(self.scope.clone(), self.spec.timeout, &self.spec.settings)
             .await
-        {
-            Ok(Checked { health, process }) => {
-                let outcome = match health {
-                    Health::Healthy => CheckOutcome::Healthy,
-                    Health::Degraded(reason) => CheckOutcome::Degraded(reason),
-                    Health::Failed(reason) => CheckOutcome::Failed(reason),
-                };
-                (outcome, process)
-            }
-            Err(fault) => (CheckOutcome::KitFault(fault.to_string()), None),
-        }
+            .into()
     }
 
     /// Watches the process the app's pidfile names, if it has one.
@@ -82,7 +130,9 @@ impl AppRuntime {
         }
     }
 
-    async fn kit_recover(&self, attempt: u32) -> KitRecovery {
+    /// Runs the kit's `recover` once (attempt counts from 1) and classifies
+    /// the result.
+    pub async fn kit_recover(&self, attempt: u32) -> KitRecovery {
         match self
             .kit
             .recover(
@@ -278,12 +328,18 @@ pub async fn supervise(
             }
         }
         let mut recovery_reply = None;
+        let mut annotations = Vec::new();
         let first = match wake {
             Wake::Check(reply) => {
                 let started = Instant::now();
-                let (outcome, reported) = app.check().await;
+                let AppCheck {
+                    outcome,
+                    process: reported,
+                    annotations: noted,
+                } = app.check().await;
                 let took = started.elapsed();
                 process = app.adopt_reported(&outcome, reported, process.take());
+                annotations = noted;
                 tracing::debug!(app = %name, ?outcome, "checked");
                 if let Some(metrics) = &shared.metrics {
                     metrics.check_finished(&name, CheckResult::of(&outcome), took);
@@ -320,11 +376,11 @@ pub async fn supervise(
         while let Some(event) = events.pop_front() {
             for action in state::next(&mut ladder, event, &app.policy, Instant::now().into_std()) {
                 match action {
-                    Action::Journal(kind, detail) => {
-                        shared
-                            .journal
-                            .record(journal::Event::new(Some(&name), kind, detail))
-                    }
+                    Action::Journal(kind, detail) => shared.journal.record(journal::Event::new(
+                        Some(&name),
+                        kind,
+                        with_annotations(kind, detail, &annotations),
+                    )),
                     Action::KitRecover(attempt) => {
                         let recovery = app.kit_recover(attempt).await;
                         done.push(format!("kit recover: {recovery:?}"));

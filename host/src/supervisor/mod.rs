@@ -8,6 +8,8 @@ pub mod state;
 mod status;
 
 pub use commands::run_command;
-pub use executor::{AppChannels, AppHandle, AppRuntime, Command, Shared, channels, supervise};
+pub use executor::{
+    AppChannels, AppCheck, AppHandle, AppRuntime, Command, Shared, channels, supervise,
+};
 pub use state::{Action, AppState, CheckOutcome, Event, KitRecovery, Phase, Policy, ResetOutcome};
 pub use status::{AppStatus, LastCheck};

@@ -7,7 +7,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use medic_kit::{
-    Capability, Context, Health, Kit, KitInfo, Level, NextStep, SettingDoc, export, host, http,
+    Capability, Command, Context, Health, Kit, KitInfo, Level, NextStep, SettingDoc, export, host,
+    http,
 };
 
 /// The kit; every behaviour is chosen by settings.
@@ -23,7 +24,7 @@ impl Kit for Misbehave {
                 SettingDoc::required(
                     "mode",
                     "What `check` does: ok, fail, degraded, loop, alloc, trap, read, \
-                     connect, fetch, exec, log, state, env, sleep or watch.",
+                     connect, fetch, exec, run, log, state, env, sleep, watch or annotate.",
                 ),
                 SettingDoc::with_default(
                     "recover_mode",
@@ -39,6 +40,9 @@ impl Kit for Misbehave {
                 SettingDoc::optional("address", "`host:port` to connect to (mode connect)."),
                 SettingDoc::optional("url", "URL to GET (mode fetch)."),
                 SettingDoc::optional("pid", "Process id to report to the host (mode watch)."),
+                SettingDoc::optional("env", "`K=V,K=V` environment (mode run)."),
+                SettingDoc::optional("cwd", "Working directory (mode run)."),
+                SettingDoc::optional("output_max", "Bytes of output kept (mode run)."),
                 SettingDoc::optional(
                     "program",
                     "Absolute path of the program to run (mode exec).",
@@ -89,6 +93,8 @@ impl Kit for Misbehave {
             )),
             "sleep" => sleep(ctx).unwrap_or_else(Health::Failed),
             "watch" => watch(ctx).unwrap_or_else(Health::Failed),
+            "run" => run(ctx).unwrap_or_else(Health::Failed),
+            "annotate" => annotate(),
             _ => Health::Failed("unknown mode".into()),
         }
     }
@@ -160,7 +166,6 @@ fn fetch(ctx: &Context, get: Getter) -> Result<Health, String> {
 /// One of the SDK's GET functions.
 type Getter = fn(&str, Duration, usize) -> Result<http::Response, http::Error>;
 
-/// Runs a program through `host::exec`.
 /// Reports the process `pid` as the app's: healthy when the host took it.
 fn watch(ctx: &Context) -> Result<Health, String> {
     let pid = ctx.require("pid")?;
@@ -169,15 +174,20 @@ fn watch(ctx: &Context) -> Result<Health, String> {
     Ok(Health::Healthy)
 }
 
-fn exec(ctx: &Context) -> Result<Health, String> {
-    let program = ctx.require("program")?;
-    let args: Vec<String> = ctx
-        .setting("args")
+/// The `args` setting split at spaces.
+fn args(ctx: &Context) -> Vec<String> {
+    ctx.setting("args")
         .unwrap_or_default()
         .split(' ')
         .filter(|a| !a.is_empty())
         .map(String::from)
-        .collect();
+        .collect()
+}
+
+/// Runs a program through `host::exec`.
+fn exec(ctx: &Context) -> Result<Health, String> {
+    let program = ctx.require("program")?;
+    let args = args(ctx);
     let timeout_ms = ctx.parse_or("timeout_ms", 5000u32)?;
     Ok(match host::exec(program, &args, timeout_ms) {
         Ok(out) => Health::Degraded(format!(
@@ -186,6 +196,41 @@ fn exec(ctx: &Context) -> Result<Health, String> {
         )),
         Err(e) => Health::Failed(format!("exec denied: {e}")),
     })
+}
+
+/// Runs a program through `host::run` with `env` (`K=V,K=V`), `cwd` and
+/// `output_max` from the settings.
+fn run(ctx: &Context) -> Result<Health, String> {
+    let mut command = Command::new(ctx.require("program")?)
+        .args(args(ctx))
+        .timeout_ms(ctx.parse_or("timeout_ms", 5000u32)?)
+        .output_max(ctx.parse_or("output_max", 0u32)?);
+    for pair in ctx.setting("env").unwrap_or_default().split(',') {
+        if let Some((key, value)) = pair.split_once('=') {
+            command = command.env(key, value);
+        }
+    }
+    if let Some(cwd) = ctx.setting("cwd") {
+        command = command.current_dir(cwd);
+    }
+    Ok(match command.run() {
+        Ok(out) => Health::Degraded(format!(
+            "run ok: exit {:?} stdout {:?} truncated {}",
+            out.exit_code, out.stdout, out.truncated
+        )),
+        Err(e) => Health::Failed(format!("run refused: {e}")),
+    })
+}
+
+/// Adds 20 annotations (more than the host keeps), the first one 2 KiB
+/// long, and fails.
+fn annotate() -> Health {
+    host::annotate("perfdata", "time=0.5s;1;2");
+    host::annotate("long", &"v".repeat(2048));
+    for i in 0..18 {
+        host::annotate(&format!("extra{i}"), "x");
+    }
+    Health::Failed("annotated".into())
 }
 
 /// Floods `host::log` with `mib` messages of 1 MiB each.

@@ -1,0 +1,191 @@
+//! The adapter kits against what they adapt: Debian's monitoring-plugins,
+//! real OCF resource agents driving a real nginx, and admin scripts.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use common::Setup;
+use common::nginx::Nginx;
+use medic::journal::Kind;
+
+const PLUGINS: &str = "/usr/lib/nagios/plugins";
+const OCF_NGINX: &str = "/usr/lib/ocf/resource.d/heartbeat/nginx";
+
+/// The exit code and first line of `medic check APP` on `setup`.
+fn check(setup: &Setup, app: &str) -> (i32, String) {
+    let out: Output = setup.run(&["check", app]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap(), text.lines().next().unwrap_or_default().to_owned())
+}
+
+/// An app file running `plugin` with `args` through the nagios kit.
+fn nagios_app(plugin: &str, args: &str) -> String {
+    format!(
+        "kit = \"nagios\"\ninterval = \"200ms\"\ntimeout = \"5s\"\nfailures_before_action = 1\n\
+         [recovery]\nlocal_attempts = 0\nthen = \"alert\"\n\
+         [settings]\nplugin = \"{PLUGINS}/{plugin}\"\nargs = {args:?}\ntimeout_ms = \"4000\"\n\
+         [grants]\nexec = [\"{PLUGINS}/{plugin}\"]\n"
+    )
+}
+
+#[test]
+fn nagios_plugin_states_become_verdicts() {
+    let nginx = Nginx::start();
+    let port = nginx.port;
+    let setup = Setup::new("backend = \"dry-run\"")
+        .with_kit("nagios")
+        .app(
+            "ok",
+            &nagios_app("check_http", &format!("-H 127.0.0.1 -p {port} -u /healthz -s ok")),
+        )
+        .app(
+            "warning",
+            &nagios_app("check_tcp", &format!("-H 127.0.0.1 -p {port} -w 0.000001 -c 10")),
+        )
+        .app(
+            "critical",
+            &nagios_app("check_http", &format!("-H 127.0.0.1 -p {port} -u '/healthz' -s 'not there'")),
+        )
+        .app("unknown", &nagios_app("check_tcp", "--no-such-option"));
+    assert_eq!(check(&setup, "ok"), (0, "OK - ok: healthy".to_owned()));
+    let (code, line) = check(&setup, "warning");
+    assert_eq!(code, 1, "{line}");
+    assert!(line.starts_with("WARNING - warning: degraded: TCP WARNING - "), "{line}");
+    let (code, line) = check(&setup, "critical");
+    assert_eq!(code, 2, "{line}");
+    assert!(
+        line.starts_with("CRITICAL - critical: failed: HTTP CRITICAL: HTTP/1.1 200 OK - string 'not there' not found"),
+        "{line}"
+    );
+    assert!(!line.contains("time="), "perfdata is not part of the reason: {line}");
+    let (code, line) = check(&setup, "unknown");
+    assert_eq!(code, 3, "{line}");
+    assert!(line.contains("exited 3 (UNKNOWN)"), "{line}");
+}
+
+#[test]
+fn nagios_perfdata_is_kept_in_the_journal_event() {
+    let nginx = Nginx::start();
+    let setup = Setup::new("backend = \"dry-run\"").with_kit("nagios").app(
+        "web",
+        &nagios_app("check_http", &format!("-H 127.0.0.1 -p {} -u /healthz -s nope", nginx.port)),
+    );
+    let events = setup.daemon_until("web", Kind::AppFailed);
+    let failed = events.iter().find(|e| e.kind == Kind::AppFailed).unwrap();
+    let reason = failed.detail["reason"].as_str().unwrap();
+    assert!(reason.starts_with("HTTP CRITICAL"), "{reason}");
+    let perfdata = failed.detail["check"]["perfdata"].as_str().unwrap();
+    assert!(perfdata.starts_with("time=") && perfdata.contains("size="), "{perfdata}");
+}
+
+/// Writes an executable shell script `name` into `dir`.
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn scripts_check_recover_and_fall_back_to_remove_and_restore() {
+    let setup = Setup::new("backend = \"dry-run\"").with_kit("scripts");
+    let dir = setup.dir.path().join("scripts");
+    std::fs::create_dir_all(&dir).unwrap();
+    let flag = dir.join("in-service");
+    let calls = dir.join("calls");
+    let log = format!("echo \"$0 $*\" >> {}", calls.display());
+    let quick = script(
+        &dir,
+        "quickCheck",
+        &format!("{log}; [ -e {f} ] || {{ echo 'not in service'; exit 1; }}", f = flag.display()),
+    );
+    // `recover` fails, so the kit goes on with remove + restore.
+    let recover = script(&dir, "recover", &format!("{log}; echo 'cannot recover' >&2; exit 1"));
+    let remove = script(&dir, "remove", &format!("{log}; rm -f {}", flag.display()));
+    let restore = script(&dir, "restore", &format!("{log}; touch {}", flag.display()));
+    let app = format!(
+        "kit = \"scripts\"\ninterval = \"200ms\"\ntimeout = \"5s\"\nfailures_before_action = 1\n\
+         [recovery]\nlocal_attempts = 2\nbackoff = \"50ms\"\nthen = \"alert\"\n\
+         [settings]\nquick_check = \"{quick}\"\nrecover = \"{recover}\"\nremove = \"{remove}\"\nrestore = \"{restore}\"\ntag = \"app-tag\"\n\
+         [grants]\nexec = [\"{quick}\", \"{recover}\", \"{remove}\", \"{restore}\"]\n"
+    );
+    let setup = setup.app("gen", &app);
+    let (code, line) = check(&setup, "gen");
+    assert_eq!((code, line.as_str()), (2, "CRITICAL - gen: failed: quick_check exited 1: not in service"));
+
+    let events = setup.daemon_until("gen", Kind::AppRecovered);
+    assert!(flag.exists(), "restore put it in service");
+    let attempt = events.iter().find(|e| e.kind == Kind::RecoveryAttempt).unwrap();
+    assert_eq!(attempt.detail["attempt"], 1, "{attempt:?}");
+    let calls = std::fs::read_to_string(&calls).unwrap();
+    let order: Vec<&str> = calls
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().rsplit('/').next().unwrap())
+        .collect();
+    let first_recover = order.iter().position(|s| *s == "recover").unwrap();
+    assert_eq!(
+        &order[first_recover..first_recover + 4],
+        ["recover", "remove", "restore", "quickCheck"],
+        "{calls}"
+    );
+    assert!(calls.contains("-t app-tag -i app-tag"), "LifeKeeper-style arguments: {calls}");
+}
+
+/// An app watching the test's nginx through the OCF `heartbeat/nginx`
+/// agent; `extra` adds settings.
+fn ocf_app(nginx: &Nginx, extra: &str) -> String {
+    format!(
+        "kit = \"ocf\"\ninterval = \"300ms\"\ntimeout = \"20s\"\nfailures_before_action = 1\n\
+         [recovery]\nlocal_attempts = 3\nbackoff = \"100ms\"\nthen = \"alert\"\n\
+         [settings]\nagent = \"heartbeat/nginx\"\nconfigfile = \"{conf}\"\nhttpd = \"/usr/sbin/nginx\"\ntimeout_ms = \"15000\"\n{extra}\
+         [grants]\nexec = [\"{OCF_NGINX}\"]\n",
+        conf = nginx.prefix.join("nginx.conf").display(),
+    )
+}
+
+#[test]
+fn ocf_agent_monitors_and_restarts_a_real_nginx() {
+    let nginx = Nginx::start();
+    let setup = Setup::new("backend = \"dry-run\"")
+        .with_kit("ocf")
+        .app("web", &ocf_app(&nginx, ""));
+    assert_eq!(check(&setup, "web"), (0, "OK - web: healthy".to_owned()));
+    let mut daemon = setup.daemon();
+    assert!(setup.wait_event("web", Kind::KitLoaded, Duration::from_secs(60)));
+    let pid = nginx.master_pid().unwrap();
+    common::kill9(pid);
+    assert!(
+        setup.wait_event("web", Kind::AppRecovered, Duration::from_secs(60)),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(nginx.serves(), "the agent's start brought nginx back");
+    assert_ne!(nginx.master_pid(), Some(pid));
+    let failed = setup
+        .events()
+        .into_iter()
+        .find(|e| e.kind == Kind::AppFailed)
+        .unwrap();
+    let reason = failed.detail["reason"].as_str().unwrap();
+    assert!(reason.starts_with("monitor exited 7 (not running)"), "{reason}");
+    daemon.stop();
+}
+
+#[test]
+fn ocf_agent_that_cannot_monitor_is_a_kit_fault_not_a_failure() {
+    let nginx = Nginx::start();
+    let mut app = ocf_app(&nginx, "");
+    app = app.replace(
+        &nginx.prefix.join("nginx.conf").display().to_string(),
+        "/nonexistent/nginx.conf",
+    );
+    let setup = Setup::new("backend = \"dry-run\"").with_kit("ocf").app("web", &app);
+    let (code, line) = check(&setup, "web");
+    assert_eq!(code, 3, "{line}");
+    assert!(line.contains("the agent cannot monitor: monitor exited"), "{line}");
+}
