@@ -20,7 +20,10 @@ const OCF_NGINX: &str = "/usr/lib/ocf/resource.d/heartbeat/nginx";
 fn check(setup: &Setup, app: &str) -> (i32, String) {
     let out: Output = setup.run(&["check", app]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    (out.status.code().unwrap(), text.lines().next().unwrap_or_default().to_owned())
+    (
+        out.status.code().unwrap(),
+        text.lines().next().unwrap_or_default().to_owned(),
+    )
 }
 
 /// An app file running `plugin` with `args` through the nagios kit.
@@ -41,28 +44,43 @@ fn nagios_plugin_states_become_verdicts() {
         .with_kit("nagios")
         .app(
             "ok",
-            &nagios_app("check_http", &format!("-H 127.0.0.1 -p {port} -u /healthz -s ok")),
+            &nagios_app(
+                "check_http",
+                &format!("-H 127.0.0.1 -p {port} -u /healthz -s ok"),
+            ),
         )
         .app(
             "warning",
-            &nagios_app("check_tcp", &format!("-H 127.0.0.1 -p {port} -w 0.000001 -c 10")),
+            &nagios_app(
+                "check_tcp",
+                &format!("-H 127.0.0.1 -p {port} -w 0.000001 -c 10"),
+            ),
         )
         .app(
             "critical",
-            &nagios_app("check_http", &format!("-H 127.0.0.1 -p {port} -u '/healthz' -s 'not there'")),
+            &nagios_app(
+                "check_http",
+                &format!("-H 127.0.0.1 -p {port} -u '/healthz' -s 'not there'"),
+            ),
         )
         .app("unknown", &nagios_app("check_tcp", "--no-such-option"));
     assert_eq!(check(&setup, "ok"), (0, "OK - ok: healthy".to_owned()));
     let (code, line) = check(&setup, "warning");
     assert_eq!(code, 1, "{line}");
-    assert!(line.starts_with("WARNING - warning: degraded: TCP WARNING - "), "{line}");
+    assert!(
+        line.starts_with("WARNING - warning: degraded: TCP WARNING - "),
+        "{line}"
+    );
     let (code, line) = check(&setup, "critical");
     assert_eq!(code, 2, "{line}");
     assert!(
         line.starts_with("CRITICAL - critical: failed: HTTP CRITICAL: HTTP/1.1 200 OK - string 'not there' not found"),
         "{line}"
     );
-    assert!(!line.contains("time="), "perfdata is not part of the reason: {line}");
+    assert!(
+        !line.contains("time="),
+        "perfdata is not part of the reason: {line}"
+    );
     let (code, line) = check(&setup, "unknown");
     assert_eq!(code, 3, "{line}");
     assert!(line.contains("exited 3 (UNKNOWN)"), "{line}");
@@ -73,14 +91,20 @@ fn nagios_perfdata_is_kept_in_the_journal_event() {
     let nginx = Nginx::start();
     let setup = Setup::new("backend = \"dry-run\"").with_kit("nagios").app(
         "web",
-        &nagios_app("check_http", &format!("-H 127.0.0.1 -p {} -u /healthz -s nope", nginx.port)),
+        &nagios_app(
+            "check_http",
+            &format!("-H 127.0.0.1 -p {} -u /healthz -s nope", nginx.port),
+        ),
     );
     let events = setup.daemon_until("web", Kind::AppFailed);
     let failed = events.iter().find(|e| e.kind == Kind::AppFailed).unwrap();
     let reason = failed.detail["reason"].as_str().unwrap();
     assert!(reason.starts_with("HTTP CRITICAL"), "{reason}");
     let perfdata = failed.detail["check"]["perfdata"].as_str().unwrap();
-    assert!(perfdata.starts_with("time=") && perfdata.contains("size="), "{perfdata}");
+    assert!(
+        perfdata.starts_with("time=") && perfdata.contains("size="),
+        "{perfdata}"
+    );
 }
 
 /// Writes an executable shell script `name` into `dir`.
@@ -102,10 +126,17 @@ fn scripts_check_recover_and_fall_back_to_remove_and_restore() {
     let quick = script(
         &dir,
         "quickCheck",
-        &format!("{log}; [ -e {f} ] || {{ echo 'not in service'; exit 1; }}", f = flag.display()),
+        &format!(
+            "{log}; [ -e {f} ] || {{ echo 'not in service'; exit 1; }}",
+            f = flag.display()
+        ),
     );
     // `recover` fails, so the kit goes on with remove + restore.
-    let recover = script(&dir, "recover", &format!("{log}; echo 'cannot recover' >&2; exit 1"));
+    let recover = script(
+        &dir,
+        "recover",
+        &format!("{log}; echo 'cannot recover' >&2; exit 1"),
+    );
     let remove = script(&dir, "remove", &format!("{log}; rm -f {}", flag.display()));
     let restore = script(&dir, "restore", &format!("{log}; touch {}", flag.display()));
     let app = format!(
@@ -116,11 +147,20 @@ fn scripts_check_recover_and_fall_back_to_remove_and_restore() {
     );
     let setup = setup.app("gen", &app);
     let (code, line) = check(&setup, "gen");
-    assert_eq!((code, line.as_str()), (2, "CRITICAL - gen: failed: quick_check exited 1: not in service"));
+    assert_eq!(
+        (code, line.as_str()),
+        (
+            2,
+            "CRITICAL - gen: failed: quick_check exited 1: not in service"
+        )
+    );
 
     let events = setup.daemon_until("gen", Kind::AppRecovered);
     assert!(flag.exists(), "restore put it in service");
-    let attempt = events.iter().find(|e| e.kind == Kind::RecoveryAttempt).unwrap();
+    let attempt = events
+        .iter()
+        .find(|e| e.kind == Kind::RecoveryAttempt)
+        .unwrap();
     assert_eq!(attempt.detail["attempt"], 1, "{attempt:?}");
     let calls = std::fs::read_to_string(&calls).unwrap();
     let order: Vec<&str> = calls
@@ -133,7 +173,10 @@ fn scripts_check_recover_and_fall_back_to_remove_and_restore() {
         ["recover", "remove", "restore", "quickCheck"],
         "{calls}"
     );
-    assert!(calls.contains("-t app-tag -i app-tag"), "LifeKeeper-style arguments: {calls}");
+    assert!(
+        calls.contains("-t app-tag -i app-tag"),
+        "LifeKeeper-style arguments: {calls}"
+    );
 }
 
 /// An app watching the test's nginx through the OCF `heartbeat/nginx`
@@ -156,7 +199,11 @@ fn ocf_agent_monitors_and_restarts_a_real_nginx() {
         .app("web", &ocf_app(&nginx, ""));
     assert_eq!(check(&setup, "web"), (0, "OK - web: healthy".to_owned()));
     let mut daemon = setup.daemon();
-    assert!(setup.wait_event("web", Kind::KitLoaded, Duration::from_secs(60)));
+    assert!(common::wait_for(Duration::from_secs(60), || setup
+        .events()
+        .iter()
+        .any(|e| e.kind == Kind::KitLoaded)));
+    std::thread::sleep(Duration::from_millis(500));
     let pid = nginx.master_pid().unwrap();
     common::kill9(pid);
     assert!(
@@ -172,20 +219,42 @@ fn ocf_agent_monitors_and_restarts_a_real_nginx() {
         .find(|e| e.kind == Kind::AppFailed)
         .unwrap();
     let reason = failed.detail["reason"].as_str().unwrap();
-    assert!(reason.starts_with("monitor exited 7 (not running)"), "{reason}");
+    assert!(
+        reason.starts_with("monitor exited 7 (not running)"),
+        "{reason}"
+    );
     daemon.stop();
 }
 
 #[test]
 fn ocf_agent_that_cannot_monitor_is_a_kit_fault_not_a_failure() {
-    let nginx = Nginx::start();
-    let mut app = ocf_app(&nginx, "");
-    app = app.replace(
-        &nginx.prefix.join("nginx.conf").display().to_string(),
-        "/nonexistent/nginx.conf",
+    let setup = Setup::new("backend = \"dry-run\"").with_kit("ocf");
+    let dir = setup.dir.path().join("agents");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A custom agent (any path works) that sees its parameter is missing,
+    // as real agents do in their validate step: OCF_ERR_CONFIGURED.
+    let agent = script(
+        &dir,
+        "webapp",
+        "[ -n \"$OCF_RESKEY_config\" ] && exit 0\necho 'ERROR: parameter config is required' >&2\nexit 6",
     );
-    let setup = Setup::new("backend = \"dry-run\"").with_kit("ocf").app("web", &app);
-    let (code, line) = check(&setup, "web");
+    let app = |settings: &str| {
+        format!(
+            "kit = \"ocf\"\n[settings]\nagent = \"{agent}\"\n{settings}[grants]\nexec = [\"{agent}\"]\n"
+        )
+    };
+    let setup = setup
+        .app("unset", &app(""))
+        .app("set", &app("config = \"/etc/webapp.conf\"\n"));
+    let (code, line) = check(&setup, "unset");
     assert_eq!(code, 3, "{line}");
-    assert!(line.contains("the agent cannot monitor: monitor exited"), "{line}");
+    assert!(
+        line.contains("the agent cannot monitor: monitor exited 6 (not configured): ERROR: parameter config is required"),
+        "{line}"
+    );
+    assert_eq!(
+        check(&setup, "set"),
+        (0, "OK - set: healthy".to_owned()),
+        "OCF_RESKEY_config passed"
+    );
 }

@@ -127,6 +127,9 @@ fn kit_inspect_shows_settings_and_wants_of_each_bundled_kit() {
         ("http", "url", "connect"),
         ("tcp", "address", "connect"),
         ("process", "pidfile", "read"),
+        ("nagios", "plugin", "exec"),
+        ("ocf", "agent", "exec"),
+        ("scripts", "quick_check", "exec"),
     ] {
         let output = common::medic()
             .args(["kit", "inspect"])
@@ -157,6 +160,60 @@ fn kit_inspect_shows_settings_and_wants_of_each_bundled_kit() {
             .unwrap();
         assert!(stdout(&text).contains(setting));
     }
+}
+
+/// `medic kit test` on an app file outside any medic.toml.
+fn kit_test(app: &str, extra: &[&str]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("trial.toml");
+    std::fs::write(&file, app).unwrap();
+    let output = common::medic()
+        .args(["kit", "test"])
+        .arg(common::guests::kit("misbehave"))
+        .arg("--app")
+        .arg(&file)
+        .args(extra)
+        .output()
+        .unwrap();
+    (output.status.code(), stdout(&output) + &stderr(&output))
+}
+
+#[test]
+fn kit_test_runs_describe_check_and_recover_once_and_shows_denials() {
+    let (code, text) = kit_test(
+        "kit = \"misbehave\"\n[settings]\nmode = \"fail\"\nrecover_mode = \"escalate\"\n",
+        &["--recover"],
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("describe misbehave 0.1.0: "), "{text}");
+    assert!(text.contains("app      trial ("), "{text}");
+    assert!(text.contains("check    failed: told to fail ("), "{text}");
+    assert!(
+        text.contains("recover  escalate: "),
+        "recover ran and its answer is explained: {text}"
+    );
+
+    let (code, text) = kit_test(
+        "kit = \"misbehave\"\n[settings]\nmode = \"exec\"\nprogram = \"/bin/sh\"\nargs = \"-c id\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("check    kit fault: kit was denied: exec /bin/sh"),
+        "{text}"
+    );
+    assert!(text.contains("grant it in the app's [grants]"), "{text}");
+    assert!(
+        !text.contains("recover "),
+        "recover only with --recover: {text}"
+    );
+
+    let (code, text) = kit_test("kit = \"misbehave\"\ninterval = \"soon\"\n", &[]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("trial.toml:2:"),
+        "bad input names file and line: {text}"
+    );
 }
 
 #[test]

@@ -422,53 +422,77 @@ async fn kit_state_persists_across_calls() {
 #[tokio::test]
 async fn run_passes_exactly_the_given_environment_and_directory() {
     let grants = Grants {
-        exec: vec![PathBuf::from("/bin/sh")],
+        exec: vec![PathBuf::from("/usr/bin/env"), PathBuf::from("/bin/pwd")],
         ..Grants::default()
     };
+    let sandbox = misbehave();
+    let env = sandbox
+        .check(
+            &grants,
+            &[
+                ("mode", "run"),
+                ("program", "/usr/bin/env"),
+                ("env", "GREETING=hi,LANG=C"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        degraded_text(env),
+        "run ok: exit Some(0) stdout \"GREETING=hi\\nLANG=C\\n\" truncated false",
+        "nothing inherited from medic"
+    );
     let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().to_str().unwrap();
+    let pwd = sandbox
+        .check(
+            &grants,
+            &[("mode", "run"), ("program", "/bin/pwd"), ("cwd", cwd)],
+        )
+        .await;
+    assert_eq!(
+        degraded_text(pwd),
+        format!("run ok: exit Some(0) stdout \"{cwd}\\n\" truncated false")
+    );
+    let root = sandbox
+        .check(&grants, &[("mode", "run"), ("program", "/bin/pwd")])
+        .await;
+    assert_eq!(
+        degraded_text(root),
+        "run ok: exit Some(0) stdout \"/\\n\" truncated false"
+    );
+}
+
+#[tokio::test]
+async fn run_caps_output_and_reports_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("chatty");
+    std::fs::write(&program, "#!/bin/sh\nyes | head -c 100000\nexit 7\n").unwrap();
+    std::fs::set_permissions(
+        &program,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let grants = Grants {
+        exec: vec![program.clone()],
+        ..Grants::default()
+    };
     let text = degraded_text(
         misbehave()
             .check(
                 &grants,
                 &[
                     ("mode", "run"),
-                    ("program", "/bin/sh"),
-                    ("args", "-c echo:$GREETING:$HOME:$(pwd)"),
-                    ("env", "GREETING=hi"),
-                    ("cwd", dir.path().to_str().unwrap()),
+                    ("program", program.to_str().unwrap()),
+                    ("env", "PATH=/usr/bin:/bin"),
+                    ("output_max", "10"),
                 ],
             )
             .await,
     );
     assert_eq!(
         text,
-        format!(
-            "run ok: exit Some(0) stdout \"echo:hi::{}\\n\" truncated false",
-            dir.path().display()
-        )
+        "run ok: exit Some(7) stdout \"y\\ny\\ny\\ny\\ny\\n\" truncated true"
     );
-}
-
-#[tokio::test]
-async fn run_caps_output_and_reports_the_exit_code() {
-    let grants = Grants {
-        exec: vec![PathBuf::from("/bin/sh")],
-        ..Grants::default()
-    };
-    let text = degraded_text(
-        misbehave()
-            .check(
-                &grants,
-                &[
-                    ("mode", "run"),
-                    ("program", "/bin/sh"),
-                    ("args", "-c yes|head -c100000;exit 7"),
-                    ("output_max", "10"),
-                ],
-            )
-            .await,
-    );
-    assert_eq!(text, "run ok: exit Some(7) stdout \"y\\ny\\ny\\ny\\ny\\n\" truncated true");
 }
 
 #[tokio::test]
@@ -477,27 +501,45 @@ async fn run_refuses_what_would_make_a_granted_program_run_other_code() {
         exec: vec![PathBuf::from("/bin/true")],
         ..Grants::default()
     };
-    for env in ["LD_PRELOAD=/tmp/x.so", "BASH_ENV=/tmp/x", "BASH_FUNC_f%%=() { id; }"] {
+    for env in [
+        "LD_PRELOAD=/tmp/x.so",
+        "BASH_ENV=/tmp/x",
+        "BASH_FUNC_f%%=() { id; }",
+    ] {
         let result = misbehave()
-            .check(&grants, &[("mode", "run"), ("program", "/bin/true"), ("env", env)])
+            .check(
+                &grants,
+                &[("mode", "run"), ("program", "/bin/true"), ("env", env)],
+            )
             .await;
         let name = env.split('=').next().unwrap();
         assert_eq!(
             result,
-            Err(KitFault::Denied(vec![format!("exec /bin/true with {name}")])),
+            Err(KitFault::Denied(vec![format!(
+                "exec /bin/true with {name}"
+            )])),
             "{env}"
         );
     }
     let result = misbehave()
-        .check(&grants, &[("mode", "run"), ("program", "/bin/sh"), ("args", "-c id")])
+        .check(
+            &grants,
+            &[("mode", "run"), ("program", "/bin/sh"), ("args", "-c id")],
+        )
         .await;
     assert_eq!(result, Err(KitFault::Denied(vec!["exec /bin/sh".into()])));
     let text = failed_text(
         misbehave()
-            .check(&grants, &[("mode", "run"), ("program", "/bin/true"), ("cwd", "tmp")])
+            .check(
+                &grants,
+                &[("mode", "run"), ("program", "/bin/true"), ("cwd", "tmp")],
+            )
             .await,
     );
-    assert_eq!(text, "run refused: working directory \"tmp\" is not an absolute path");
+    assert_eq!(
+        text,
+        "run refused: working directory \"tmp\" is not an absolute path"
+    );
 }
 
 #[tokio::test]
@@ -505,12 +547,19 @@ async fn annotations_come_back_capped() {
     let sandbox = misbehave();
     let checked = sandbox
         .kit
-        .check(sandbox.scope(&none()), TIMEOUT, &[("mode".to_owned(), "annotate".to_owned())])
+        .check(
+            sandbox.scope(&none()),
+            TIMEOUT,
+            &[("mode".to_owned(), "annotate".to_owned())],
+        )
         .await
         .unwrap();
     assert_eq!(checked.health, Health::Failed("annotated".into()));
     assert_eq!(checked.annotations.len(), 16);
-    assert_eq!(checked.annotations[0], ("perfdata".to_owned(), "time=0.5s;1;2".to_owned()));
+    assert_eq!(
+        checked.annotations[0],
+        ("perfdata".to_owned(), "time=0.5s;1;2".to_owned())
+    );
     assert_eq!(checked.annotations[1].1.len(), 1024);
 }
 

@@ -81,7 +81,8 @@ pub use bindings::medic::kit::types::{
 /// reports such errors instead of retrying them.
 pub mod host {
     pub use crate::bindings::medic::kit::host::{
-        exec, http_get, log, pid_alive, processes, run, state_get, state_set, watch_process,
+        annotate, exec, http_get, log, pid_alive, processes, run, state_get, state_set,
+        watch_process,
     };
 }
 

@@ -36,7 +36,7 @@ enum Task {
 
 /// Guest workspaces: (directory, kits it builds, copied into dist).
 const KITS: &str = "plugins";
-const BUNDLED: &[&str] = &["http", "tcp", "process"];
+const BUNDLED: &[&str] = &["http", "tcp", "process", "nagios", "ocf", "scripts"];
 const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
 /// Debian packages that building medic needs (the libvirt backend links
 /// libvirt).
@@ -49,6 +49,7 @@ const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "redis-server",
     "monitoring-plugins-basic",
+    "resource-agents",
     "monit",
     "qemu-system-x86",
     "fence-agents",
@@ -117,6 +118,12 @@ fn test(root: &Path) -> anyhow::Result<()> {
     tally.run(
         cargo(&root.join("sdk"))
             .args(["test", "--all-features"])
+            .env("CARGO_TARGET_DIR", root.join("target/guests")),
+    )?;
+    // Kits' own unit tests (reply parsers, output mappings) run natively.
+    tally.run(
+        cargo(&root.join(KITS))
+            .args(["test", "--target", &host_triple()?])
             .env("CARGO_TARGET_DIR", root.join("target/guests")),
     )?;
     run(cargo(root).args([
@@ -216,6 +223,17 @@ fn install_packages(packages: &[&str]) -> anyhow::Result<()> {
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok(())
+}
+
+/// The target triple of this machine (`x86_64-unknown-linux-gnu`), for
+/// running guest crates' unit tests natively.
+fn host_triple() -> anyhow::Result<String> {
+    let output = Command::new("rustc").arg("-vV").output()?;
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(str::to_owned)
+        .context("rustc -vV names no host")
 }
 
 fn is_root() -> bool {

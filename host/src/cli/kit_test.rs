@@ -48,7 +48,9 @@ async fn exercise(file: &Path, spec: &AppSpec, recover: bool) -> anyhow::Result<
         std::time::Instant::now(),
         Duration::ZERO,
     );
-    let info = kit.describe(runtime.scope.clone(), DESCRIBE_TIMEOUT).await?;
+    let info = kit
+        .describe(runtime.scope.clone(), DESCRIBE_TIMEOUT)
+        .await?;
     println!("describe {} {}: {}", info.name, info.version, info.summary);
     println!("app      {} ({})", spec.name, spec.source.display());
 
@@ -69,7 +71,10 @@ async fn exercise(file: &Path, spec: &AppSpec, recover: bool) -> anyhow::Result<
         println!("         annotated {key} = {value}");
     }
     if let Some(process) = process {
-        println!("         reported process {} (medic would watch it)", process.pid());
+        println!(
+            "         reported process {} (medic would watch it)",
+            process.pid()
+        );
     }
     if hint {
         println!("         (grant it in the app's [grants] if the kit should have it)");
@@ -77,7 +82,11 @@ async fn exercise(file: &Path, spec: &AppSpec, recover: bool) -> anyhow::Result<
     if recover {
         let started = Instant::now();
         let recovery = runtime.kit_recover(1).await;
-        println!("recover  {} ({})", describe(&recovery), ms(started.elapsed()));
+        println!(
+            "recover  {} ({})",
+            describe(&recovery),
+            ms(started.elapsed())
+        );
     }
     Ok(code)
 }

@@ -68,8 +68,14 @@ impl host::Host for KitStore {
             self.denials.record(format!("exec {}", request.program));
             return Err(format!("exec of {} is not granted", request.program));
         }
-        if let Some(name) = request.env.iter().map(|v| &v.key).find(|n| runs_other_code(n)) {
-            self.denials.record(format!("exec {} with {name}", request.program));
+        if let Some(name) = request
+            .env
+            .iter()
+            .map(|v| &v.key)
+            .find(|n| runs_other_code(n))
+        {
+            self.denials
+                .record(format!("exec {} with {name}", request.program));
             return Err(format!("environment variable {name} is refused"));
         }
         let cwd = request.cwd.as_deref().unwrap_or("/");

@@ -78,7 +78,9 @@ fn run(ctx: &Context) -> Result<Health, String> {
     for (key, value) in ENV {
         command = command.env(key, value);
     }
-    let output = command.run().map_err(|e| format!("cannot run {plugin}: {e}"))?;
+    let output = command
+        .run()
+        .map_err(|e| format!("cannot run {plugin}: {e}"))?;
     let (text, perfdata) = first_line(&output.stdout);
     if let Some(perfdata) = perfdata {
         host::annotate("perfdata", perfdata);
@@ -118,7 +120,10 @@ mod tests {
     fn splits_text_from_perfdata() {
         assert_eq!(
             first_line("HTTP OK: 200 - 5 bytes | time=0.001s;;;0 size=5B;;;0\nlong text\n"),
-            ("HTTP OK: 200 - 5 bytes", Some("time=0.001s;;;0 size=5B;;;0"))
+            (
+                "HTTP OK: 200 - 5 bytes",
+                Some("time=0.001s;;;0 size=5B;;;0")
+            )
         );
         assert_eq!(first_line("TCP OK\n"), ("TCP OK", None));
         assert_eq!(first_line("WARN |  \n"), ("WARN", None));

@@ -129,8 +129,14 @@ fn resolve(agent: &str) -> Result<(String, &str, &str), String> {
         return Ok((agent.to_owned(), "custom", kind));
     }
     match agent.split_once('/') {
-        Some((provider, kind)) if !provider.is_empty() && !kind.is_empty() && !kind.contains('/') => {
-            Ok((format!("{OCF_ROOT}/resource.d/{provider}/{kind}"), provider, kind))
+        Some((provider, kind))
+            if !provider.is_empty() && !kind.is_empty() && !kind.contains('/') =>
+        {
+            Ok((
+                format!("{OCF_ROOT}/resource.d/{provider}/{kind}"),
+                provider,
+                kind,
+            ))
         }
         _ => Err(format!(
             "setting `agent` = {agent:?}: expected `provider/type` or an absolute path"

@@ -43,9 +43,15 @@ impl Kit for Scripts {
                     "Script that checks the app: exit 0 when it is in service. Absolute \
                      path; it must be in `[grants] exec`.",
                 ),
-                script("recover", "Script for local recovery: exit 0 when it repaired the app."),
+                script(
+                    "recover",
+                    "Script for local recovery: exit 0 when it repaired the app.",
+                ),
                 script("remove", "Script that takes the app out of service (stop)."),
-                script("restore", "Script that puts the app back in service (start)."),
+                script(
+                    "restore",
+                    "Script that puts the app back in service (start).",
+                ),
                 SettingDoc::optional(
                     "tag",
                     "The resource tag passed as `-t` (default: the app's name).",
