@@ -6,7 +6,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
 use std::time::Duration;
 
 use common::Setup;
@@ -15,16 +14,6 @@ use medic::journal::Kind;
 
 const PLUGINS: &str = "/usr/lib/nagios/plugins";
 const OCF_NGINX: &str = "/usr/lib/ocf/resource.d/heartbeat/nginx";
-
-/// The exit code and first line of `medic check APP` on `setup`.
-fn check(setup: &Setup, app: &str) -> (i32, String) {
-    let out: Output = setup.run(&["check", app]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    (
-        out.status.code().unwrap(),
-        text.lines().next().unwrap_or_default().to_owned(),
-    )
-}
 
 /// An app file running `plugin` with `args` through the nagios kit.
 fn nagios_app(plugin: &str, args: &str) -> String {
@@ -64,14 +53,14 @@ fn nagios_plugin_states_become_verdicts() {
             ),
         )
         .app("unknown", &nagios_app("check_tcp", "--no-such-option"));
-    assert_eq!(check(&setup, "ok"), (0, "OK - ok: healthy".to_owned()));
-    let (code, line) = check(&setup, "warning");
+    assert_eq!(setup.check("ok"), (0, "OK - ok: healthy".to_owned()));
+    let (code, line) = setup.check("warning");
     assert_eq!(code, 1, "{line}");
     assert!(
         line.starts_with("WARNING - warning: degraded: TCP WARNING - "),
         "{line}"
     );
-    let (code, line) = check(&setup, "critical");
+    let (code, line) = setup.check("critical");
     assert_eq!(code, 2, "{line}");
     assert!(
         line.starts_with("CRITICAL - critical: failed: HTTP CRITICAL: HTTP/1.1 200 OK - string 'not there' not found"),
@@ -81,7 +70,7 @@ fn nagios_plugin_states_become_verdicts() {
         !line.contains("time="),
         "perfdata is not part of the reason: {line}"
     );
-    let (code, line) = check(&setup, "unknown");
+    let (code, line) = setup.check("unknown");
     assert_eq!(code, 3, "{line}");
     assert!(line.contains("exited 3 (UNKNOWN)"), "{line}");
 }
@@ -146,7 +135,7 @@ fn scripts_check_recover_and_fall_back_to_remove_and_restore() {
          [grants]\nexec = [\"{quick}\", \"{recover}\", \"{remove}\", \"{restore}\"]\n"
     );
     let setup = setup.app("gen", &app);
-    let (code, line) = check(&setup, "gen");
+    let (code, line) = setup.check("gen");
     assert_eq!(
         (code, line.as_str()),
         (
@@ -197,13 +186,9 @@ fn ocf_agent_monitors_and_restarts_a_real_nginx() {
     let setup = Setup::new("backend = \"dry-run\"")
         .with_kit("ocf")
         .app("web", &ocf_app(&nginx, ""));
-    assert_eq!(check(&setup, "web"), (0, "OK - web: healthy".to_owned()));
+    assert_eq!(setup.check("web"), (0, "OK - web: healthy".to_owned()));
     let mut daemon = setup.daemon();
-    assert!(common::wait_for(Duration::from_secs(60), || setup
-        .events()
-        .iter()
-        .any(|e| e.kind == Kind::KitLoaded)));
-    std::thread::sleep(Duration::from_millis(500));
+    setup.wait_kit_loaded();
     let pid = nginx.master_pid().unwrap();
     common::kill9(pid);
     assert!(
@@ -246,14 +231,14 @@ fn ocf_agent_that_cannot_monitor_is_a_kit_fault_not_a_failure() {
     let setup = setup
         .app("unset", &app(""))
         .app("set", &app("config = \"/etc/webapp.conf\"\n"));
-    let (code, line) = check(&setup, "unset");
+    let (code, line) = setup.check("unset");
     assert_eq!(code, 3, "{line}");
     assert!(
         line.contains("the agent cannot monitor: monitor exited 6 (not configured): ERROR: parameter config is required"),
         "{line}"
     );
     assert_eq!(
-        check(&setup, "set"),
+        setup.check("set"),
         (0, "OK - set: healthy".to_owned()),
         "OCF_RESKEY_config passed"
     );

@@ -109,11 +109,7 @@ fn restarted_at_once_twice(nginx: &Nginx, setup: &Setup) {
     for round in 1..=2 {
         // The watch opens when the supervisor starts (after the kit has
         // loaded) and again at the first passing check after a restart.
-        assert!(common::wait_for(Duration::from_secs(30), || setup
-            .events()
-            .iter()
-            .any(|e| e.kind == Kind::KitLoaded)));
-        std::thread::sleep(Duration::from_millis(500));
+        setup.wait_kit_loaded();
         let pid = nginx.master_pid().unwrap();
         let killed = std::time::Instant::now();
         common::kill9(pid);

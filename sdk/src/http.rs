@@ -17,6 +17,8 @@ use wasi::http::types::{
 };
 use wasi::io::streams::StreamError;
 
+use crate::{Context, SettingDoc};
+
 /// The parts of a response a health check looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
@@ -217,6 +219,69 @@ fn read_response(response: IncomingResponse, max_body: usize) -> Result<Response
         body: bytes,
         truncated,
     })
+}
+
+/// How much of the body [`probe`] reads to look for `expect_body`.
+pub const PROBE_MAX_BODY: usize = 64 * 1024;
+
+/// The settings [`probe`] reads, documented for a kit's `describe`: `url`,
+/// `expect_status`, `expect_body` and `timeout_ms`.
+pub fn probe_settings() -> Vec<SettingDoc> {
+    vec![
+        SettingDoc::required(
+            "url",
+            "The URL to GET, `http://host:port/path` (or https); its `host:port` \
+             must be in `[grants] connect`.",
+        ),
+        SettingDoc::with_default(
+            "expect_status",
+            "200",
+            "The HTTP status the answer must have.",
+        ),
+        SettingDoc::optional(
+            "expect_body",
+            "Text the first 64 KiB of the body must contain.",
+        ),
+        SettingDoc::with_default(
+            "timeout_ms",
+            "2000",
+            "Longest wait for the whole GET, in milliseconds; keep it below \
+             the app's `timeout` so a hung server is `failed`, not a kit fault.",
+        ),
+    ]
+}
+
+/// The HTTP check every web kit starts with: a GET of the setting `url`
+/// that must answer `expect_status` with `expect_body` in the first 64 KiB,
+/// all within `timeout_ms`. `Err` is the reason the app is failed.
+pub fn probe(ctx: &Context) -> Result<Response, String> {
+    let url = ctx.require("url")?;
+    let expect_status = ctx.parse_or("expect_status", 200u16)?;
+    let expect_body = ctx.setting("expect_body");
+    let timeout_ms = match ctx.parse_or("timeout_ms", 2000u64)? {
+        0 => return Err("setting `timeout_ms` must be above 0".into()),
+        ms => ms,
+    };
+    let response = get(url, Duration::from_millis(timeout_ms), PROBE_MAX_BODY)
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if response.status != expect_status {
+        return Err(format!(
+            "status {}, expected {expect_status}",
+            response.status
+        ));
+    }
+    if let Some(needle) = expect_body {
+        let body = String::from_utf8_lossy(&response.body);
+        if !body.contains(needle) {
+            let within = if response.truncated {
+                " (in its first 64 KiB)"
+            } else {
+                ""
+            };
+            return Err(format!("body lacks {needle:?}{within}"));
+        }
+    }
+    Ok(response)
 }
 
 #[cfg(test)]

@@ -49,6 +49,8 @@
 mod command;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "net")]
+pub mod net;
 
 pub use command::{Command, DEFAULT_TIMEOUT_MS};
 
@@ -181,7 +183,48 @@ macro_rules! error {
     ($($arg:tt)+) => { $crate::log!($crate::Level::Error, $($arg)+) };
 }
 
+/// Reads a secret file (a password) named by a setting: its text without
+/// one trailing line break (`\n` or `\r\n`), so a file written by `echo`
+/// works while other whitespace stays part of the secret. The file's
+/// directory must be in the app's `[grants] read`; the error says so, and
+/// names `setting` and the file.
+pub fn read_secret(setting: &str, path: &str) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let hint = match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                " (is its directory in `[grants] read`?)"
+            }
+            _ => "",
+        };
+        format!("cannot read {setting} {path}: {e}{hint}")
+    })?;
+    let secret = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if secret.is_empty() {
+        return Err(format!("{setting} {path} is empty"));
+    }
+    Ok(secret.to_owned())
+}
+
 impl Context {
+    /// A context for `app` with `pairs` as its settings, for a kit's unit
+    /// tests that call its functions without a host.
+    pub fn with_settings(app: &str, pairs: &[(&str, &str)]) -> Self {
+        Self {
+            app: app.into(),
+            settings: pairs
+                .iter()
+                .map(|(key, value)| Setting {
+                    key: (*key).into(),
+                    value: (*value).into(),
+                })
+                .collect(),
+            attempt: 0,
+        }
+    }
+
     /// The value of setting `key`, if the app's `[settings]` has it.
     ///
     /// When a key is written twice, the last one wins, as a reader of the
@@ -261,17 +304,34 @@ mod tests {
     use super::*;
 
     fn ctx(pairs: &[(&str, &str)]) -> Context {
-        Context {
-            app: "web".into(),
-            settings: pairs
-                .iter()
-                .map(|(k, v)| Setting {
-                    key: (*k).into(),
-                    value: (*v).into(),
-                })
-                .collect(),
-            attempt: 0,
+        Context::with_settings("web", pairs)
+    }
+
+    #[test]
+    fn a_secret_loses_one_line_break_only() {
+        let dir = std::env::temp_dir().join(format!("medic-kit-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("pw");
+        let path = file.to_str().unwrap();
+        for (raw, want) in [
+            ("pw\n", Ok("pw")),
+            ("pw\r\n", Ok("pw")),
+            ("pw\n\n", Ok("pw\n")),
+            (" two words ", Ok(" two words ")),
+            ("\n", Err(format!("password_file {path} is empty"))),
+        ] {
+            std::fs::write(&file, raw).unwrap();
+            assert_eq!(
+                read_secret("password_file", path).as_deref(),
+                want.as_deref()
+            );
         }
+        std::fs::remove_dir_all(&dir).unwrap();
+        let missing = read_secret("password_file", path).unwrap_err();
+        assert!(
+            missing.ends_with("(is its directory in `[grants] read`?)"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 pub mod guests;
 pub mod nginx;
+pub mod postgres;
+pub mod redis;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -12,6 +14,17 @@ use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use medic::journal::{self, Event, Kind};
+
+/// `argv` as a TOML array, for an app's `start` and `stop`.
+pub fn argv_toml(argv: &[String]) -> String {
+    format!(
+        "[{}]",
+        argv.iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
 
 /// The medic binary under test.
 pub fn medic() -> Command {
@@ -158,6 +171,30 @@ impl Setup {
         );
         daemon.stop();
         self.events()
+    }
+
+    /// The exit code and first line of `medic check APP` (local, with
+    /// `--config`).
+    pub fn check(&self, app: &str) -> (i32, String) {
+        let out = self.run(&["check", app]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (
+            out.status.code().unwrap(),
+            text.lines().next().unwrap_or_default().to_owned(),
+        )
+    }
+
+    /// Waits until a running daemon has loaded its kits (the journal holds
+    /// `kit_loaded`), then a moment more for the first checks.
+    pub fn wait_kit_loaded(&self) {
+        assert!(
+            wait_for(Duration::from_secs(60), || self
+                .events()
+                .iter()
+                .any(|e| e.kind == Kind::KitLoaded)),
+            "no kit_loaded"
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
 
     /// Waits until the journal holds an event of `kind` for `app`.

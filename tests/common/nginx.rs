@@ -18,8 +18,19 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Writes the config and starts nginx; returns once it serves.
+    /// Writes the config and starts nginx as a single process; returns
+    /// once it serves.
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// The same with a master process and one worker, as nginx runs in
+    /// production (a reload replaces the worker).
+    pub fn start_with_master() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(master: bool) -> Self {
         let port = super::free_port();
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("nginx");
@@ -28,11 +39,12 @@ impl Nginx {
         }
         std::fs::write(prefix.join("html/healthz"), "ok\n").unwrap();
         let conf = format!(
-            "worker_processes 1;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\ndaemon on;\nmaster_process off;\n\
+            "worker_processes 1;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\ndaemon on;\nmaster_process {master};\n\
              events {{ worker_connections 64; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n  scgi_temp_path {p}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}; root {p}/html; location / {{ }} }}\n}}\n",
-            p = prefix.display()
+             server {{ listen 127.0.0.1:{port}; root {p}/html; location / {{ }} location = /status {{ stub_status; }} }}\n}}\n",
+            p = prefix.display(),
+            master = if master { "on" } else { "off" },
         );
         std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
         let nginx = Self {
@@ -66,13 +78,7 @@ impl Nginx {
     pub fn start_toml(&self) -> String {
         let mut argv = vec![NGINX.to_string()];
         argv.extend(self.start_args());
-        format!(
-            "[{}]",
-            argv.iter()
-                .map(|a| format!("{a:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        super::argv_toml(&argv)
     }
 
     pub fn pidfile(&self) -> PathBuf {
@@ -81,6 +87,18 @@ impl Nginx {
 
     pub fn master_pid(&self) -> Option<u32> {
         super::read_pid(&self.pidfile())
+    }
+
+    /// The pids of the master's worker processes, with a master.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let children = self
+            .master_pid()
+            .and_then(|m| std::fs::read_to_string(format!("/proc/{m}/task/{m}/children")).ok())
+            .unwrap_or_default();
+        children
+            .split_whitespace()
+            .filter_map(|pid| pid.parse().ok())
+            .collect()
     }
 
     /// Whether GET /healthz answers 200.

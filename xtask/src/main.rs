@@ -36,7 +36,9 @@ enum Task {
 
 /// Guest workspaces: (directory, kits it builds, copied into dist).
 const KITS: &str = "plugins";
-const BUNDLED: &[&str] = &["http", "tcp", "process", "nagios", "ocf", "scripts"];
+const BUNDLED: &[&str] = &[
+    "http", "tcp", "process", "nagios", "ocf", "scripts", "redis", "postgres", "nginx",
+];
 const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
 /// Debian packages that building medic needs (the libvirt backend links
 /// libvirt).
@@ -48,6 +50,7 @@ const BUILD_PACKAGES: &[&str] = &["libvirt-dev", "pkg-config"];
 const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "redis-server",
+    "postgresql-15",
     "monitoring-plugins-basic",
     "resource-agents",
     "monit",
