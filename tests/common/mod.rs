@@ -3,6 +3,7 @@
 //! fixture starts is ended by its pid when the fixture drops.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)] // fixtures: a panic is a failed test
 
+pub mod examples;
 pub mod guests;
 pub mod nginx;
 pub mod postgres;

@@ -23,7 +23,8 @@ enum Task {
     Demo,
     /// Install test needs, then cargo fmt --check, clippy -D warnings, all tests.
     Test,
-    /// Build target/dist/bin/medic and target/dist/kits/*.wasm.
+    /// Build target/dist/bin/medic, target/dist/kits/*.wasm and the example
+    /// kits of every language, target/dist/kits/examples/<lang>-http.wasm.
     Dist {
         /// Build the host with the dev profile (dependencies optimised; shares
         /// the test build) instead of release.
@@ -43,6 +44,20 @@ const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
 /// Debian packages that building medic needs (the libvirt backend links
 /// libvirt).
 const BUILD_PACKAGES: &[&str] = &["libvirt-dev", "pkg-config"];
+/// Debian packages the example kits are built with: C (clang for
+/// wasm32-wasi, wasi-libc), Python (a venv for componentize-py) and
+/// JavaScript (node and npm for componentize-js).
+const EXAMPLE_PACKAGES: &[&str] = &[
+    "clang",
+    "lld",
+    "wasi-libc",
+    "libclang-rt-14-dev-wasm32",
+    "python3-venv",
+    "nodejs",
+    "npm",
+];
+/// The languages with an example kit (`medic kit new --lang`).
+const EXAMPLE_LANGS: &[&str] = &["rust", "python", "js", "c"];
 /// Debian packages the tests and the benchmark use besides: the servers and
 /// checkers compared against, and the hypervisors escalation is tested on
 /// (QEMU, fence-agents' fence_dummy, govmomi's vCenter simulator, built
@@ -65,11 +80,14 @@ fn main() -> anyhow::Result<()> {
     match Args::parse().task {
         Task::Demo => {
             install_packages(BUILD_PACKAGES)?;
-            let dist = dist(&root, true)?;
+            let dist = dist(&root, true, false)?;
             run(Command::new(dist.join("bin/medic")).arg("daemon"))
         }
         Task::Test => test(&root),
-        Task::Dist { dev } => dist(&root, dev).map(|_| ()),
+        Task::Dist { dev } => {
+            install_packages(&[BUILD_PACKAGES, EXAMPLE_PACKAGES].concat())?;
+            dist(&root, dev, true).map(|_| ())
+        }
         Task::Bench => {
             install_needs()?;
             for bench in ["check_cost", "daemon_scale"] {
@@ -195,7 +213,7 @@ fn count(result: &str, label: &str) -> u64 {
 /// and the tests use.
 fn install_needs() -> anyhow::Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
-    install_packages(&[BUILD_PACKAGES, TEST_PACKAGES].concat())
+    install_packages(&[BUILD_PACKAGES, EXAMPLE_PACKAGES, TEST_PACKAGES].concat())
 }
 
 /// Installs those of `packages` that are missing (as root; otherwise says
@@ -246,8 +264,9 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
-/// Builds the host and the bundled kits into `target/dist`.
-fn dist(root: &Path, dev: bool) -> anyhow::Result<PathBuf> {
+/// Builds the host and the bundled kits into `target/dist`, and with
+/// `examples` the example kit of every language.
+fn dist(root: &Path, dev: bool, examples: bool) -> anyhow::Result<PathBuf> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
     let profile = if dev { "dev" } else { "release" };
     run(cargo(root).args(["build", "-p", "medic", "--bins", "--profile", profile]))?;
@@ -272,8 +291,34 @@ fn dist(root: &Path, dev: bool) -> anyhow::Result<PathBuf> {
             .join(format!("kit_{kit}.wasm"));
         copy(&built, &dist.join("kits").join(format!("{kit}.wasm")))?;
     }
+    if examples {
+        build_examples(root, &dist)?;
+    }
     println!("dist: {}", dist.display());
     Ok(dist)
+}
+
+/// Builds each language's example kit with `sdk/build-example.sh` (the
+/// script the tests use) into `target/examples`, then copies it to
+/// `dist/kits/examples/<lang>-http.wasm`.
+fn build_examples(root: &Path, dist: &Path) -> anyhow::Result<()> {
+    let examples = root.join("target/examples");
+    std::fs::create_dir_all(dist.join("kits/examples"))?;
+    for lang in EXAMPLE_LANGS {
+        run(Command::new("sh")
+            .arg(root.join("sdk/build-example.sh"))
+            .arg(lang)
+            .arg(&examples)
+            .arg(root.join("target/toolchains"))
+            .env("MEDIC", dist.join("bin/medic"))
+            .env("CARGO_TARGET_DIR", root.join("target/guests")))?;
+        let name = format!("{lang}-http.wasm");
+        copy(
+            &examples.join(format!("{lang}-http")).join(&name),
+            &dist.join("kits/examples").join(&name),
+        )?;
+    }
+    Ok(())
 }
 
 fn copy(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -67,7 +67,7 @@ pub(super) fn run(file: &Path, json: bool) -> ExitCode {
 fn describe(file: &Path) -> anyhow::Result<Description> {
     let runtime = super::runtime()?;
     runtime.block_on(async {
-        let engine = KitEngine::new(None)?;
+        let engine = KitEngine::new(super::user_kit_cache())?;
         let kit = engine.load(file)?;
         let scratch = tempfile::tempdir()?;
         let scope = CallScope::new(

@@ -39,7 +39,7 @@ pub(super) fn run(file: &Path, app_file: &Path, recover: bool) -> ExitCode {
 async fn exercise(file: &Path, spec: &AppSpec, recover: bool) -> anyhow::Result<u8> {
     let scratch = tempfile::tempdir()?;
     let loading = Instant::now();
-    let kit = KitEngine::new(None)?.load(file)?;
+    let kit = KitEngine::new(super::user_kit_cache())?.load(file)?;
     println!("loaded   {} in {}", file.display(), ms(loading.elapsed()));
     let runtime = crate::daemon::build_runtime(
         spec,

@@ -5,6 +5,7 @@ mod admin;
 mod check;
 mod events;
 mod inspect;
+mod kit_new;
 mod kit_test;
 mod vm;
 
@@ -159,6 +160,28 @@ enum KitCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a ready-to-build kit (an HTTP check with a body match) in
+    /// LANG into DIR/NAME (default ./NAME), with this medic's WIT.
+    New {
+        /// The kit's language.
+        #[arg(long, value_enum)]
+        lang: kit_new::Lang,
+        /// The kit's name: lower-case letters, digits and `-`.
+        name: String,
+        /// Where to create the kit's directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Wrap a wasm32-wasi core module (a C kit's, with its component type
+    /// embedded by wit-bindgen's bindings) into a component with the WASI
+    /// preview1 adapter.
+    Componentize {
+        /// The core module.
+        core: PathBuf,
+        /// The component to write.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Run a kit's describe and check (and recover with --recover) once
     /// against an app file, with the app's grants, and print what happened,
     /// denied capabilities included. Exit as `medic check`: 0 healthy,
@@ -207,6 +230,12 @@ impl Cli {
             Command::Kit {
                 command: KitCommand::Test { file, app, recover },
             } => kit_test::run(&file, &app, recover),
+            Command::Kit {
+                command: KitCommand::New { lang, name, dir },
+            } => kit_new::new(lang, &name, dir.as_deref()),
+            Command::Kit {
+                command: KitCommand::Componentize { core, output },
+            } => kit_new::componentize(&core, &output),
             Command::Events {
                 target,
                 app,
@@ -297,4 +326,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
+}
+
+/// Where the kit tools (`kit inspect`, `kit test`) keep precompiled kits:
+/// the user's own cache (`$XDG_CACHE_HOME/medic/kits`, else
+/// `~/.cache/medic/kits`), so that trying a large kit again does not
+/// compile it again. It is as trusted as the user's own files; `None`
+/// (no caching) when neither variable is set.
+fn user_kit_cache() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("medic").join("kits"))
 }
