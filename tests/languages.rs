@@ -69,3 +69,8 @@ fn c_example_kit() {
 fn python_example_kit() {
     example_works("python");
 }
+
+#[test]
+fn js_example_kit() {
+    example_works("js");
+}

@@ -8,6 +8,7 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,28 +17,12 @@ use std::time::Duration;
 
 use medic::config::Grants;
 use medic::sandbox::{CallScope, Health, KitEngine};
-use nix::sys::resource::{UsageWho, getrusage};
+use nix::sys::resource::UsageWho;
+use support::{check_http, cpu, median, per_check};
 
 const CHECKS: u32 = 3_000;
 const ROUNDS: usize = 3;
-const CHECK_HTTP: &str = "/usr/lib/nagios/plugins/check_http";
 const MONIT: &str = "/usr/bin/monit";
-
-/// CPU time (user + system) of this process, or of its reaped children.
-fn cpu(who: UsageWho) -> Duration {
-    let usage = getrusage(who).unwrap();
-    let micros = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
-    Duration::from_micros(micros(usage.user_time()) + micros(usage.system_time()))
-}
-
-fn per_check(total: Duration, checks: u32) -> f64 {
-    total.as_secs_f64() * 1e6 / f64::from(checks)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
 
 fn floor(port: u16) -> f64 {
     let before = cpu(UsageWho::RUSAGE_SELF);
@@ -127,29 +112,6 @@ fn sandbox_only(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64
     )
 }
 
-fn check_http(port: u16) -> f64 {
-    let runs = CHECKS / 10;
-    let before = cpu(UsageWho::RUSAGE_CHILDREN);
-    for _ in 0..runs {
-        let status = Command::new(CHECK_HTTP)
-            .args([
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-u",
-                "/healthz",
-                "-s",
-                "ok",
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-    per_check(cpu(UsageWho::RUSAGE_CHILDREN) - before, runs)
-}
-
 /// Monit with `hosts` identical http checks, one cycle per second; its CPU
 /// is read from /proc over `seconds` cycles.
 fn monit(port: u16, dir: &std::path::Path) -> f64 {
@@ -216,7 +178,7 @@ fn main() {
         rows[0].1.push(floor(nginx.port));
         rows[1].1.push(http_kit(nginx.port, &runtime, dir.path()));
         if !quick {
-            rows[2].1.push(check_http(nginx.port));
+            rows[2].1.push(check_http(nginx.port, CHECKS / 10));
         }
         rows[3].1.push(sandbox_only(&runtime, dir.path()));
         rows[4].1.push(host_get(nginx.port, &runtime));

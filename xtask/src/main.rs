@@ -45,16 +45,14 @@ const GUEST_WORKSPACES: &[&str] = &["plugins", "tests/guests"];
 /// libvirt).
 const BUILD_PACKAGES: &[&str] = &["libvirt-dev", "pkg-config"];
 /// Debian packages the example kits are built with: C (clang for
-/// wasm32-wasi, wasi-libc), Python (a venv for componentize-py) and
-/// JavaScript (node and npm for componentize-js).
+/// wasm32-wasi, wasi-libc) and Python (a venv for componentize-py).
+/// JavaScript needs node and npm, see [`install_node`].
 const EXAMPLE_PACKAGES: &[&str] = &[
     "clang",
     "lld",
     "wasi-libc",
     "libclang-rt-14-dev-wasm32",
     "python3-venv",
-    "nodejs",
-    "npm",
 ];
 /// The languages with an example kit (`medic kit new --lang`).
 const EXAMPLE_LANGS: &[&str] = &["rust", "python", "js", "c"];
@@ -86,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test => test(&root),
         Task::Dist { dev } => {
             install_packages(&[BUILD_PACKAGES, EXAMPLE_PACKAGES].concat())?;
+            install_node()?;
             dist(&root, dev, true).map(|_| ())
         }
         Task::Bench => {
@@ -213,7 +212,22 @@ fn count(result: &str, label: &str) -> u64 {
 /// and the tests use.
 fn install_needs() -> anyhow::Result<()> {
     run(Command::new("rustup").args(["target", "add", "wasm32-wasip2"]))?;
-    install_packages(&[BUILD_PACKAGES, EXAMPLE_PACKAGES, TEST_PACKAGES].concat())
+    install_packages(&[BUILD_PACKAGES, EXAMPLE_PACKAGES, TEST_PACKAGES].concat())?;
+    install_node()
+}
+
+/// Installs Debian's node and npm unless an `npm` is already on PATH (a
+/// node from elsewhere, such as NodeSource's package, brings its own npm,
+/// which Debian's `npm` package would conflict with).
+fn install_node() -> anyhow::Result<()> {
+    let has_npm = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if has_npm {
+        return Ok(());
+    }
+    install_packages(&["nodejs", "npm"])
 }
 
 /// Installs those of `packages` that are missing (as root; otherwise says

@@ -2,6 +2,19 @@
 // answers 200 and, if `expect_body` is set, the body contains it. The GET is
 // done by medic (`host.http-get`), which checks the URL's host:port against
 // the app's `[grants] connect`.
+//
+// medic calls the three functions of the exported `kit` object, each in a
+// fresh instance. WIT in JS (componentize-js 0.23):
+//   variant       { tag: 'failed', val: 'why' }, { tag: 'healthy' } (no val)
+//   enum          a string: log('info', '...')
+//   option<T>     the value or undefined
+//   list<u8>      Uint8Array
+//   result<T, string> of an import: returns T, or throws an Error whose
+//                 .payload (and .message) is the host's text
+//   recover's result<next-step, string>: return the next-step for ok;
+//                 `throw 'why'` (a string, not an Error) for err
+// Any Error that escapes check or recover traps the kit: a kit fault, which
+// medic never counts as the app being down. `check` may be async.
 import { httpGet } from 'medic:kit/host@0.1.1';
 
 const TIMEOUT_MS = 2000; // keep below the app's `timeout`: a hung server is then `failed`
