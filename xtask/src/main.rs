@@ -89,7 +89,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Bench => {
             install_needs()?;
-            for bench in ["check_cost", "daemon_scale"] {
+            for bench in ["check_cost", "daemon_scale", "kit_languages"] {
                 run(cargo(&root).args([
                     "bench",
                     "--profile",
