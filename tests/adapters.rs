@@ -211,6 +211,45 @@ fn ocf_agent_monitors_and_restarts_a_real_nginx() {
     daemon.stop();
 }
 
+/// The resource-agents package's own `heartbeat/Dummy`, which tracks its
+/// state in the file its `state` parameter names: deleting the file is
+/// the app going down, and the agent's `start` brings it back.
+#[test]
+fn ocf_dummy_agent_is_recovered_by_its_own_start() {
+    let setup = Setup::new("backend = \"dry-run\"").with_kit("ocf");
+    let state = setup.dir.path().join("dummy.state");
+    std::fs::write(&state, "").unwrap();
+    let app = format!(
+        "kit = \"ocf\"\ninterval = \"200ms\"\ntimeout = \"10s\"\nfailures_before_action = 1\n\
+         [recovery]\nlocal_attempts = 3\nbackoff = \"50ms\"\nthen = \"alert\"\n\
+         [settings]\nagent = \"heartbeat/Dummy\"\nstate = \"{}\"\n\
+         [grants]\nexec = [\"/usr/lib/ocf/resource.d/heartbeat/Dummy\"]\n",
+        state.display()
+    );
+    let setup = setup.app("dummy", &app);
+    assert_eq!(setup.check("dummy"), (0, "OK - dummy: healthy".to_owned()));
+    let mut daemon = setup.daemon();
+    setup.wait_kit_loaded();
+    std::fs::remove_file(&state).unwrap();
+    assert!(
+        setup.wait_event("dummy", Kind::AppRecovered, Duration::from_secs(30)),
+        "{}",
+        daemon.log_text()
+    );
+    assert!(state.exists(), "the agent's start wrote its state again");
+    let failed = setup
+        .events()
+        .into_iter()
+        .find(|e| e.kind == Kind::AppFailed)
+        .unwrap();
+    let reason = failed.detail["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("monitor exited 7 (not running)"),
+        "{reason}"
+    );
+    daemon.stop();
+}
+
 #[test]
 fn ocf_agent_that_cannot_monitor_is_a_kit_fault_not_a_failure() {
     let setup = Setup::new("backend = \"dry-run\"").with_kit("ocf");
