@@ -282,3 +282,51 @@ fn ocf_agent_that_cannot_monitor_is_a_kit_fault_not_a_failure() {
         "OCF_RESKEY_config passed"
     );
 }
+
+/// `medic kit inspect --app` with the JSON output, as `(exit, json)`.
+fn inspect_for_app(kit: &str, app: &str) -> (Option<i32>, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.toml");
+    std::fs::write(&file, app).unwrap();
+    let output = common::medic()
+        .args(["kit", "inspect"])
+        .arg(common::guests::kit(kit))
+        .arg("--app")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_default();
+    (output.status.code(), json)
+}
+
+/// The ocf kit lists the agent's parameters from its `meta-data`, asked
+/// with the app's grants; a kit without `inspect` says it has nothing more.
+#[test]
+fn ocf_agent_parameters_come_from_its_meta_data() {
+    let agent = "kit = \"ocf\"\n[settings]\nagent = \"heartbeat/nginx\"\n";
+    let granted = format!("{agent}[grants]\nexec = [\"{OCF_NGINX}\"]\n");
+    let (code, json) = inspect_for_app("ocf", &granted);
+    assert_eq!(code, Some(0), "{json}");
+    let settings = json["app"]["settings"].as_array().unwrap();
+    let find = |key: &str| settings.iter().find(|s| s["key"] == key).cloned();
+    assert!(find("agent").is_some(), "the kit's own settings: {json}");
+    assert!(
+        find("configfile").is_some(),
+        "the agent's parameters: {json}"
+    );
+    assert_eq!(find("httpd").unwrap()["default"], "/usr/sbin/httpd");
+    assert!(find("status10url").is_some());
+
+    let (code, json) = inspect_for_app("ocf", agent);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        json["app"]["error"],
+        format!("kit fault: kit was denied: exec {OCF_NGINX}"),
+        "meta-data needs the app's exec grant"
+    );
+
+    let (code, json) = inspect_for_app("legacy_0_1_0", "kit = \"legacy\"\n");
+    assert_eq!(code, Some(0));
+    assert_eq!(json["app"]["settings"], serde_json::Value::Null, "{json}");
+}

@@ -63,7 +63,9 @@ pub use command::{Command, DEFAULT_TIMEOUT_MS};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "recovery-kit",
+        // `recovery-kit` plus the optional `inspect` export, which every
+        // SDK kit has (see `Kit::app_settings`).
+        world: "inspectable-recovery-kit",
         pub_export_macro: true,
         export_macro_name: "__export_recovery_kit",
         default_bindings_module: "medic_kit::bindings",
@@ -112,6 +114,16 @@ pub trait Kit {
         let _ = ctx;
         Ok(NextStep::RestartApp)
     }
+
+    /// The settings the kit reads for one app's settings, which
+    /// `medic kit inspect KIT --app APP.toml` shows. A kit that wraps
+    /// something it can only describe by asking it (an OCF agent's
+    /// `meta-data`) overrides it; it runs with the app's grants, like
+    /// `check`. The default is `describe`'s own list.
+    fn app_settings(ctx: &Context) -> Result<Vec<SettingDoc>, String> {
+        let _ = ctx;
+        Ok(Self::describe().settings)
+    }
 }
 
 /// Adapts every [`Kit`] to the generated export trait, so kit authors never
@@ -127,6 +139,12 @@ impl<T: Kit> bindings::exports::medic::kit::kit::Guest for T {
 
     fn recover(ctx: Context) -> Result<NextStep, String> {
         <T as Kit>::recover(&ctx)
+    }
+}
+
+impl<T: Kit> bindings::exports::medic::kit::inspect::Guest for T {
+    fn app_settings(ctx: Context) -> Result<Vec<SettingDoc>, String> {
+        <T as Kit>::app_settings(&ctx)
     }
 }
 

@@ -1,5 +1,8 @@
 //! `medic kit inspect`: what a kit says about itself, or why the file is not
-//! a kit. Nothing is granted to the kit while it describes itself.
+//! a kit. Nothing is granted to the kit while it describes itself; with
+//! `--app`, a kit that exports `inspect` is also asked, with that app's
+//! settings and grants, which settings it reads for the app (an OCF agent's
+//! parameters).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -25,6 +28,20 @@ struct Description {
     summary: String,
     settings: Vec<SettingDoc>,
     wants: Vec<Want>,
+    /// With `--app`: what the kit reads for that app.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app: Option<ForApp>,
+}
+
+/// The kit's answer for one app (`--app`).
+#[derive(Debug, Serialize)]
+struct ForApp {
+    name: String,
+    /// `None` when the kit does not export `inspect`.
+    settings: Option<Vec<SettingDoc>>,
+    /// Why the kit could not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -41,8 +58,8 @@ struct Want {
     target: String,
 }
 
-pub(super) fn run(file: &Path, json: bool) -> ExitCode {
-    match describe(file) {
+pub(super) fn run(file: &Path, app: Option<&Path>, json: bool) -> ExitCode {
+    match describe(file, app) {
         Ok(description) if json => match serde_json::to_string_pretty(&description) {
             Ok(text) => {
                 println!("{text}");
@@ -64,7 +81,8 @@ pub(super) fn run(file: &Path, json: bool) -> ExitCode {
     }
 }
 
-fn describe(file: &Path) -> anyhow::Result<Description> {
+fn describe(file: &Path, app: Option<&Path>) -> anyhow::Result<Description> {
+    let app = app.map(crate::config::load_app).transpose()?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let engine = KitEngine::new(super::user_kit_cache())?;
@@ -77,8 +95,43 @@ fn describe(file: &Path) -> anyhow::Result<Description> {
             DESCRIBE_MEMORY,
         );
         let info = kit.describe(scope, DESCRIBE_TIMEOUT).await?;
-        Ok(from_info(file, kit.sha256(), info))
+        let mut description = from_info(file, kit.sha256(), info);
+        if let Some(spec) = app {
+            let app_runtime = crate::daemon::build_runtime(
+                &spec,
+                kit.clone(),
+                scratch.path(),
+                std::time::Instant::now(),
+                Duration::ZERO,
+            );
+            let answer = kit
+                .app_settings(app_runtime.scope.clone(), spec.timeout, &spec.settings)
+                .await;
+            let (settings, error) = match answer {
+                Ok(None) => (None, None),
+                Ok(Some(Ok(settings))) => {
+                    (Some(settings.into_iter().map(setting_doc).collect()), None)
+                }
+                Ok(Some(Err(e))) => (None, Some(e)),
+                Err(fault) => (None, Some(format!("kit fault: {fault}"))),
+            };
+            description.app = Some(ForApp {
+                name: spec.name,
+                settings,
+                error,
+            });
+        }
+        Ok(description)
     })
+}
+
+fn setting_doc(s: crate::sandbox::SettingDoc) -> SettingDoc {
+    SettingDoc {
+        key: s.key,
+        required: s.required,
+        default: s.default,
+        doc: s.doc,
+    }
 }
 
 fn from_info(file: &Path, sha256: &str, info: KitInfo) -> Description {
@@ -88,16 +141,7 @@ fn from_info(file: &Path, sha256: &str, info: KitInfo) -> Description {
         name: info.name,
         version: info.version,
         summary: info.summary,
-        settings: info
-            .settings
-            .into_iter()
-            .map(|s| SettingDoc {
-                key: s.key,
-                required: s.required,
-                default: s.default,
-                doc: s.doc,
-            })
-            .collect(),
+        settings: info.settings.into_iter().map(setting_doc).collect(),
         wants: info
             .wants
             .into_iter()
@@ -116,19 +160,13 @@ fn from_info(file: &Path, sha256: &str, info: KitInfo) -> Description {
                 },
             })
             .collect(),
+        app: None,
     }
 }
 
 fn render(d: &Description) -> String {
     let mut out = format!("{} {}\n  {}\n\nsettings:\n", d.name, d.version, d.summary);
-    for s in &d.settings {
-        let note = match (&s.default, s.required) {
-            (_, true) => "required".to_owned(),
-            (Some(default), false) => format!("default {default}"),
-            (None, false) => "optional".to_owned(),
-        };
-        out += &format!("  {:<16} {:<20} {}\n", s.key, format!("({note})"), s.doc);
-    }
+    out += &render_settings(&d.settings);
     out += "\nwants (grant in the app's [grants]):\n";
     for w in &d.wants {
         out += &format!("  {:<8} {}\n", w.grant, w.target);
@@ -136,6 +174,32 @@ fn render(d: &Description) -> String {
     if d.wants.is_empty() {
         out += "  nothing\n";
     }
+    if let Some(app) = &d.app {
+        out += &format!(
+            "\nsettings for app {} (asked of the kit with the app's grants):\n",
+            app.name
+        );
+        match (&app.settings, &app.error) {
+            (Some(settings), _) => out += &render_settings(settings),
+            (None, Some(error)) => out += &format!("  the kit could not say: {error}\n"),
+            (None, None) => out += "  the kit does not describe settings per app\n",
+        }
+    }
     out += &format!("\nfile:   {}\nsha256: {}\n", d.file, d.sha256);
     out
+}
+
+/// One line per setting: key, whether it is required or its default, doc.
+fn render_settings(settings: &[SettingDoc]) -> String {
+    settings
+        .iter()
+        .map(|s| {
+            let note = match (&s.default, s.required) {
+                (_, true) => "required".to_owned(),
+                (Some(default), false) => format!("default {default}"),
+                (None, false) => "optional".to_owned(),
+            };
+            format!("  {:<16} {:<20} {}\n", s.key, format!("({note})"), s.doc)
+        })
+        .collect()
 }

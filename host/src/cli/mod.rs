@@ -153,9 +153,14 @@ enum ConfigCommand {
 #[derive(Debug, Subcommand)]
 enum KitCommand {
     /// Show what a kit says about itself; exit 1 if it is not a valid kit.
+    /// With --app, also what the kit reads for that app (an OCF agent's
+    /// parameters), asked with the app's settings and grants.
     Inspect {
         /// The kit's .wasm file.
         file: PathBuf,
+        /// An app file (as in apps.d/) to ask the kit about.
+        #[arg(long)]
+        app: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -225,8 +230,8 @@ impl Cli {
                 reason.as_deref(),
             ),
             Command::Kit {
-                command: KitCommand::Inspect { file, json },
-            } => inspect::run(&file, json),
+                command: KitCommand::Inspect { file, app, json },
+            } => inspect::run(&file, app.as_deref(), json),
             Command::Kit {
                 command: KitCommand::Test { file, app, recover },
             } => kit_test::run(&file, &app, recover),

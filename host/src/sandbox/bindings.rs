@@ -19,7 +19,7 @@ wasmtime::component::bindgen!({
     additional_derives: [PartialEq, Eq],
 });
 
-pub use self::exports::medic::kit::kit::{Context, Guest, Health, KitInfo, NextStep};
+pub use self::exports::medic::kit::kit::{Context, Health, KitInfo, NextStep};
 pub use self::medic::kit::types::{
     Capability, ExecOutput, ExecRequest, HttpResponse, Level, Setting, SettingDoc,
 };

@@ -16,8 +16,8 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::LoadError;
-use super::bindings::{RecoveryKit, RecoveryKitPre};
-use super::kit::Kit;
+use super::bindings::{RecoveryKit, RecoveryKitIndices};
+use super::kit::{INSPECT, Kit};
 use super::store::KitStore;
 
 /// How often the epoch advances: the longest a guest runs before yielding
@@ -114,8 +114,13 @@ impl KitEngine {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = RecoveryKitPre::new(pre).map_err(|e| LoadError::NotAKit(format!("{e:#}")))?;
-        Ok(Kit::new(sha256, pre))
+        let indices =
+            RecoveryKitIndices::new(&pre).map_err(|e| LoadError::NotAKit(format!("{e:#}")))?;
+        let (interface, function) = INSPECT;
+        let app_settings = component
+            .get_export_index(None, interface)
+            .and_then(|inspect| component.get_export_index(Some(&inspect), function));
+        Ok(Kit::new(sha256, pre, indices, app_settings))
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {

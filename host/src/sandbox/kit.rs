@@ -5,18 +5,29 @@
 
 use std::time::Duration;
 
+use wasmtime::component::{ComponentExportIndex, Instance, InstancePre};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::KitFault;
-use super::bindings::{Context, Guest, Health, KitInfo, NextStep, RecoveryKitPre, Setting};
+use super::bindings::{
+    Context, Health, KitInfo, NextStep, RecoveryKit, RecoveryKitIndices, Setting, SettingDoc,
+};
 use super::store::{CallScope, KitStore};
 use crate::process::PinnedProcess;
+
+/// The optional export of the `inspectable-recovery-kit` world, and its
+/// function.
+pub(super) const INSPECT: (&str, &str) = ("medic:kit/inspect@0.1.1", "app-settings");
 
 /// A compiled, linked kit, ready to be instantiated for each call.
 #[derive(Clone)]
 pub struct Kit {
     sha256: String,
-    pre: RecoveryKitPre<KitStore>,
+    pre: InstancePre<KitStore>,
+    /// Where the `kit` interface's exports are, found once at load.
+    indices: RecoveryKitIndices,
+    /// `inspect.app-settings`, for a kit that exports it.
+    app_settings: Option<ComponentExportIndex>,
 }
 
 /// What one `check` found.
@@ -37,10 +48,11 @@ pub struct Checked {
 trait Export {
     /// The export's answer.
     type Output;
-    /// Calls the export on a fresh instance.
+    /// Calls the export on `instance`, a fresh instance of `kit`.
     fn invoke<'a>(
         self,
-        guest: &'a Guest,
+        kit: &'a Kit,
+        instance: Instance,
         store: &'a mut Store<KitStore>,
     ) -> impl Future<Output = wasmtime::Result<Self::Output>> + Send + 'a;
 }
@@ -51,22 +63,46 @@ struct Describe;
 struct Check(Context);
 /// `recover(ctx)`.
 struct Recover(Context);
+/// `inspect.app-settings(ctx)`.
+struct AppSettings(Context);
+
+impl Kit {
+    /// The `kit` interface of a fresh instance.
+    fn guest(
+        &self,
+        store: &mut Store<KitStore>,
+        instance: &Instance,
+    ) -> wasmtime::Result<RecoveryKit> {
+        self.indices.load(store, instance)
+    }
+}
 
 impl Export for Describe {
     type Output = KitInfo;
-    fn invoke<'a>(
+    async fn invoke(
         self,
-        guest: &'a Guest,
-        store: &'a mut Store<KitStore>,
-    ) -> impl Future<Output = wasmtime::Result<KitInfo>> + Send + 'a {
-        guest.call_describe(store)
+        kit: &Kit,
+        instance: Instance,
+        store: &mut Store<KitStore>,
+    ) -> wasmtime::Result<KitInfo> {
+        let guest = kit.guest(store, &instance)?;
+        guest.medic_kit_kit().call_describe(store).await
     }
 }
 
 impl Export for Check {
     type Output = Checked;
-    async fn invoke(self, guest: &Guest, store: &mut Store<KitStore>) -> wasmtime::Result<Checked> {
-        let health = guest.call_check(&mut *store, &self.0).await?;
+    async fn invoke(
+        self,
+        kit: &Kit,
+        instance: Instance,
+        store: &mut Store<KitStore>,
+    ) -> wasmtime::Result<Checked> {
+        let guest = kit.guest(store, &instance)?;
+        let health = guest
+            .medic_kit_kit()
+            .call_check(&mut *store, &self.0)
+            .await?;
         let data = store.data_mut();
         Ok(Checked {
             health,
@@ -80,16 +116,48 @@ impl Export for Recover {
     type Output = Result<NextStep, String>;
     async fn invoke(
         self,
-        guest: &Guest,
+        kit: &Kit,
+        instance: Instance,
         store: &mut Store<KitStore>,
     ) -> wasmtime::Result<Result<NextStep, String>> {
-        guest.call_recover(store, &self.0).await
+        let guest = kit.guest(store, &instance)?;
+        guest.medic_kit_kit().call_recover(store, &self.0).await
+    }
+}
+
+impl Export for AppSettings {
+    type Output = Option<Result<Vec<SettingDoc>, String>>;
+    async fn invoke(
+        self,
+        kit: &Kit,
+        instance: Instance,
+        store: &mut Store<KitStore>,
+    ) -> wasmtime::Result<Self::Output> {
+        let Some(index) = kit.app_settings else {
+            return Ok(None);
+        };
+        let func = instance.get_typed_func::<(&Context,), (Result<Vec<SettingDoc>, String>,)>(
+            &mut *store,
+            index,
+        )?;
+        let (answer,) = func.call_async(&mut *store, (&self.0,)).await?;
+        Ok(Some(answer))
     }
 }
 
 impl Kit {
-    pub(super) fn new(sha256: String, pre: RecoveryKitPre<KitStore>) -> Self {
-        Self { sha256, pre }
+    pub(super) fn new(
+        sha256: String,
+        pre: InstancePre<KitStore>,
+        indices: RecoveryKitIndices,
+        app_settings: Option<ComponentExportIndex>,
+    ) -> Self {
+        Self {
+            sha256,
+            pre,
+            indices,
+            app_settings,
+        }
     }
 
     /// The sha256 of the kit file, which identifies exactly what runs.
@@ -111,6 +179,19 @@ impl Kit {
     ) -> Result<Checked, KitFault> {
         let ctx = context(&scope, settings, 0);
         self.call(scope, timeout, Check(ctx)).await
+    }
+
+    /// Calls `inspect.app-settings` for the app in `scope`: the settings the
+    /// kit reads for this app's settings; `None` when the kit does not
+    /// export `inspect`.
+    pub async fn app_settings(
+        &self,
+        scope: CallScope,
+        timeout: Duration,
+        settings: &[(String, String)],
+    ) -> Result<Option<Result<Vec<SettingDoc>, String>>, KitFault> {
+        let ctx = context(&scope, settings, 0);
+        self.call(scope, timeout, AppSettings(ctx)).await
     }
 
     /// Calls `recover` for the app in `scope`; `attempt` counts from 1.
@@ -148,8 +229,8 @@ impl Kit {
         });
 
         let run = async {
-            let kit = self.pre.instantiate_async(&mut store).await?;
-            export.invoke(kit.medic_kit_kit(), &mut store).await
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            export.invoke(self, instance, &mut store).await
         };
         let outcome = tokio::time::timeout(timeout, run).await;
         let data = store.data_mut();

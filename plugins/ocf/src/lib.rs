@@ -16,6 +16,9 @@
 //! The last group says the agent could not look at the app at all, which
 //! is a configuration problem, never a reason to restart the app: the kit
 //! traps with the agent's words, and medic reports a kit fault.
+//!
+//! `medic kit inspect ocf.wasm --app APP.toml` lists the agent's own
+//! parameters, read from its `meta-data`, next to the kit's settings.
 
 use medic_kit::{
     Capability, Command, Context, ExecOutput, Health, Kit, KitInfo, NextStep, SettingDoc, export,
@@ -78,6 +81,20 @@ impl Kit for Ocf {
             Some(1 | 7 | 9) => Health::Failed(said),
             Some(_) | None => panic!("the agent cannot monitor: {said}"),
         }
+    }
+
+    fn app_settings(ctx: &Context) -> Result<Vec<SettingDoc>, String> {
+        let output = action(ctx, "meta-data")?;
+        if output.exit_code != Some(0) {
+            return Err(said("meta-data", &output));
+        }
+        let mut settings: Vec<SettingDoc> = Self::describe()
+            .settings
+            .into_iter()
+            .filter(|s| OWN_SETTINGS.contains(&s.key.as_str()))
+            .collect();
+        settings.extend(parameters(&output.stdout)?);
+        Ok(settings)
     }
 
     fn recover(ctx: &Context) -> Result<NextStep, String> {
@@ -161,6 +178,43 @@ fn said(action: &str, output: &ExecOutput) -> String {
     }
 }
 
+/// The parameters an agent's `meta-data` XML declares, as settings (each
+/// is passed to the agent as `OCF_RESKEY_<name>`).
+fn parameters(meta_data: &str) -> Result<Vec<SettingDoc>, String> {
+    // Agents start their meta-data with `<!DOCTYPE resource-agent SYSTEM
+    // "ra-api-1.dtd">`; the DTD itself is not read.
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..roxmltree::ParsingOptions::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(meta_data, options)
+        .map_err(|e| format!("the agent's meta-data is not XML: {e}"))?;
+    let text = |node: roxmltree::Node<'_, '_>, tag: &str| {
+        node.children()
+            .find(|c| c.has_tag_name(tag))
+            .and_then(|c| c.text())
+            .map(|t| t.split_whitespace().collect::<Vec<_>>().join(" "))
+    };
+    Ok(doc
+        .descendants()
+        .filter(|n| n.has_tag_name("parameter"))
+        .filter_map(|parameter| {
+            let content = parameter.children().find(|c| c.has_tag_name("content"));
+            Some(SettingDoc {
+                key: parameter.attribute("name")?.to_owned(),
+                required: parameter.attribute("required") == Some("1"),
+                default: content
+                    .and_then(|c| c.attribute("default"))
+                    .filter(|d| !d.is_empty())
+                    .map(str::to_owned),
+                doc: text(parameter, "shortdesc")
+                    .or_else(|| text(parameter, "longdesc"))
+                    .unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
 /// The OCF name of an agent's exit code.
 fn meaning(code: i32) -> &'static str {
     match code {
@@ -179,3 +233,33 @@ fn meaning(code: i32) -> &'static str {
 }
 
 export!(Ocf);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_parameters_from_meta_data() {
+        let xml = r#"<?xml version="1.0"?>
+<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">
+<resource-agent name="nginx"><parameters>
+ <parameter name="configfile" unique="1" required="1">
+  <longdesc lang="en">The full pathname of the config file.</longdesc>
+  <shortdesc lang="en">configuration
+   file path</shortdesc>
+  <content type="string" default=""/>
+ </parameter>
+ <parameter name="httpd"><longdesc lang="en">Binary.</longdesc>
+  <content type="string" default="/usr/sbin/nginx"/></parameter>
+</parameters></resource-agent>"#;
+        let settings = parameters(xml).unwrap();
+        assert_eq!(settings.len(), 2);
+        assert_eq!(settings[0].key, "configfile");
+        assert!(settings[0].required);
+        assert_eq!(settings[0].default, None);
+        assert_eq!(settings[0].doc, "configuration file path");
+        assert_eq!(settings[1].default.as_deref(), Some("/usr/sbin/nginx"));
+        assert_eq!(settings[1].doc, "Binary.");
+        assert!(parameters("not xml").is_err());
+    }
+}
