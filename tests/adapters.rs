@@ -198,12 +198,7 @@ fn ocf_agent_monitors_and_restarts_a_real_nginx() {
     );
     assert!(nginx.serves(), "the agent's start brought nginx back");
     assert_ne!(nginx.master_pid(), Some(pid));
-    let failed = setup
-        .events()
-        .into_iter()
-        .find(|e| e.kind == Kind::AppFailed)
-        .unwrap();
-    let reason = failed.detail["reason"].as_str().unwrap();
+    let reason = &setup.reasons("web", Kind::AppFailed)[0];
     assert!(
         reason.starts_with("monitor exited 7 (not running)"),
         "{reason}"
@@ -237,12 +232,7 @@ fn ocf_dummy_agent_is_recovered_by_its_own_start() {
         daemon.log_text()
     );
     assert!(state.exists(), "the agent's start wrote its state again");
-    let failed = setup
-        .events()
-        .into_iter()
-        .find(|e| e.kind == Kind::AppFailed)
-        .unwrap();
-    let reason = failed.detail["reason"].as_str().unwrap();
+    let reason = &setup.reasons("dummy", Kind::AppFailed)[0];
     assert!(
         reason.starts_with("monitor exited 7 (not running)"),
         "{reason}"

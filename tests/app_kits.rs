@@ -64,12 +64,7 @@ fn brought_back_after_kill_and_hang(
         );
         assert_ne!(pid(), Some(before), "round {round}: a new server runs");
     }
-    let reasons: Vec<String> = setup
-        .events()
-        .into_iter()
-        .filter(|e| e.kind == Kind::AppFailed)
-        .map(|e| e.detail["reason"].as_str().unwrap().to_owned())
-        .collect();
+    let reasons = setup.reasons(app, Kind::AppFailed);
     assert_eq!(reasons.len(), 2, "{reasons:?}");
     assert!(
         reasons[1].contains(hang_reason),

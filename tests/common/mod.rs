@@ -185,6 +185,15 @@ impl Setup {
         )
     }
 
+    /// The `reason` of every `kind` event of `app`, oldest first.
+    pub fn reasons(&self, app: &str, kind: Kind) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.kind == kind && e.app.as_deref() == Some(app))
+            .filter_map(|e| e.detail["reason"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Waits until a running daemon has loaded its kits (the journal holds
     /// `kit_loaded`), then a moment more for the first checks.
     pub fn wait_kit_loaded(&self) {
