@@ -66,11 +66,10 @@ fn with_annotations(
     mut detail: serde_json::Value,
     annotations: &[(String, String)],
 ) -> serde_json::Value {
-    if let (false, true, Some(object)) = (
-        annotations.is_empty(),
-        CHECK_VERDICTS.contains(&kind),
-        detail.as_object_mut(),
-    ) {
+    if annotations.is_empty() || !CHECK_VERDICTS.contains(&kind) {
+        return detail;
+    }
+    if let Some(object) = detail.as_object_mut() {
         let check = annotations
             .iter()
             .map(|(key, value)| (key.clone(), serde_json::Value::from(value.as_str())))
