@@ -49,7 +49,7 @@ fn brought_back_after_kill_and_hang(
     assert_eq!(setup.check(app), (0, format!("OK - {app}: healthy")));
     let mut daemon = setup.daemon();
     setup.wait_kit_loaded();
-    let pause = |pid| signal(pid, "-STOP");
+    let pause = |pid| common::signal(pid, rustix::process::Signal::STOP);
     for (round, harm) in [(1, &common::kill9 as &dyn Fn(u32)), (2, &pause)] {
         let before = pid().unwrap();
         harm(before);
@@ -124,15 +124,6 @@ fn a_killed_or_wedged_redis_is_brought_back() {
         || redis.pid(),
         || redis.pings(),
     );
-}
-
-/// Sends `signal` (`-STOP`) to `pid` with kill(1).
-fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// An app file watching `pg` through the postgres kit as `user`.
@@ -290,7 +281,7 @@ fn a_wedged_nginx_worker_is_cured_by_a_reload() {
     setup.wait_kit_loaded();
     let master = nginx.master_pid().unwrap();
     let worker = nginx.worker_pids()[0];
-    signal(worker, "-STOP");
+    common::signal(worker, rustix::process::Signal::STOP);
     assert!(
         setup.wait_event("web", Kind::AppRecovered, Duration::from_secs(30)),
         "{}",

@@ -267,7 +267,9 @@ pub fn kill9(pid: u32) {
     signal(pid, rustix::process::Signal::KILL);
 }
 
-fn signal(pid: u32, signal: rustix::process::Signal) {
+/// Sends `signal` to a process this test started (or that medic started
+/// for it).
+pub fn signal(pid: u32, signal: rustix::process::Signal) {
     if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(pid, signal);
     }

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal};
+use rustix::process::Signal;
 
 /// Debian's PostgreSQL 15 binaries (`apt-get install postgresql-15`).
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
@@ -229,19 +229,19 @@ impl Postgres {
     /// Freezes the postmaster (SIGSTOP): it still completes TCP handshakes
     /// in the kernel but answers nothing.
     pub fn pause(&self) {
-        signal(self.master_pid().unwrap(), Signal::STOP);
+        super::signal(self.master_pid().unwrap(), Signal::STOP);
     }
 
     /// Thaws a paused postmaster (SIGCONT).
     pub fn resume(&self) {
-        signal(self.master_pid().unwrap(), Signal::CONT);
+        super::signal(self.master_pid().unwrap(), Signal::CONT);
     }
 
     /// Kills the postmaster with SIGKILL, as a crash would, and waits until
     /// it is gone (its backends notice and exit by themselves).
     pub fn kill(&self) {
         let pid = self.master_pid().unwrap();
-        signal(pid, Signal::KILL);
+        super::signal(pid, Signal::KILL);
         assert!(super::wait_for(Duration::from_secs(5), || !postgres_alive(
             pid
         )));
@@ -293,10 +293,10 @@ impl Drop for Postgres {
     fn drop(&mut self) {
         match self.master_pid() {
             Some(pid) => {
-                signal(pid, Signal::CONT);
-                signal(pid, Signal::QUIT);
+                super::signal(pid, Signal::CONT);
+                super::signal(pid, Signal::QUIT);
                 if !super::wait_for(Duration::from_secs(5), || !postgres_alive(pid)) {
-                    signal(pid, Signal::KILL);
+                    super::signal(pid, Signal::KILL);
                     super::wait_for(Duration::from_secs(2), || !postgres_alive(pid));
                 }
             }
@@ -324,12 +324,6 @@ fn postgres_alive(pid: u32) -> bool {
         return false;
     };
     head.ends_with("(postgres") && !tail.trim_start().starts_with('Z')
-}
-
-fn signal(pid: u32, signal: Signal) {
-    if let Some(pid) = Pid::from_raw(pid as i32) {
-        let _ = rustix::process::kill_process(pid, signal);
-    }
 }
 
 /// The uid and gid of the `postgres` user, from /etc/passwd.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use rustix::process::{Pid, Signal, kill_process};
+use rustix::process::Signal;
 
 /// redis-server's binary on Debian.
 pub const REDIS: &str = "/usr/bin/redis-server";
@@ -187,7 +187,7 @@ impl Redis {
     /// [`Drop`] cannot signal a process that reused the pid.
     pub fn kill(&self) {
         if let Some(pid) = self.pid() {
-            self.signal(pid, Signal::KILL);
+            super::signal(pid, Signal::KILL);
         }
         assert!(
             super::wait_for(Duration::from_secs(5), || {
@@ -202,21 +202,14 @@ impl Redis {
     /// on its port, but nothing answers.
     pub fn pause(&self) {
         if let Some(pid) = self.pid() {
-            self.signal(pid, Signal::STOP);
+            super::signal(pid, Signal::STOP);
         }
     }
 
     /// Thaws a [`Redis::pause`]d server (SIGCONT).
     pub fn resume(&self) {
         if let Some(pid) = self.pid() {
-            self.signal(pid, Signal::CONT);
-        }
-    }
-
-    /// Sends `signal` to `pid`, which the pidfile of this server named.
-    fn signal(&self, pid: u32, signal: Signal) {
-        if let Some(pid) = Pid::from_raw(pid as i32) {
-            let _ = kill_process(pid, signal);
+            super::signal(pid, Signal::CONT);
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::config::Grants;
 use crate::sandbox::{CallScope, Capability, KitEngine, KitInfo};
 
 /// How long `describe` may take.
-const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Memory `describe` may use.
 const DESCRIBE_MEMORY: usize = 64 << 20;
 

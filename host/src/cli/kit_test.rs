@@ -13,9 +13,6 @@ use crate::config::AppSpec;
 use crate::sandbox::{KitEngine, KitFault};
 use crate::supervisor::{AppCheck, KitRecovery};
 
-/// How long `describe` may take.
-const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
-
 pub(super) fn run(file: &Path, app_file: &Path, recover: bool) -> ExitCode {
     let spec = match crate::config::load_app(app_file) {
         Ok(spec) => spec,
@@ -49,7 +46,7 @@ async fn exercise(file: &Path, spec: &AppSpec, recover: bool) -> anyhow::Result<
         Duration::ZERO,
     );
     let info = kit
-        .describe(runtime.scope.clone(), DESCRIBE_TIMEOUT)
+        .describe(runtime.scope.clone(), super::inspect::DESCRIBE_TIMEOUT)
         .await?;
     println!("describe {} {}: {}", info.name, info.version, info.summary);
     println!("app      {} ({})", spec.name, spec.source.display());
