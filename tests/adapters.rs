@@ -72,6 +72,7 @@ fn nagios_plugin_states_become_verdicts() {
     );
     let (code, line) = setup.check("unknown");
     assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("UNKNOWN - unknown: unknown: "), "a verdict, not a kit fault: {line}");
     assert!(line.contains("exited 3 (UNKNOWN)"), "{line}");
 }
 
@@ -241,7 +242,7 @@ fn ocf_dummy_agent_is_recovered_by_its_own_start() {
 }
 
 #[test]
-fn ocf_agent_that_cannot_monitor_is_a_kit_fault_not_a_failure() {
+fn ocf_agent_that_cannot_monitor_is_unknown_not_a_failure() {
     let setup = Setup::new("backend = \"dry-run\"").with_kit("ocf");
     let dir = setup.dir.path().join("agents");
     std::fs::create_dir_all(&dir).unwrap();
@@ -262,6 +263,7 @@ fn ocf_agent_that_cannot_monitor_is_a_kit_fault_not_a_failure() {
         .app("set", &app("config = \"/etc/webapp.conf\"\n"));
     let (code, line) = setup.check("unset");
     assert_eq!(code, 3, "{line}");
+    assert!(line.starts_with("UNKNOWN - unset: unknown: "), "{line}");
     assert!(
         line.contains("the agent cannot monitor: monitor exited 6 (not configured): ERROR: parameter config is required"),
         "{line}"

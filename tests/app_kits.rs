@@ -104,7 +104,8 @@ fn redis_states_are_told_apart() {
     assert_eq!(setup.check("plain"), (0, "OK - plain: healthy".into()));
     assert_eq!(setup.check("locked"), (0, "OK - locked: healthy".into()));
     let (code, line) = setup.check("nopass");
-    assert_eq!(code, 2, "{line}");
+    assert_eq!(code, 3, "a refused login is no evidence either way: {line}");
+    assert!(line.starts_with("UNKNOWN - nopass: unknown: "), "{line}");
     assert!(line.contains("NOAUTH"), "{line}");
     let (code, line) = setup.check("replica");
     assert_eq!(code, 1, "{line}");
@@ -197,7 +198,8 @@ fn postgres_logins_queries_and_read_only_are_told_apart() {
         assert_eq!(setup.check(app), (0, format!("OK - {app}: healthy")));
     }
     let (code, line) = setup.check("wrong");
-    assert_eq!(code, 2, "{line}");
+    assert_eq!(code, 3, "a refused login is no evidence either way: {line}");
+    assert!(line.starts_with("UNKNOWN - wrong: unknown: "), "{line}");
     assert!(line.contains("password authentication failed"), "{line}");
     let (code, line) = setup.check("query");
     assert_eq!(code, 2, "{line}");

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use medic::config::Grants;
-use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault, LoadError, NextStep};
+use medic::sandbox::{CallScope, Verdict, Kit, KitEngine, KitFault, LoadError, NextStep};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -44,7 +44,7 @@ impl Sandbox {
         CallScope::new("test", grants, self.dir.path().join("state.json"), 64 << 20)
     }
 
-    async fn check(&self, grants: &Grants, settings: &[(&str, &str)]) -> Result<Health, KitFault> {
+    async fn check(&self, grants: &Grants, settings: &[(&str, &str)]) -> Result<Verdict, KitFault> {
         self.check_within(grants, settings, TIMEOUT).await
     }
 
@@ -53,7 +53,7 @@ impl Sandbox {
         grants: &Grants,
         settings: &[(&str, &str)],
         timeout: Duration,
-    ) -> Result<Health, KitFault> {
+    ) -> Result<Verdict, KitFault> {
         let settings: Vec<(String, String)> = settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -69,16 +69,16 @@ fn none() -> Grants {
     Grants::default()
 }
 
-fn degraded_text(result: Result<Health, KitFault>) -> String {
+fn degraded_text(result: Result<Verdict, KitFault>) -> String {
     match result {
-        Ok(Health::Degraded(text)) => text,
+        Ok(Verdict::Degraded(text)) => text,
         other => panic!("expected degraded, got {other:?}"),
     }
 }
 
-fn failed_text(result: Result<Health, KitFault>) -> String {
+fn failed_text(result: Result<Verdict, KitFault>) -> String {
     match result {
-        Ok(Health::Failed(text)) => text,
+        Ok(Verdict::Failed(text)) => text,
         other => panic!("expected failed, got {other:?}"),
     }
 }
@@ -87,7 +87,7 @@ fn failed_text(result: Result<Health, KitFault>) -> String {
 async fn well_behaved_check_is_healthy() {
     assert_eq!(
         misbehave().check(&none(), &[("mode", "ok")]).await,
-        Ok(Health::Healthy)
+        Ok(Verdict::Healthy)
     );
 }
 
@@ -105,7 +105,7 @@ async fn endless_loop_is_killed_at_the_deadline_and_the_next_check_runs() {
     );
     assert_eq!(
         sandbox.check(&none(), &[("mode", "ok")]).await,
-        Ok(Health::Healthy)
+        Ok(Verdict::Healthy)
     );
 }
 
@@ -370,25 +370,73 @@ async fn exec_of_a_granted_program_runs_without_a_shell() {
     assert_eq!(text, "exec ok: exit Some(0) stdout \"hi $HOME\\n\"");
 }
 
+/// A kit that asks a host call to wait far past its deadline gets a timeout
+/// the kit sees, before the deadline, so it can still answer: for `exec`,
+/// `run`, `http-get` and wasi:http alike.
 #[tokio::test]
-async fn a_blocking_host_call_is_interrupted_at_the_deadline() {
+async fn host_calls_that_wait_end_before_the_deadline_with_a_timeout() {
+    let silent = common::silent::tcp(Duration::from_secs(30));
     let grants = Grants {
         exec: vec![PathBuf::from("/bin/sleep")],
+        connect: vec![format!("127.0.0.1:{silent}")],
         ..Grants::default()
     };
+    let url = format!("http://127.0.0.1:{silent}/");
     let sandbox = misbehave();
+    let deadline = Duration::from_millis(1000);
+    let exec = |mode| {
+        vec![
+            ("mode", mode),
+            ("program", "/bin/sleep"),
+            ("args", "30"),
+            ("timeout_ms", "4000000000"),
+        ]
+    };
+    let fetch = |mode| vec![("mode", mode), ("url", url.as_str()), ("timeout_ms", "4000000000")];
+    for settings in [exec("exec"), exec("run"), fetch("fetch"), fetch("fetch-wasi")] {
+        let started = Instant::now();
+        let result = sandbox.check_within(&grants, &settings, deadline).await;
+        let took = started.elapsed();
+        let text = match result {
+            Ok(Verdict::Degraded(text) | Verdict::Failed(text)) => text,
+            other => panic!("{settings:?}: the kit answers, got {other:?}"),
+        };
+        assert!(
+            text.contains("exit None") || text.to_lowercase().contains("timeout") || text.contains("within"),
+            "{settings:?}: the kit saw a timeout: {text}"
+        );
+        assert!(took < deadline, "{settings:?}: done before the deadline, in {took:?}");
+        assert!(
+            took > Duration::from_millis(800),
+            "{settings:?}: it waited until the margin (100 ms) before the deadline: {took:?}"
+        );
+    }
+}
+
+/// The kit's own waits are its business: one that sleeps past its deadline
+/// is still cut off there, as a kit fault.
+#[tokio::test]
+async fn a_kit_that_sleeps_past_its_deadline_is_cut_off() {
     let started = Instant::now();
-    let settings = [
-        ("mode", "exec"),
-        ("program", "/bin/sleep"),
-        ("args", "30"),
-        ("timeout_ms", "60000"),
-    ];
-    let result = sandbox
-        .check_within(&grants, &settings, Duration::from_millis(300))
+    let result = misbehave()
+        .check_within(&none(), &[("mode", "sleep"), ("ms", "30000")], Duration::from_millis(300))
         .await;
     assert_eq!(result, Err(KitFault::Timeout(Duration::from_millis(300))));
     assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// A 0.1.2 kit is told its deadline and may answer that it cannot judge.
+#[tokio::test]
+async fn a_0_1_2_kit_knows_its_deadline_and_can_say_unknown() {
+    let sandbox = misbehave();
+    let told = sandbox
+        .check_within(&none(), &[("mode", "deadline")], Duration::from_millis(1234))
+        .await;
+    assert_eq!(told, Ok(Verdict::Degraded("deadline 1234 ms".into())));
+    assert_eq!(
+        sandbox.check(&none(), &[("mode", "unknown")]).await,
+        Ok(Verdict::Unknown("told it cannot judge".into()))
+    );
 }
 
 #[tokio::test]
@@ -554,7 +602,7 @@ async fn annotations_come_back_capped() {
         )
         .await
         .unwrap();
-    assert_eq!(checked.health, Health::Failed("annotated".into()));
+    assert_eq!(checked.health, Verdict::Failed("annotated".into()));
     assert_eq!(checked.annotations.len(), 16);
     assert_eq!(
         checked.annotations[0],
@@ -578,7 +626,7 @@ async fn a_reported_process_comes_back_pinned_and_a_dead_pid_is_refused() {
         .check(sandbox.scope(&none()), TIMEOUT, &settings(me))
         .await
         .unwrap();
-    assert_eq!(checked.health, Health::Healthy);
+    assert_eq!(checked.health, Verdict::Healthy);
     assert_eq!(checked.process.map(|p| p.pid()), Some(me));
 
     let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -591,7 +639,7 @@ async fn a_reported_process_comes_back_pinned_and_a_dead_pid_is_refused() {
         .unwrap();
     assert_eq!(
         checked.health,
-        Health::Failed(format!("no live process has pid {gone}"))
+        Verdict::Failed(format!("no live process has pid {gone}"))
     );
     assert!(checked.process.is_none());
 }
@@ -616,11 +664,11 @@ async fn a_kit_built_for_0_1_0_keeps_working() {
         .check(scope(), TIMEOUT, &verdict("healthy"))
         .await
         .unwrap();
-    assert_eq!(checked.health, Health::Healthy);
+    assert_eq!(checked.health, Verdict::Healthy);
     let checked = kit.check(scope(), TIMEOUT, &verdict("down")).await.unwrap();
     assert_eq!(
         checked.health,
-        Health::Failed("verdict Some(\"down\"), check 2".into()),
+        Verdict::Failed("verdict Some(\"down\"), check 2".into()),
         "its kit state persisted between the calls"
     );
     assert_eq!(

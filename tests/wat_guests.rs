@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use medic::sandbox::{CallScope, Health, Kit, KitEngine, KitFault};
+use medic::sandbox::{CallScope, Verdict, Kit, KitEngine, KitFault};
 
 /// A kit whose `check` body is `check_body` (it must leave an i32: a pointer
 /// to the `health` result in memory, which starts zeroed: `healthy`).
@@ -73,7 +73,7 @@ fn load(bytes: &[u8]) -> Kit {
     KitEngine::new(None).unwrap().load(&path).unwrap()
 }
 
-async fn check(check_body: &str) -> Result<Health, KitFault> {
+async fn check(check_body: &str) -> Result<Verdict, KitFault> {
     let kit = load(&wat_kit(check_body));
     let dir = tempfile::tempdir().unwrap();
     let scope = CallScope::new(
@@ -89,7 +89,7 @@ async fn check(check_body: &str) -> Result<Health, KitFault> {
 
 #[tokio::test]
 async fn a_wat_kit_that_behaves_is_healthy() {
-    assert_eq!(check("i32.const 16").await, Ok(Health::Healthy));
+    assert_eq!(check("i32.const 16").await, Ok(Verdict::Healthy));
 }
 
 #[tokio::test]

@@ -43,12 +43,7 @@ impl PinnedProcess {
 /// longer `name` is compared on its first 15 bytes.
 pub fn pids_by_name(name: &str) -> Vec<u32> {
     let wanted = name.as_bytes().get(..15).unwrap_or(name.as_bytes());
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut pids: Vec<u32> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+    let mut pids: Vec<u32> = all_pids()
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| comm.strip_suffix(b"\n").unwrap_or(&comm) == wanted)
@@ -59,12 +54,39 @@ pub fn pids_by_name(name: &str) -> Vec<u32> {
     pids
 }
 
+/// Whether any live process (zombies count as gone) is in process group
+/// `pgid`.
+pub fn group_alive(pgid: u32) -> bool {
+    let pgid = pgid.to_string();
+    all_pids().any(|pid| {
+        stat_fields(pid).is_some_and(|fields| {
+            // State first, then ppid, then the process group.
+            fields.get(2) == Some(&pgid) && fields.first().is_some_and(|state| running(state))
+        })
+    })
+}
+
+/// Every pid in `/proc` now.
+fn all_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+}
+
 /// Whether `pid` names a live process. A zombie (exited, not yet reaped)
 /// counts as gone: the application it was is no longer running.
 pub fn is_alive(pid: u32) -> bool {
     stat_fields(pid)
         .and_then(|fields| fields.first().cloned())
-        .is_some_and(|state| state != "Z" && state != "X")
+        .is_some_and(|state| running(&state))
+}
+
+/// Whether a `/proc/PID/stat` state is a process that still runs: not a
+/// zombie (`Z`) and not dead (`X`).
+fn running(state: &str) -> bool {
+    state != "Z" && state != "X"
 }
 
 /// When `pid` started, as wall-clock time (to the clock tick), so a pid

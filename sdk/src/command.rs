@@ -4,8 +4,14 @@
 use crate::bindings::medic::kit::host;
 use crate::{ExecOutput, ExecRequest, Setting};
 
-/// How long a program may run when the kit does not say (the call's own
-/// deadline still applies).
+/// How long a program may run when the kit does not say.
+///
+/// A constant is safe: the host also kills the program a margin before the
+/// call's deadline (see [`deadline_margin`](crate::deadline_margin)), so
+/// the kit still gets `exit-code: none` in time to answer. To bound the
+/// run by a setting as well, pass
+/// [`Context::timeout_ms_setting`](crate::Context::timeout_ms_setting) to
+/// [`Command::timeout_ms`].
 pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 
 /// A program to run through the host. Nothing is inherited from medic: the
@@ -72,7 +78,8 @@ impl Command {
         self
     }
 
-    /// Kills the program after `ms` milliseconds.
+    /// Kills the program after `ms` milliseconds (or at the call's deadline
+    /// less its margin, whichever comes first).
     pub fn timeout_ms(mut self, ms: u32) -> Self {
         self.request.timeout_ms = ms;
         self
@@ -83,6 +90,12 @@ impl Command {
     pub fn output_max(mut self, bytes: u32) -> Self {
         self.request.output_max = bytes;
         self
+    }
+
+    /// The request [`Command::run`] sends, so a kit's unit tests can check
+    /// what it would run without a host.
+    pub fn request(&self) -> &ExecRequest {
+        &self.request
     }
 
     /// Runs the program and waits for it. `Err` when it is not granted,

@@ -17,7 +17,7 @@ use wasi::http::types::{
 };
 use wasi::io::streams::StreamError;
 
-use crate::{Context, SettingDoc};
+use crate::{CannotJudge, Context, Health, SettingDoc};
 
 /// The parts of a response a health check looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,6 +224,10 @@ fn read_response(response: IncomingResponse, max_body: usize) -> Result<Response
 /// How much of the body [`probe`] reads to look for `expect_body`.
 pub const PROBE_MAX_BODY: usize = 64 * 1024;
 
+/// How long [`probe`] waits when neither `timeout_ms` nor the call's
+/// deadline says (a host before 0.1.2).
+pub const PROBE_TIMEOUT_MS: u32 = 2000;
+
 /// The settings [`probe`] reads, documented for a kit's `describe`: `url`,
 /// `expect_status`, `expect_body` and `timeout_ms`.
 pub fn probe_settings() -> Vec<SettingDoc> {
@@ -242,45 +246,90 @@ pub fn probe_settings() -> Vec<SettingDoc> {
             "expect_body",
             "Text the first 64 KiB of the body must contain.",
         ),
-        SettingDoc::with_default(
+        SettingDoc::optional(
             "timeout_ms",
-            "2000",
-            "Longest wait for the whole GET, in milliseconds; keep it below \
-             the app's `timeout` so a hung server is `failed`, not a kit fault.",
+            "Longest wait for the whole GET, in milliseconds. The GET always ends \
+             shortly before the app's `timeout` (a tenth of it, 20 to 500 ms, before), \
+             so a hung server is `failed`, not a kit fault; set this only to give up \
+             sooner. Default: all of that time (2000 on hosts before medic:kit 0.1.2).",
         ),
     ]
 }
 
-/// The HTTP check every web kit starts with: a GET of the setting `url`
-/// that must answer `expect_status` with `expect_body` in the first 64 KiB,
-/// all within `timeout_ms`. `Err` is the reason the app is failed.
-pub fn probe(ctx: &Context) -> Result<Response, String> {
-    let url = ctx.require("url")?;
-    let expect_status = ctx.parse_or("expect_status", 200u16)?;
-    let expect_body = ctx.setting("expect_body");
-    let timeout_ms = match ctx.parse_or("timeout_ms", 2000u64)? {
-        0 => return Err("setting `timeout_ms` must be above 0".into()),
-        ms => ms,
-    };
-    let response = get(url, Duration::from_millis(timeout_ms), PROBE_MAX_BODY)
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if response.status != expect_status {
-        return Err(format!(
-            "status {}, expected {expect_status}",
-            response.status
-        ));
+/// What [`probe`] asks of the answer, read from the settings
+/// [`probe_settings`] documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe<'a> {
+    /// The URL to GET.
+    pub url: &'a str,
+    /// The status the answer must have.
+    pub expect_status: u16,
+    /// Text the start of the body must contain, if any.
+    pub expect_body: Option<&'a str>,
+    /// The bound of the whole GET, already capped by the call's deadline.
+    pub timeout_ms: u32,
+}
+
+impl<'a> Probe<'a> {
+    /// Reads the settings; a missing or bad one cannot be judged.
+    pub fn read(ctx: &'a Context) -> Result<Self, CannotJudge> {
+        let url = ctx.require("url")?;
+        Url::parse(url).map_err(|e| CannotJudge::new(format!("setting `url`: {e}")))?;
+        Ok(Self {
+            url,
+            expect_status: ctx.parse_or("expect_status", 200u16)?,
+            expect_body: ctx.setting("expect_body"),
+            timeout_ms: ctx.timeout_ms_setting("timeout_ms", PROBE_TIMEOUT_MS)?,
+        })
     }
-    if let Some(needle) = expect_body {
-        let body = String::from_utf8_lossy(&response.body);
-        if !body.contains(needle) {
-            let within = if response.truncated {
-                " (in its first 64 KiB)"
-            } else {
-                ""
-            };
-            return Err(format!("body lacks {needle:?}{within}"));
+
+    /// Whether `response` is the expected one; a wrong status or a missing
+    /// text is `failed`, since a restart may well bring the right page back.
+    pub fn judge(&self, response: &Response) -> Result<(), Health> {
+        if response.status != self.expect_status {
+            return Err(Health::Failed(format!(
+                "status {}, expected {}",
+                response.status, self.expect_status
+            )));
+        }
+        let Some(needle) = self.expect_body else {
+            return Ok(());
+        };
+        if String::from_utf8_lossy(&response.body).contains(needle) {
+            return Ok(());
+        }
+        let within = if response.truncated {
+            " (in its first 64 KiB)"
+        } else {
+            ""
+        };
+        Err(Health::Failed(format!("body lacks {needle:?}{within}")))
+    }
+}
+
+impl Error {
+    /// The check's answer when a GET of `url` got no response: `unknown`
+    /// for a URL the kit cannot use (a setting to fix), `failed` for
+    /// everything on the way to the server (refused, timed out, reset...),
+    /// which a restart of the app may cure.
+    pub fn into_health(self, url: &str) -> Health {
+        match self {
+            Error::InvalidUrl(reason) => Health::Unknown(reason),
+            other => Health::Failed(format!("GET {url}: {other}")),
         }
     }
+}
+
+/// The HTTP check every web kit starts with: a GET of the setting `url`
+/// that must answer `expect_status` with `expect_body` in the first 64 KiB,
+/// all within `timeout_ms` and the call's deadline. `Err` is the check's
+/// answer: `unknown` for a bad setting, `failed` when the app does not
+/// answer as expected.
+pub fn probe(ctx: &Context) -> Result<Response, Health> {
+    let probe = Probe::read(ctx)?;
+    let timeout = Duration::from_millis(probe.timeout_ms.into());
+    let response = get(probe.url, timeout, PROBE_MAX_BODY).map_err(|e| e.into_health(probe.url))?;
+    probe.judge(&response)?;
     Ok(response)
 }
 
@@ -311,6 +360,90 @@ mod tests {
             Url::parse("http://[::1]:9/").unwrap().host_port(),
             "[::1]:9"
         );
+    }
+
+    fn response(status: u16, body: &str, truncated: bool) -> Response {
+        Response {
+            status,
+            body: body.as_bytes().to_vec(),
+            truncated,
+        }
+    }
+
+    #[test]
+    fn bad_probe_settings_cannot_be_judged() {
+        let read = |pairs: &[(&str, &str)]| {
+            let ctx = Context::with_settings("web", pairs);
+            Probe::read(&ctx).map(|_| ()).map_err(Health::from)
+        };
+        let unknown = |reason: &str| Err(Health::Unknown(reason.into()));
+        assert_eq!(read(&[]), unknown("missing required setting `url`"));
+        assert_eq!(
+            read(&[("url", "localhost:80")]),
+            unknown(
+                "setting `url`: invalid URL \"localhost:80\": must start with http:// or https://"
+            )
+        );
+        let bad_status = read(&[("url", "http://h/"), ("expect_status", "ok")]);
+        assert!(
+            matches!(bad_status, Err(Health::Unknown(_))),
+            "{bad_status:?}"
+        );
+        assert_eq!(
+            read(&[("url", "http://h/"), ("timeout_ms", "0")]),
+            unknown("setting `timeout_ms` must be above 0")
+        );
+        assert_eq!(read(&[("url", "http://h/")]), Ok(()));
+    }
+
+    #[test]
+    fn probe_timeout_is_capped_by_the_deadline() {
+        let ctx = Context::with_settings("web", &[("url", "http://h/"), ("timeout_ms", "9000")]);
+        let probe = Probe::read(&ctx).unwrap();
+        assert!((4_000..=4_500).contains(&probe.timeout_ms), "{probe:?}");
+        let mut old = Context::with_settings("web", &[("url", "http://h/")]);
+        old.deadline_ms = crate::DEADLINE_NOT_TOLD;
+        assert_eq!(Probe::read(&old).unwrap().timeout_ms, PROBE_TIMEOUT_MS);
+    }
+
+    #[test]
+    fn a_wrong_answer_is_failed() {
+        let ctx = Context::with_settings(
+            "web",
+            &[
+                ("url", "http://h/"),
+                ("expect_status", "204"),
+                ("expect_body", "ok"),
+            ],
+        );
+        let probe = Probe::read(&ctx).unwrap();
+        assert_eq!(probe.judge(&response(204, "all ok", false)), Ok(()));
+        assert_eq!(
+            probe.judge(&response(500, "ok", false)),
+            Err(Health::Failed("status 500, expected 204".into()))
+        );
+        assert_eq!(
+            probe.judge(&response(204, "nope", true)),
+            Err(Health::Failed(
+                "body lacks \"ok\" (in its first 64 KiB)".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn no_response_is_failed_but_a_bad_url_is_unknown() {
+        let refused = Error::Host("connection refused".into());
+        assert_eq!(
+            refused.into_health("http://h/"),
+            Health::Failed("GET http://h/: connection refused".into())
+        );
+        let timed_out = Error::Request(ErrorCode::ConnectionTimeout);
+        assert!(matches!(
+            timed_out.into_health("https://h/"),
+            Health::Failed(_)
+        ));
+        let bad = Url::parse("ftp://h/").unwrap_err();
+        assert!(matches!(bad.into_health("ftp://h/"), Health::Unknown(_)));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! one macro call:
 //!
 //! ```no_run
-//! use medic_kit::{Context, Health, Kit, KitInfo, SettingDoc, export, host};
+//! use medic_kit::{CheckResult, Context, Health, Kit, KitInfo, SettingDoc, export, host};
 //!
 //! struct Sshd;
 //!
@@ -16,19 +16,24 @@
 //!             name: "sshd".into(),
 //!             version: "0.1.0".into(),
 //!             summary: "Checks that an sshd process runs.".into(),
-//!             settings: vec![SettingDoc::with_default("name", "sshd", "Process name.")],
+//!             settings: vec![SettingDoc::required("name", "Process name.")],
 //!             wants: vec![],
 //!         }
 //!     }
 //!
 //!     fn check(ctx: &Context) -> Health {
-//!         let name = ctx.setting("name").unwrap_or("sshd");
-//!         if host::processes(name).is_empty() {
-//!             Health::Failed(format!("no process named {name}"))
-//!         } else {
-//!             Health::Healthy
-//!         }
+//!         medic_kit::verdict(sshd(ctx))
 //!     }
+//! }
+//!
+//! /// The check, written with `?`: a missing setting ends it as `unknown`,
+//! /// since no restart can write it; a missing process is `failed`.
+//! fn sshd(ctx: &Context) -> CheckResult {
+//!     let name = ctx.require("name")?;
+//!     if host::processes(name).is_empty() {
+//!         return Err(Health::Failed(format!("no process named {name}")));
+//!     }
+//!     Ok(Health::Healthy)
 //! }
 //!
 //! export!(Sshd);
@@ -37,22 +42,57 @@
 //! Build it as a `cdylib` with `cargo build --target wasm32-wasip2 --release`;
 //! the resulting `.wasm` file is the component medic loads.
 //!
+//! # Failed or unknown: one question
+//!
+//! A check that finds something wrong answers one question: **could
+//! restarting the app fix this?**
+//!
+//! - Yes: [`Health::Failed`]. The server is down, refuses connections, does
+//!   not answer in time, answers with the wrong status or body. Only this
+//!   answer leads to recovery.
+//! - No: [`Health::Unknown`]. A setting is missing or bad, a secret file
+//!   cannot be read, the server refuses the kit's credentials, or it answers
+//!   something the kit does not understand. Restarting the app would not
+//!   change any of that, so medic alerts and waits instead of restarting a
+//!   healthy app over and over.
+//!
+//! The SDK makes the second answer the easy one: the setting helpers
+//! ([`Context::require`], [`Context::parse_or`], [`Context::timeout_ms_setting`])
+//! and [`read_secret`] fail with [`CannotJudge`], which `?` turns into
+//! [`Health::Unknown`] inside a function returning [`CheckResult`].
+//!
+//! # Deadlines
+//!
+//! Every call has a deadline, the app's `timeout`; a call still running
+//! then is cut off as a *kit fault*, which never counts as the app being
+//! down. So a kit ends its own waits a margin before it and reports what it
+//! saw: [`Context::time_left`] and [`Context::wait_ms`] say how long a wait
+//! may last, and [`Context::timeout_ms_setting`] turns a `timeout_ms` setting
+//! into such a wait.
+//!
 //! Besides the `host` functions re-exported here, a kit may use WASI 0.2
 //! through Rust's `std` (files, sockets, clocks, randomness) and, with the
 //! `http` feature, outgoing HTTP. Everything is denied unless the app's
 //! `[grants]` open it, so a kit should turn every error into a clear
-//! [`Health::Failed`] reason instead of panicking: a panic is a *kit fault*,
-//! never a verdict about the application.
+//! reason instead of panicking: a panic is a kit fault, never a verdict
+//! about the application.
 
 #![warn(missing_docs)]
 
 mod command;
+mod context;
+mod deadline;
 #[cfg(feature = "http")]
 pub mod http;
+mod judge;
+mod legacy;
 #[cfg(feature = "net")]
 pub mod net;
 
 pub use command::{Command, DEFAULT_TIMEOUT_MS};
+pub use context::read_secret;
+pub use deadline::{DEADLINE_NOT_TOLD, DEFAULT_DEADLINE_MS, deadline_margin};
+pub use judge::{CannotJudge, CheckResult, verdict};
 
 /// Raw bindings generated from `wit/` by `wit-bindgen`.
 ///
@@ -63,9 +103,10 @@ pub use command::{Command, DEFAULT_TIMEOUT_MS};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        // `recovery-kit` plus the optional `inspect` export, which every
-        // SDK kit has (see `Kit::app_settings`).
-        world: "inspectable-recovery-kit",
+        // Every export: `kit` (for hosts before 0.1.2), the optional
+        // `inspect` (see `Kit::app_settings`) and `calls`, which 0.1.2
+        // hosts call instead of `kit.check` and `kit.recover`.
+        world: "full-recovery-kit",
         pub_export_macro: true,
         export_macro_name: "__export_recovery_kit",
         default_bindings_module: "medic_kit::bindings",
@@ -74,9 +115,24 @@ pub mod bindings {
 }
 
 pub use bindings::medic::kit::types::{
-    Capability, Context, ExecOutput, ExecRequest, Health, HttpResponse, KitInfo, Level, NextStep,
-    Setting, SettingDoc,
+    Capability, ExecOutput, ExecRequest, HttpResponse, KitInfo, Level, NextStep, Setting,
+    SettingDoc,
 };
+
+/// What one check found: the WIT `verdict`, which is `health` plus
+/// [`Health::Unknown`] for a check that cannot judge.
+///
+/// Named `Health` so that kits written before `unknown` existed keep
+/// compiling. Choose by one question: could restarting the app fix what the
+/// check found? Yes: [`Health::Failed`]. No: [`Health::Unknown`].
+pub use bindings::medic::kit::types::Verdict as Health;
+
+/// Everything a kit learns about the app it is called for: the WIT
+/// `call-context`, which is `context` plus the call's `deadline_ms`.
+///
+/// A kit instance is never reused across calls, so this is the only input
+/// besides [`host::state_get`].
+pub use bindings::medic::kit::types::CallContext as Context;
 
 /// What medic itself offers a kit beyond WASI.
 ///
@@ -102,8 +158,12 @@ pub trait Kit {
     /// the network, files or programs.
     fn describe() -> KitInfo;
 
-    /// Checks the application once. Only [`Health::Failed`] leads to recovery,
-    /// so use [`Health::Degraded`] for "works, but something is off".
+    /// Checks the application once, before [`Context::time_left`] runs out.
+    ///
+    /// Only [`Health::Failed`] leads to recovery, so use it when restarting
+    /// the app could fix what the check found; [`Health::Unknown`] when it
+    /// could not (a bad setting, a refused credential); and
+    /// [`Health::Degraded`] for "works, but something is off".
     fn check(ctx: &Context) -> Health;
 
     /// Runs one local recovery step after a failed check.
@@ -126,29 +186,49 @@ pub trait Kit {
     }
 }
 
-/// Adapts every [`Kit`] to the generated export trait, so kit authors never
-/// see the raw bindings and the SDK can change them without breaking kits.
+/// The 0.1.2 entry points: every call of a 0.1.2 host comes in here, and
+/// the `kit` and `inspect` exports below lead here too, so that a kit
+/// behaves the same whichever host calls it.
+impl<T: Kit> bindings::exports::medic::kit::calls::Guest for T {
+    fn check(ctx: Context) -> Health {
+        deadline::start_call();
+        <T as Kit>::check(&ctx)
+    }
+
+    fn recover(ctx: Context) -> Result<NextStep, String> {
+        deadline::start_call();
+        <T as Kit>::recover(&ctx)
+    }
+}
+
+/// The `kit` export, which hosts before 0.1.2 call (and 0.1.2 hosts only
+/// for `describe`): the old context and health, converted by
+/// [`legacy::upgrade`] and [`legacy::downgrade`].
 impl<T: Kit> bindings::exports::medic::kit::kit::Guest for T {
     fn describe() -> KitInfo {
         <T as Kit>::describe()
     }
 
-    fn check(ctx: Context) -> Health {
-        <T as Kit>::check(&ctx)
+    fn check(ctx: legacy::OldContext) -> legacy::OldHealth {
+        let health =
+            <T as bindings::exports::medic::kit::calls::Guest>::check(legacy::upgrade(ctx));
+        legacy::downgrade(health)
     }
 
-    fn recover(ctx: Context) -> Result<NextStep, String> {
-        <T as Kit>::recover(&ctx)
+    fn recover(ctx: legacy::OldContext) -> Result<NextStep, String> {
+        <T as bindings::exports::medic::kit::calls::Guest>::recover(legacy::upgrade(ctx))
     }
 }
 
 impl<T: Kit> bindings::exports::medic::kit::inspect::Guest for T {
-    fn app_settings(ctx: Context) -> Result<Vec<SettingDoc>, String> {
-        <T as Kit>::app_settings(&ctx)
+    fn app_settings(ctx: legacy::OldContext) -> Result<Vec<SettingDoc>, String> {
+        deadline::start_call();
+        <T as Kit>::app_settings(&legacy::upgrade(ctx))
     }
 }
 
-/// Exports a [`Kit`] implementation as the component's `kit` interface.
+/// Exports a [`Kit`] implementation as the component's `kit`, `inspect`
+/// and `calls` interfaces.
 ///
 /// Call it exactly once, at the top level of the kit crate, with the name of
 /// the type that implements [`Kit`]: `medic_kit::export!(MyKit);`.
@@ -201,88 +281,6 @@ macro_rules! error {
     ($($arg:tt)+) => { $crate::log!($crate::Level::Error, $($arg)+) };
 }
 
-/// Reads a secret file (a password) named by a setting: its text without
-/// one trailing line break (`\n` or `\r\n`), so a file written by `echo`
-/// works while other whitespace stays part of the secret. The file's
-/// directory must be in the app's `[grants] read`; the error says so, and
-/// names `setting` and the file.
-pub fn read_secret(setting: &str, path: &str) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        let hint = match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                " (is its directory in `[grants] read`?)"
-            }
-            _ => "",
-        };
-        format!("cannot read {setting} {path}: {e}{hint}")
-    })?;
-    let secret = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(&text);
-    if secret.is_empty() {
-        return Err(format!("{setting} {path} is empty"));
-    }
-    Ok(secret.to_owned())
-}
-
-impl Context {
-    /// A context for `app` with `pairs` as its settings, for a kit's unit
-    /// tests that call its functions without a host.
-    pub fn with_settings(app: &str, pairs: &[(&str, &str)]) -> Self {
-        Self {
-            app: app.into(),
-            settings: pairs
-                .iter()
-                .map(|(key, value)| Setting {
-                    key: (*key).into(),
-                    value: (*value).into(),
-                })
-                .collect(),
-            attempt: 0,
-        }
-    }
-
-    /// The value of setting `key`, if the app's `[settings]` has it.
-    ///
-    /// When a key is written twice, the last one wins, as a reader of the
-    /// file would expect.
-    pub fn setting(&self, key: &str) -> Option<&str> {
-        self.settings
-            .iter()
-            .rev()
-            .find(|s| s.key == key)
-            .map(|s| s.value.as_str())
-    }
-
-    /// The value of a setting the kit cannot work without.
-    ///
-    /// The error is worded for the admin, so a kit can return it as is:
-    /// `Err(e) => return Health::Failed(e)`.
-    pub fn require(&self, key: &str) -> Result<&str, String> {
-        self.setting(key)
-            .ok_or_else(|| format!("missing required setting `{key}`"))
-    }
-
-    /// Parses setting `key`, or returns `default` when it is absent.
-    ///
-    /// Settings are always strings; this turns a bad number or boolean into
-    /// an admin-readable error instead of a silent fallback.
-    pub fn parse_or<T>(&self, key: &str, default: T) -> Result<T, String>
-    where
-        T: std::str::FromStr,
-        T::Err: std::fmt::Display,
-    {
-        match self.setting(key) {
-            None => Ok(default),
-            Some(value) => value
-                .trim()
-                .parse()
-                .map_err(|e| format!("setting `{key}` = {value:?}: {e}")),
-        }
-    }
-}
-
 impl SettingDoc {
     /// Documents a setting the kit cannot work without.
     pub fn required(key: &str, doc: &str) -> Self {
@@ -317,67 +315,8 @@ impl SettingDoc {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn ctx(pairs: &[(&str, &str)]) -> Context {
-        Context::with_settings("web", pairs)
-    }
-
-    #[test]
-    fn a_secret_loses_one_line_break_only() {
-        let dir = std::env::temp_dir().join(format!("medic-kit-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("pw");
-        let path = file.to_str().unwrap();
-        for (raw, want) in [
-            ("pw\n", Ok("pw")),
-            ("pw\r\n", Ok("pw")),
-            ("pw\n\n", Ok("pw\n")),
-            (" two words ", Ok(" two words ")),
-            ("\n", Err(format!("password_file {path} is empty"))),
-        ] {
-            std::fs::write(&file, raw).unwrap();
-            assert_eq!(
-                read_secret("password_file", path).as_deref(),
-                want.as_deref()
-            );
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
-        let missing = read_secret("password_file", path).unwrap_err();
-        assert!(
-            missing.ends_with("(is its directory in `[grants] read`?)"),
-            "{missing}"
-        );
-    }
-
-    #[test]
-    fn setting_finds_last_value() {
-        let c = ctx(&[("a", "1"), ("b", "2"), ("a", "3")]);
-        assert_eq!(c.setting("a"), Some("3"));
-        assert_eq!(c.setting("b"), Some("2"));
-        assert_eq!(c.setting("c"), None);
-    }
-
-    #[test]
-    fn require_names_the_missing_key() {
-        let c = ctx(&[("a", "1")]);
-        assert_eq!(c.require("a"), Ok("1"));
-        assert_eq!(
-            c.require("url"),
-            Err("missing required setting `url`".to_string())
-        );
-    }
-
-    #[test]
-    fn parse_or_defaults_and_reports() {
-        let c = ctx(&[("n", " 42 "), ("bad", "x")]);
-        assert_eq!(c.parse_or("n", 7u32), Ok(42));
-        assert_eq!(c.parse_or("absent", 7u32), Ok(7));
-        let err = c.parse_or("bad", 7u32).unwrap_err();
-        assert!(err.starts_with("setting `bad` = \"x\": "), "{err}");
-    }
 
     #[test]
     fn setting_doc_constructors() {

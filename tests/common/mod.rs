@@ -150,13 +150,14 @@ impl Setup {
             .collect()
     }
 
-    /// Adds the app `stuck`: its check always fails and local recovery is
-    /// skipped, so it escalates to a VM reset at its first failed check.
+    /// Adds the app `stuck`: its check always fails and its one restart
+    /// does not help, so it escalates to a VM reset at its second failed
+    /// check (a reset needs a failed check after local recovery ran).
     pub fn with_stuck_app(self) -> Self {
         self.with_kit("misbehave").app(
             "stuck",
-            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\n\
-             [recovery]\nlocal_attempts = 0\nthen = \"vm-reset\"\n[settings]\nmode = \"fail\"\n",
+            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\nstart = [\"/bin/true\"]\n\
+             [recovery]\nlocal_attempts = 1\nbackoff = \"50ms\"\nthen = \"vm-reset\"\n[settings]\nmode = \"fail\"\n",
         )
     }
 

@@ -21,16 +21,23 @@ impl Nginx {
     /// Writes the config and starts nginx as a single process; returns
     /// once it serves.
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, "")
     }
 
     /// The same with a master process and one worker, as nginx runs in
     /// production (a reload replaces the worker).
     pub fn start_with_master() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, "")
     }
 
-    fn start_with(master: bool) -> Self {
+    /// A single process whose accept queue holds one connection: once it
+    /// hangs, new connections hang too instead of being completed by the
+    /// kernel, as they do at a real hung server once its queue is full.
+    pub fn start_with_tiny_backlog() -> Self {
+        Self::start_with(false, " backlog=1")
+    }
+
+    fn start_with(master: bool, listen_options: &str) -> Self {
         let port = super::free_port();
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("nginx");
@@ -42,7 +49,7 @@ impl Nginx {
             "worker_processes 1;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\ndaemon on;\nmaster_process {master};\n\
              events {{ worker_connections 64; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n  scgi_temp_path {p}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}; root {p}/html; location / {{ }} location = /status {{ stub_status; }} }}\n}}\n",
+             server {{ listen 127.0.0.1:{port}{listen_options}; root {p}/html; location / {{ }} location = /status {{ stub_status; }} }}\n}}\n",
             p = prefix.display(),
             master = if master { "on" } else { "off" },
         );

@@ -56,6 +56,7 @@ fn verdict(result: &str, reason: &str) -> (u8, String) {
         "healthy" => (OK, "healthy".into()),
         "degraded" => (WARNING, format!("degraded: {reason}")),
         "failed" => (CRITICAL, format!("failed: {reason}")),
+        "unknown" => (UNKNOWN, format!("unknown: {reason}")),
         _ => (UNKNOWN, format!("kit fault: {reason}")),
     }
 }

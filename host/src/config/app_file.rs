@@ -44,12 +44,16 @@ pub(crate) fn read(
         .duration("timeout", Duration::from_millis(1))
         .or(Duration::from_secs(5));
     let failures_before_action = app.u32_in("failures_before_action", 1..=u32::MAX).or(2);
+    let timeouts_before_failure = app.u32_in("timeouts_before_failure", 0..=u32::MAX).or(2);
     let start = app.argv("start").ok();
     let stop = app.argv("stop").ok();
     let command_timeout = app
         .duration("command_timeout", Duration::from_millis(1))
         .or(Duration::from_secs(30));
     let pidfile = app.path("pidfile", cx.base_dir).ok();
+    let stop_grace = app
+        .duration("stop_grace", Duration::ZERO)
+        .or(Duration::from_secs(10));
     let start_grace = app
         .duration("start_grace", Duration::ZERO)
         .or(Duration::ZERO);
@@ -77,7 +81,7 @@ pub(crate) fn read(
     };
     table.finish();
 
-    let settings = app.scalars("settings", |_| Ok(()));
+    let settings = app.scalars("settings", |key, value| fits_timeout(key, value, timeout));
 
     let mut table = app.table("grants");
     let grants = Grants {
@@ -101,10 +105,12 @@ pub(crate) fn read(
                 interval,
                 timeout,
                 failures_before_action,
+                timeouts_before_failure,
                 start,
                 stop,
                 command_timeout,
                 pidfile,
+                stop_grace,
                 start_grace,
                 kit_memory_mib,
                 recovery,
@@ -148,6 +154,30 @@ fn kit(name: &str, plugins_dir: Option<&Path>) -> Result<(String, PathBuf), Stri
         return Err(format!("kit file {} not found", path.display()));
     }
     Ok((name.to_owned(), path))
+}
+
+/// A kit setting that bounds a wait (`timeout_ms`, `connect_timeout_ms`...)
+/// must end before the call's deadline, or the kit is cut off as a kit fault
+/// before it can say that the app did not answer.
+fn fits_timeout(key: &str, value: &str, timeout: Duration) -> Result<(), String> {
+    let Some(wait) = key
+        .ends_with("timeout_ms")
+        .then(|| value.trim().parse::<u64>().ok())
+        .flatten()
+    else {
+        return Ok(());
+    };
+    let margin = crate::sandbox::deadline_margin(timeout);
+    let room = timeout.saturating_sub(margin);
+    if Duration::from_millis(wait) <= room {
+        return Ok(());
+    }
+    Err(format!(
+        "{wait} ms cannot finish within the app's timeout of {} (a kit's waits end {} before it): set it to at most {} or raise `timeout`",
+        humantime::format_duration(timeout),
+        humantime::format_duration(margin),
+        room.as_millis()
+    ))
 }
 
 fn then(name: &str) -> Result<Then, String> {

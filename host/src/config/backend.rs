@@ -182,7 +182,7 @@ fn fence_agent(
     let program = agent.required("agent", |s| executable(&base.join(non_empty(s)?)));
     let credentials = credentials_key(doc, &mut agent, base);
     let mut reserved_used = false;
-    let options = agent.scalars("options", |key| {
+    let options = agent.scalars("options", |key, _| {
         if RESERVED_AGENT_OPTIONS.contains(&key) {
             reserved_used = true;
             return Err("medic sets this itself: the action per operation, username and password from `credentials`".to_owned());

@@ -222,6 +222,10 @@ pub struct AppSpec {
     pub timeout: Duration,
     /// Consecutive failed checks before recovery starts, to ride out blips.
     pub failures_before_action: u32,
+    /// Checks in a row that hit `timeout` before each one counts as a failed
+    /// check (0: never): a hung app hangs its check, and a kit that cannot
+    /// end its own waits must not hide that.
+    pub timeouts_before_failure: u32,
     /// Command (argv, no shell) that starts the app, if medic may start it.
     pub start: Option<Vec<String>>,
     /// Command (argv, no shell) that stops the app, if medic may stop it.
@@ -234,6 +238,10 @@ pub struct AppSpec {
     /// After a start or restart, failed checks do not count for this long
     /// (or until a check passes).
     pub start_grace: Duration,
+    /// How long the app's process (and its process group) may outlive
+    /// `stop` (or, without `stop`, a SIGTERM) before medic kills it, so
+    /// that `start` never runs beside a hung old instance.
+    pub stop_grace: Duration,
     /// Memory cap of this app's kit instance in MiB: the app's override or
     /// the daemon default.
     pub kit_memory_mib: u32,

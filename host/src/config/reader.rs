@@ -332,12 +332,12 @@ impl<'r, 'i> Table<'r, 'i> {
     }
 
     /// A free-form table of scalars (strings, numbers, booleans), as
-    /// `(key, text)` pairs in the order written; a key that `allowed`
-    /// rejects is reported at that key and left out.
+    /// `(key, text)` pairs in the order written; a pair that `allowed`
+    /// rejects is reported at its key and left out.
     pub(crate) fn scalars(
         &mut self,
         key: &'static str,
-        mut allowed: impl FnMut(&str) -> Result<(), String>,
+        mut allowed: impl FnMut(&str, &str) -> Result<(), String>,
     ) -> Vec<(String, String)> {
         let table = self.table(key);
         let Some(entries) = table.entries else {
@@ -347,16 +347,19 @@ impl<'r, 'i> Table<'r, 'i> {
         pairs.sort_by_key(|(k, _)| k.span().start);
         let mut out = Vec::with_capacity(pairs.len());
         for (k, v) in pairs {
-            if let Err(message) = allowed(k.get_ref()) {
-                self.doc
-                    .error(k.span().start, &table.field(k.get_ref()), message);
-                continue;
-            }
-            match scalar_text(v.get_ref()) {
-                Ok(text) => out.push((k.get_ref().to_string(), text)),
+            let text = match scalar_text(v.get_ref()) {
+                Ok(text) => text,
+                Err(message) => {
+                    self.doc
+                        .error(v.span().start, &table.field(k.get_ref()), message);
+                    continue;
+                }
+            };
+            match allowed(k.get_ref(), &text) {
+                Ok(()) => out.push((k.get_ref().to_string(), text)),
                 Err(message) => self
                     .doc
-                    .error(v.span().start, &table.field(k.get_ref()), message),
+                    .error(k.span().start, &table.field(k.get_ref()), message),
             }
         }
         out

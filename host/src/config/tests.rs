@@ -99,6 +99,8 @@ stop = ["systemctl", "stop", "nginx"]
 command_timeout = "45s"
 pidfile = "run/nginx.pid"
 start_grace = "30s"
+stop_grace = "3s"
+timeouts_before_failure = 0
 kit_memory_mib = 128
 
 [recovery]
@@ -155,11 +157,13 @@ exec = ["/usr/sbin/nginx"]
             interval: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
             failures_before_action: 4,
+            timeouts_before_failure: 0,
             start: Some(strings(&["systemctl", "start", "nginx"])),
             stop: Some(strings(&["systemctl", "stop", "nginx"])),
             command_timeout: Duration::from_secs(45),
             pidfile: Some(fx.path("run/nginx.pid")),
             start_grace: Duration::from_secs(30),
+            stop_grace: Duration::from_secs(3),
             kit_memory_mib: 128,
             recovery: RecoveryPolicy {
                 local_attempts: 0,
@@ -247,6 +251,8 @@ fn app_defaults() {
         }
     );
     assert_eq!(app.start_grace, Duration::ZERO);
+    assert_eq!(app.stop_grace, Duration::from_secs(10));
+    assert_eq!(app.timeouts_before_failure, 2);
     assert!(app.settings.is_empty());
     assert_eq!(app.grants, Grants::default());
 }
@@ -748,6 +754,29 @@ fn integer_bounds() {
         "kit = \"http\"\nkit_memory_mib = 4097\nfailures_before_action = 0\n",
     );
     assert_eq!(fx.errors().len(), 2);
+}
+
+#[test]
+fn a_kit_wait_that_cannot_end_before_the_deadline_is_an_error_at_its_line() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\ntimeout = \"1s\"\n[settings]\ntimeout_ms = 2000\nconnect_timeout_ms = \"900\"\nread_timeout_ms = \"901\"\nmode_ms = 5000\nlabel_timeout_ms = \"soon\"\n",
+    );
+    let at = fx.at("web.toml");
+    assert_eq!(
+        fx.errors(),
+        vec![
+            format!(
+                "{at}:4:1: settings.timeout_ms: 2000 ms cannot finish within the app's timeout of 1s \
+                 (a kit's waits end 100ms before it): set it to at most 900 or raise `timeout`"
+            ),
+            format!(
+                "{at}:6:1: settings.read_timeout_ms: 901 ms cannot finish within the app's timeout of 1s \
+                 (a kit's waits end 100ms before it): set it to at most 900 or raise `timeout`"
+            ),
+        ]
+    );
 }
 
 #[test]

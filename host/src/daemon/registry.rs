@@ -74,6 +74,7 @@ pub fn build_runtime(
             then: spec.recovery.then,
             can_restart: spec.start.is_some(),
             start_grace: spec.start_grace,
+            timeouts_before_failure: spec.timeouts_before_failure,
             max_flaps: spec.recovery.max_flaps,
             flap_window: spec.recovery.flap_window,
             no_escalation_before: medic_started + guard,

@@ -67,6 +67,14 @@ pub enum Kind {
     ReloadApplied,
     /// A reload was refused and the running config kept: `detail.errors`.
     ReloadRefused,
+    /// A check could not judge the app (`unknown`: a bad setting, a
+    /// refused credential, an answer the kit does not understand): nothing
+    /// is recovered or escalated on it. Written once per streak.
+    AppUnknown,
+    /// The app's process (or what was left of its process group) was still
+    /// there `stop_grace` after `stop`, and medic killed it (SIGKILL) so
+    /// that `start` could run: `detail.pid`, `pgid`, `after`.
+    AppKilled,
 }
 
 impl fmt::Display for Kind {

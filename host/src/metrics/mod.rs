@@ -7,7 +7,7 @@
 //! | name | type | labels |
 //! | --- | --- | --- |
 //! | `medic_check_duration_seconds` | histogram | `app` |
-//! | `medic_checks_total` | counter | `app`, `outcome` (healthy, degraded, failed, kit_fault) |
+//! | `medic_checks_total` | counter | `app`, `outcome` (healthy, degraded, failed, unknown, kit_fault) |
 //! | `medic_restarts_total` | counter | `app` |
 //! | `medic_kit_faults_total` | counter | `app` |
 //! | `medic_app_state` | gauge, one-hot | `app`, `state` |
@@ -35,10 +35,11 @@ use prometheus_client::registry::Registry;
 use crate::journal::{Event, Kind};
 
 /// The states `medic_app_state` has a series for, one of which is 1.
-pub const APP_STATES: [&str; 9] = [
+pub const APP_STATES: [&str; 10] = [
     "healthy",
     "degraded",
     "failing",
+    "unknown",
     "recovering",
     "escalating",
     "manual",
@@ -63,6 +64,8 @@ pub enum CheckResult {
     Degraded,
     /// The app does not work.
     Failed,
+    /// The check cannot judge (a bad setting, a refused credential).
+    Unknown,
     /// The kit itself failed (trap, timeout, denied capability), so the
     /// app's health is unknown.
     KitFault,
@@ -71,7 +74,13 @@ pub enum CheckResult {
 impl CheckResult {
     /// Every outcome, so an app's series all exist from its first check
     /// and `rate()` sees the first failure.
-    const ALL: [Self; 4] = [Self::Healthy, Self::Degraded, Self::Failed, Self::KitFault];
+    const ALL: [Self; 5] = [
+        Self::Healthy,
+        Self::Degraded,
+        Self::Failed,
+        Self::Unknown,
+        Self::KitFault,
+    ];
 
     /// The result a check's outcome counts as.
     pub fn of(outcome: &crate::supervisor::CheckOutcome) -> Self {
@@ -80,7 +89,8 @@ impl CheckResult {
             CheckOutcome::Healthy => Self::Healthy,
             CheckOutcome::Degraded(_) => Self::Degraded,
             CheckOutcome::Failed(_) => Self::Failed,
-            CheckOutcome::KitFault(_) => Self::KitFault,
+            CheckOutcome::Unknown(_) => Self::Unknown,
+            CheckOutcome::KitFault(_) | CheckOutcome::TimedOut(_) => Self::KitFault,
         }
     }
 
@@ -90,6 +100,7 @@ impl CheckResult {
             Self::Healthy => "healthy",
             Self::Degraded => "degraded",
             Self::Failed => "failed",
+            Self::Unknown => "unknown",
             Self::KitFault => "kit_fault",
         }
     }

@@ -21,5 +21,29 @@ wasmtime::component::bindgen!({
 
 pub use self::exports::medic::kit::kit::{Context, Health, KitInfo, NextStep};
 pub use self::medic::kit::types::{
-    Capability, ExecOutput, ExecRequest, HttpResponse, Level, Setting, SettingDoc,
+    CallContext, Capability, ExecOutput, ExecRequest, HttpResponse, Level, Setting, SettingDoc,
+    Verdict,
 };
+
+impl From<Health> for Verdict {
+    /// What a kit built before 0.1.2 answers, as a 0.1.2 verdict.
+    fn from(health: Health) -> Self {
+        match health {
+            Health::Healthy => Verdict::Healthy,
+            Health::Degraded(reason) => Verdict::Degraded(reason),
+            Health::Failed(reason) => Verdict::Failed(reason),
+        }
+    }
+}
+
+impl From<&CallContext> for Context {
+    /// The context of a kit built before 0.1.2: the same without the
+    /// deadline.
+    fn from(ctx: &CallContext) -> Self {
+        Context {
+            app: ctx.app.clone(),
+            settings: ctx.settings.clone(),
+            attempt: ctx.attempt,
+        }
+    }
+}

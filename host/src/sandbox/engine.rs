@@ -17,7 +17,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::LoadError;
 use super::bindings::{RecoveryKit, RecoveryKitIndices};
-use super::kit::{INSPECT, Kit};
+use super::kit::{CALLS, CallsIndices, INSPECT, Kit};
 use super::store::KitStore;
 
 /// How often the epoch advances: the longest a guest runs before yielding
@@ -116,11 +116,18 @@ impl KitEngine {
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         let indices =
             RecoveryKitIndices::new(&pre).map_err(|e| LoadError::NotAKit(format!("{e:#}")))?;
+        let optional = |interface: &str, function: &str| {
+            component
+                .get_export_index(None, interface)
+                .and_then(|exported| component.get_export_index(Some(&exported), function))
+        };
         let (interface, function) = INSPECT;
-        let app_settings = component
-            .get_export_index(None, interface)
-            .and_then(|inspect| component.get_export_index(Some(&inspect), function));
-        Ok(Kit::new(sha256, pre, indices, app_settings))
+        let app_settings = optional(interface, function);
+        let (interface, check, recover) = CALLS;
+        let calls = optional(interface, check)
+            .zip(optional(interface, recover))
+            .map(|(check, recover)| CallsIndices { check, recover });
+        Ok(Kit::new(sha256, pre, indices, app_settings, calls))
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {

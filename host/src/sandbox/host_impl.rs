@@ -82,7 +82,10 @@ impl host::Host for KitStore {
         if !Path::new(cwd).is_absolute() {
             return Err(format!("working directory {cwd:?} is not an absolute path"));
         }
-        run_capped(&request, Path::new(cwd)).await
+        let timeout = self
+            .deadline
+            .clamp(Duration::from_millis(request.timeout_ms.into()));
+        run_capped(&request, Path::new(cwd), timeout).await
     }
 
     async fn http_get(
@@ -99,7 +102,10 @@ impl host::Host for KitStore {
         let max_body = usize::try_from(max_body)
             .unwrap_or(usize::MAX)
             .min(HTTP_BODY_MAX);
-        lean_http::get(&uri, Duration::from_millis(timeout_ms.into()), max_body).await
+        let timeout = self
+            .deadline
+            .clamp(Duration::from_millis(timeout_ms.into()));
+        lean_http::get(&uri, timeout, max_body).await
     }
 
     fn processes(&mut self, name: String) -> wasmtime::Result<Vec<u32>> {
@@ -152,9 +158,14 @@ fn runs_other_code(name: &str) -> bool {
 
 /// Runs a program without a shell, with exactly the request's environment
 /// and stdin closed, keeping at most `output-max` (at most
-/// [`EXEC_OUTPUT_MAX`]) bytes of each output stream. The child is killed at
-/// the request's timeout and whenever the call is abandoned.
-async fn run_capped(request: &ExecRequest, cwd: &Path) -> Result<ExecOutput, String> {
+/// [`EXEC_OUTPUT_MAX`]) bytes of each output stream. The child is killed
+/// after `timeout` (the request's, cut to the call's deadline) and whenever
+/// the call is abandoned.
+async fn run_capped(
+    request: &ExecRequest,
+    cwd: &Path,
+    timeout: Duration,
+) -> Result<ExecOutput, String> {
     let program = &request.program;
     let mut child = tokio::process::Command::new(program)
         .args(&request.args)
@@ -171,7 +182,6 @@ async fn run_capped(request: &ExecRequest, cwd: &Path) -> Result<ExecOutput, Str
         Ok(0) | Err(_) => EXEC_OUTPUT_MAX,
         Ok(max) => max.min(EXEC_OUTPUT_MAX),
     };
-    let timeout = Duration::from_millis(request.timeout_ms.into());
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let run = async {

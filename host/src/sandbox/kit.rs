@@ -10,14 +10,29 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::KitFault;
 use super::bindings::{
-    Context, Health, KitInfo, NextStep, RecoveryKit, RecoveryKitIndices, Setting, SettingDoc,
+    CallContext, Context, KitInfo, NextStep, RecoveryKit, RecoveryKitIndices, Setting, SettingDoc,
+    Verdict,
 };
-use super::store::{CallScope, KitStore};
+use super::store::{CallDeadline, CallScope, KitStore};
 use crate::process::PinnedProcess;
 
 /// The optional export of the `inspectable-recovery-kit` world, and its
 /// function.
 pub(super) const INSPECT: (&str, &str) = ("medic:kit/inspect@0.1.1", "app-settings");
+
+/// The optional `calls` export of a 0.1.2 kit, and its functions.
+pub(super) const CALLS: (&str, &str, &str) = ("medic:kit/calls@0.1.2", "check", "recover");
+
+/// Where a 0.1.2 kit's `calls.check` and `calls.recover` are: called instead
+/// of `kit.check` and `kit.recover`, they tell the kit its deadline and let
+/// it answer `unknown`.
+#[derive(Clone, Copy)]
+pub(super) struct CallsIndices {
+    /// `calls.check`.
+    pub(super) check: ComponentExportIndex,
+    /// `calls.recover`.
+    pub(super) recover: ComponentExportIndex,
+}
 
 /// A compiled, linked kit, ready to be instantiated for each call.
 #[derive(Clone)]
@@ -28,13 +43,16 @@ pub struct Kit {
     indices: RecoveryKitIndices,
     /// `inspect.app-settings`, for a kit that exports it.
     app_settings: Option<ComponentExportIndex>,
+    /// `calls`, for a 0.1.2 kit that exports it.
+    calls: Option<CallsIndices>,
 }
 
 /// What one `check` found.
 #[derive(Debug)]
 pub struct Checked {
-    /// The kit's verdict on the app.
-    pub health: Health,
+    /// The kit's verdict on the app (a kit built before 0.1.2 never
+    /// answers `unknown`).
+    pub health: Verdict,
     /// The app's main process, when the kit reported it with
     /// `host.watch-process`: pinned, so the supervisor can react the moment
     /// it exits.
@@ -60,11 +78,11 @@ trait Export {
 /// `describe()`.
 struct Describe;
 /// `check(ctx)`.
-struct Check(Context);
+struct Check(CallContext);
 /// `recover(ctx)`.
-struct Recover(Context);
+struct Recover(CallContext);
 /// `inspect.app-settings(ctx)`.
-struct AppSettings(Context);
+struct AppSettings(CallContext);
 
 impl Kit {
     /// The `kit` interface of a fresh instance.
@@ -98,11 +116,19 @@ impl Export for Check {
         instance: Instance,
         store: &mut Store<KitStore>,
     ) -> wasmtime::Result<Checked> {
-        let guest = kit.guest(store, &instance)?;
-        let health = guest
-            .medic_kit_kit()
-            .call_check(&mut *store, &self.0)
-            .await?;
+        let health = match kit.calls {
+            Some(calls) => {
+                let func = instance
+                    .get_typed_func::<(&CallContext,), (Verdict,)>(&mut *store, calls.check)?;
+                func.call_async(&mut *store, (&self.0,)).await?.0
+            }
+            None => kit
+                .guest(store, &instance)?
+                .medic_kit_kit()
+                .call_check(&mut *store, &Context::from(&self.0))
+                .await?
+                .into(),
+        };
         let data = store.data_mut();
         Ok(Checked {
             health,
@@ -120,8 +146,22 @@ impl Export for Recover {
         instance: Instance,
         store: &mut Store<KitStore>,
     ) -> wasmtime::Result<Result<NextStep, String>> {
-        let guest = kit.guest(store, &instance)?;
-        guest.medic_kit_kit().call_recover(store, &self.0).await
+        match kit.calls {
+            Some(calls) => {
+                let func = instance.get_typed_func::<(&CallContext,), (Result<NextStep, String>,)>(
+                    &mut *store,
+                    calls.recover,
+                )?;
+                Ok(func.call_async(&mut *store, (&self.0,)).await?.0)
+            }
+            None => {
+                let guest = kit.guest(store, &instance)?;
+                guest
+                    .medic_kit_kit()
+                    .call_recover(store, &Context::from(&self.0))
+                    .await
+            }
+        }
     }
 }
 
@@ -140,7 +180,9 @@ impl Export for AppSettings {
             &mut *store,
             index,
         )?;
-        let (answer,) = func.call_async(&mut *store, (&self.0,)).await?;
+        let (answer,) = func
+            .call_async(&mut *store, (&Context::from(&self.0),))
+            .await?;
         Ok(Some(answer))
     }
 }
@@ -151,12 +193,14 @@ impl Kit {
         pre: InstancePre<KitStore>,
         indices: RecoveryKitIndices,
         app_settings: Option<ComponentExportIndex>,
+        calls: Option<CallsIndices>,
     ) -> Self {
         Self {
             sha256,
             pre,
             indices,
             app_settings,
+            calls,
         }
     }
 
@@ -177,7 +221,7 @@ impl Kit {
         timeout: Duration,
         settings: &[(String, String)],
     ) -> Result<Checked, KitFault> {
-        let ctx = context(&scope, settings, 0);
+        let ctx = context(&scope, settings, 0, timeout);
         self.call(scope, timeout, Check(ctx)).await
     }
 
@@ -190,7 +234,7 @@ impl Kit {
         timeout: Duration,
         settings: &[(String, String)],
     ) -> Result<Option<Result<Vec<SettingDoc>, String>>, KitFault> {
-        let ctx = context(&scope, settings, 0);
+        let ctx = context(&scope, settings, 0, timeout);
         self.call(scope, timeout, AppSettings(ctx)).await
     }
 
@@ -202,7 +246,7 @@ impl Kit {
         settings: &[(String, String)],
         attempt: u32,
     ) -> Result<Result<NextStep, String>, KitFault> {
-        let ctx = context(&scope, settings, attempt);
+        let ctx = context(&scope, settings, attempt, timeout);
         self.call(scope, timeout, Recover(ctx)).await
     }
 
@@ -212,7 +256,9 @@ impl Kit {
         timeout: Duration,
         export: E,
     ) -> Result<E::Output, KitFault> {
-        let data = KitStore::new(scope).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
+        let deadline = CallDeadline::after(timeout);
+        let data =
+            KitStore::new(scope, deadline).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
         let mut store = Store::new(self.pre.engine(), data);
         store.limiter(|s| &mut s.limits);
         // Guest code yields to the runtime at every epoch tick, so a kit
@@ -257,8 +303,14 @@ impl Kit {
     }
 }
 
-fn context(scope: &CallScope, settings: &[(String, String)], attempt: u32) -> Context {
-    Context {
+/// The context of one call that may take `timeout`.
+fn context(
+    scope: &CallScope,
+    settings: &[(String, String)],
+    attempt: u32,
+    timeout: Duration,
+) -> CallContext {
+    CallContext {
         app: scope.app.to_string(),
         settings: settings
             .iter()
@@ -268,6 +320,7 @@ fn context(scope: &CallScope, settings: &[(String, String)], attempt: u32) -> Co
             })
             .collect(),
         attempt,
+        deadline_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
     }
 }
 

@@ -18,10 +18,10 @@ mod store;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use bindings::{Capability, Health, HttpResponse, KitInfo, NextStep, SettingDoc};
+pub use bindings::{Capability, HttpResponse, KitInfo, NextStep, SettingDoc, Verdict};
 pub use engine::KitEngine;
 pub use kit::{Checked, Kit};
-pub use store::CallScope;
+pub use store::{CallScope, deadline_margin};
 
 /// Something went wrong inside a kit (not in the app it watches).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

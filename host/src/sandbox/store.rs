@@ -8,7 +8,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::time::Instant;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -37,6 +39,45 @@ pub const ANNOTATION_VALUE_MAX: usize = 1024;
 /// Bytes of a kit's stderr kept per call: enough for a panic message, which
 /// is quoted in the kit fault so an author sees why the kit trapped.
 pub const STDERR_KEPT: usize = 4 * 1024;
+
+/// When one kit call must be over, and so how long a host call made during
+/// it may wait on the outside world.
+///
+/// Host calls end a margin before the deadline with a timeout error the kit
+/// sees, so the kit can still answer (a hung server is `failed`) instead of
+/// being cut off at the deadline as a kit fault.
+#[derive(Debug, Clone, Copy)]
+pub struct CallDeadline {
+    at: Instant,
+    margin: Duration,
+}
+
+impl CallDeadline {
+    /// The deadline of a call that starts now and may take `timeout`.
+    pub fn after(timeout: Duration) -> Self {
+        Self {
+            at: Instant::now() + timeout,
+            margin: deadline_margin(timeout),
+        }
+    }
+
+    /// How long a host call that wants to wait `wanted` may wait: never
+    /// past the deadline less the margin.
+    pub fn clamp(&self, wanted: Duration) -> Duration {
+        let left = self.at.saturating_duration_since(Instant::now());
+        wanted.min(left.saturating_sub(self.margin))
+    }
+}
+
+/// What the host keeps free before a call's deadline for the kit to answer:
+/// a tenth of the call's time, at least 20 ms and at most 500 ms, and never
+/// more than half of it. `medic:kit` documents this rule (`deadline-ms`), so
+/// kits can apply the same one to their own waits.
+pub fn deadline_margin(timeout: Duration) -> Duration {
+    (timeout / 10)
+        .clamp(Duration::from_millis(20), Duration::from_millis(500))
+        .min(timeout / 2)
+}
 
 /// Who the call is for and what it may touch.
 #[derive(Clone)]
@@ -81,11 +122,14 @@ pub struct KitStore {
     pub(super) reported_process: Option<PinnedProcess>,
     /// What the kit added to the record of this call (`host.annotate`).
     pub(super) annotations: Vec<(String, String)>,
+    /// When the call must be over; host calls end before it.
+    pub(super) deadline: CallDeadline,
 }
 
 impl KitStore {
-    /// Builds the WASI context with nothing open but what the policy grants.
-    pub fn new(scope: CallScope) -> anyhow::Result<Self> {
+    /// Builds the WASI context with nothing open but what the policy grants,
+    /// for a call that must be over by `deadline`.
+    pub fn new(scope: CallScope, deadline: CallDeadline) -> anyhow::Result<Self> {
         let denials = Denials::default();
         let mut wasi = WasiCtxBuilder::new();
         for dir in &scope.policy.read {
@@ -119,7 +163,7 @@ impl KitStore {
             });
         let stderr = MemoryOutputPipe::new(STDERR_KEPT);
         wasi.stderr(stderr.clone());
-        let http_hooks = GuardedHttp::new(scope.policy.clone(), denials.clone());
+        let http_hooks = GuardedHttp::new(scope.policy.clone(), denials.clone(), deadline);
         let limits = Limits::new(scope.memory_limit);
         Ok(Self {
             wasi: wasi.build(),
@@ -134,6 +178,7 @@ impl KitStore {
             stderr,
             reported_process: None,
             annotations: Vec::new(),
+            deadline,
         })
     }
 }

@@ -12,13 +12,14 @@ use super::commands::run_command;
 use super::pidfd::ProcessWatch;
 use super::state::{self, Action, AppState, CheckOutcome, Event, KitRecovery, Policy};
 use super::status::{AppStatus, LastCheck};
+use super::stop::Instance;
 use crate::config::AppSpec;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Journal, Kind};
 use crate::maintenance::Book;
 use crate::metrics::{CheckResult, Metrics};
 use crate::process::PinnedProcess;
-use crate::sandbox::{CallScope, Checked, Health, Kit, KitFault, NextStep};
+use crate::sandbox::{CallScope, Checked, Kit, KitFault, NextStep, Verdict};
 
 /// What one check of an app found.
 #[derive(Debug)]
@@ -40,15 +41,19 @@ impl From<Result<Checked, KitFault>> for AppCheck {
                 annotations,
             }) => Self {
                 outcome: match health {
-                    Health::Healthy => CheckOutcome::Healthy,
-                    Health::Degraded(reason) => CheckOutcome::Degraded(reason),
-                    Health::Failed(reason) => CheckOutcome::Failed(reason),
+                    Verdict::Healthy => CheckOutcome::Healthy,
+                    Verdict::Degraded(reason) => CheckOutcome::Degraded(reason),
+                    Verdict::Failed(reason) => CheckOutcome::Failed(reason),
+                    Verdict::Unknown(reason) => CheckOutcome::Unknown(reason),
                 },
                 process,
                 annotations,
             },
             Err(fault) => Self {
-                outcome: CheckOutcome::KitFault(fault.to_string()),
+                outcome: match fault {
+                    KitFault::Timeout(_) => CheckOutcome::TimedOut(fault.to_string()),
+                    _ => CheckOutcome::KitFault(fault.to_string()),
+                },
                 process: None,
                 annotations: Vec::new(),
             },
@@ -150,8 +155,13 @@ impl AppRuntime {
         }
     }
 
-    async fn restart(&self) -> Result<(), String> {
+    /// Stops the app, makes sure its old instance is gone, and starts it.
+    /// `watched` is the app's main process as last seen (the pidfile is
+    /// read when there is none); whatever of it outlives `stop` by
+    /// `stop_grace` is killed, and that is journaled.
+    async fn restart(&self, watched: Option<ProcessWatch>, journal: &Journal) -> Result<(), String> {
         let name = &self.spec.name;
+        let instance = watched.or_else(|| self.watch_process()).and_then(Instance::of);
         if let Some(stop) = &self.spec.stop {
             // A failed stop is expected when the app is already down.
             if let Err(e) = run_command(
@@ -163,6 +173,19 @@ impl AppRuntime {
             {
                 tracing::info!(app = %name, "stop: {e}");
             }
+        } else if let Some(instance) = &instance {
+            instance.terminate();
+        }
+        if let Some(instance) = instance
+            && let Some(killed) = instance.ensure_gone(self.spec.stop_grace).await
+        {
+            let after = humantime::format_duration(self.spec.stop_grace).to_string();
+            tracing::warn!(app = %name, pid = killed.pid, "still running {after} after stop: killed");
+            journal.record(journal::Event::new(
+                Some(name),
+                Kind::AppKilled,
+                serde_json::json!({"pid": killed.pid, "pgid": killed.pgid, "after": after}),
+            ));
         }
         let start = self
             .spec
@@ -386,7 +409,7 @@ pub async fn supervise(
                         events.push_back(Event::KitRecovered(recovery));
                     }
                     Action::Restart(_) => {
-                        let result = app.restart().await;
+                        let result = app.restart(process.take(), &shared.journal).await;
                         done.push(match &result {
                             Ok(()) => "restart: ok".to_owned(),
                             Err(e) => format!("restart: {e}"),

@@ -6,6 +6,7 @@ mod executor;
 mod pidfd;
 pub mod state;
 mod status;
+mod stop;
 
 pub use commands::run_command;
 pub use executor::{

@@ -7,8 +7,13 @@
 //! recovery (kit `recover`, then `stop`+`start` when asked or when the kit
 //! has no recovery of its own), at most `local_attempts` per `window` with
 //! exponential backoff → `then` (`vm-reset`, `alert`, `none`). A refused
-//! reset, an alert or `none` hold the app in *manual* state. Kit faults are
-//! reported and never count as the app being down.
+//! reset, an alert or `none` hold the app in *manual* state.
+//!
+//! Only evidence moves the app down the ladder. Kit faults are reported and
+//! never count as the app being down, except a check that hits its deadline
+//! `timeouts_before_failure` times in a row (a hung app hangs its check). A
+//! check that cannot judge (`unknown`) is reported once and never acted on.
+//! A VM reset needs a failed check after a finished local recovery step.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +48,9 @@ pub struct Policy {
     pub max_flaps: u32,
     /// The window `max_flaps` counts over.
     pub flap_window: Duration,
+    /// Checks that hit their deadline this many times in a row count as a
+    /// failed check, each one from then on: a hung app hangs its check.
+    pub timeouts_before_failure: u32,
     /// No escalation before this instant: medic's start plus the larger of
     /// `min_uptime` and `interval × failures_before_action`, so a freshly
     /// started medic (or a freshly reset VM) never resets on stale evidence.
@@ -71,8 +79,14 @@ pub enum CheckOutcome {
     Degraded(String),
     /// The app is down.
     Failed(String),
+    /// The check cannot judge (bad setting, refused credential): nothing a
+    /// restart could fix, so nothing is done but report it.
+    Unknown(String),
     /// The kit failed; nothing is known about the app.
     KitFault(String),
+    /// The kit call hit its deadline: a kit fault, unless it keeps
+    /// happening (see [`Policy::timeouts_before_failure`]).
+    TimedOut(String),
 }
 
 /// How the kit's `recover` ended.
@@ -151,6 +165,17 @@ pub struct AppState {
     pub grace_until: Option<Instant>,
     /// When the app went down, within `flap_window`.
     pub failures_at: Vec<Instant>,
+    /// Checks in a row that hit their deadline.
+    pub timeouts: u32,
+    /// Whether the last check could not judge (to journal only the first
+    /// of a streak).
+    pub unknown: bool,
+    /// Whether a local recovery step (kit `recover`, restart) finished in
+    /// this episode of being down.
+    pub local_step_done: bool,
+    /// Whether a failed check came after such a step: the evidence a VM
+    /// reset needs, that local recovery ran and did not help.
+    pub down_after_local_step: bool,
 }
 
 impl Default for AppState {
@@ -163,6 +188,10 @@ impl Default for AppState {
             kit_faults: 0,
             grace_until: None,
             failures_at: Vec::new(),
+            timeouts: 0,
+            unknown: false,
+            local_step_done: false,
+            down_after_local_step: false,
         }
     }
 }
@@ -191,8 +220,12 @@ pub fn next(state: &mut AppState, event: Event, policy: &Policy, now: Instant) -
                 .max(policy.failures_before_action.saturating_sub(1));
             checked(state, CheckOutcome::Failed(reason), policy, now)
         }
-        Event::KitRecovered(recovery) => kit_recovered(state, recovery, policy, now),
+        Event::KitRecovered(recovery) => {
+            state.local_step_done = true;
+            kit_recovered(state, recovery, policy, now)
+        }
         Event::Restarted(result) => {
+            state.local_step_done = true;
             let mut actions = Vec::new();
             match result {
                 Ok(()) if !policy.start_grace.is_zero() => {
@@ -238,22 +271,46 @@ fn checked(
     policy: &Policy,
     now: Instant,
 ) -> Vec<Action> {
-    if !matches!(outcome, CheckOutcome::KitFault(_)) {
+    if !matches!(outcome, CheckOutcome::KitFault(_) | CheckOutcome::TimedOut(_)) {
         state.kit_faults = 0;
     }
+    if !matches!(outcome, CheckOutcome::TimedOut(_)) {
+        state.timeouts = 0;
+    }
+    if !matches!(outcome, CheckOutcome::Unknown(_)) {
+        state.unknown = false;
+    }
     match outcome {
-        CheckOutcome::KitFault(fault) => {
-            state.kit_faults = state.kit_faults.saturating_add(1);
-            if state.kit_faults > 1 {
+        CheckOutcome::TimedOut(fault) => {
+            state.timeouts = state.timeouts.saturating_add(1);
+            let timeouts = state.timeouts;
+            let mut actions = kit_fault(state, "check", fault.clone());
+            let starting = state.grace_until.is_some_and(|end| now < end);
+            if !starting
+                && policy.timeouts_before_failure > 0
+                && timeouts >= policy.timeouts_before_failure
+            {
+                let reason = format!("check timed out {timeouts} times in a row: {fault}");
+                actions.extend(failed(state, reason, policy, now));
+            }
+            actions
+        }
+        CheckOutcome::KitFault(fault) => kit_fault(state, "check", fault),
+        CheckOutcome::Unknown(reason) => {
+            // No evidence either way: a failure streak is broken, and
+            // nothing is recovered on a verdict no restart could change.
+            state.consecutive_failures = 0;
+            state.degraded = false;
+            if state.unknown {
                 return Vec::new();
             }
-            vec![Action::Journal(
-                Kind::KitFault,
-                json!({"call": "check", "fault": fault}),
-            )]
+            state.unknown = true;
+            vec![Action::Journal(Kind::AppUnknown, json!({"reason": reason}))]
         }
         CheckOutcome::Healthy | CheckOutcome::Degraded(_) => {
             state.grace_until = None;
+            state.local_step_done = false;
+            state.down_after_local_step = false;
             let mut actions = Vec::new();
             if state.phase != Phase::Healthy {
                 actions.push(Action::Journal(
@@ -276,38 +333,56 @@ fn checked(
             }
             actions
         }
-        CheckOutcome::Failed(reason) => {
-            state.consecutive_failures = state.consecutive_failures.saturating_add(1);
-            state.degraded = false;
-            match state.phase {
-                Phase::Manual(_) | Phase::Escalating => Vec::new(),
-                Phase::Healthy if state.consecutive_failures < policy.failures_before_action => {
-                    Vec::new()
-                }
-                Phase::Healthy => {
-                    state.phase = Phase::Recovering;
-                    state.failures_at.push(now);
-                    let mut actions = vec![Action::Journal(
-                        Kind::AppFailed,
-                        json!({"reason": reason, "failures": state.consecutive_failures}),
-                    )];
-                    let flaps = u32::try_from(state.failures_at.len()).unwrap_or(u32::MAX);
-                    if policy.max_flaps > 0 && flaps > policy.max_flaps {
-                        let why = format!(
-                            "flapping: down {flaps} times within {}; last failure: {reason}",
-                            humantime::format_duration(policy.flap_window)
-                        );
-                        actions.push(Action::Journal(Kind::Alert, json!({"reason": why})));
-                        actions.extend(hold(state, why));
-                    } else {
-                        actions.extend(attempt_or_escalate(state, policy, now, &reason));
-                    }
-                    actions
-                }
-                Phase::Recovering => attempt_or_escalate(state, policy, now, &reason),
-            }
-        }
+        CheckOutcome::Failed(reason) => failed(state, reason, policy, now),
     }
+}
+
+/// A failed check (or a process exit, or a check timing out once too
+/// often): counts toward recovery.
+fn failed(state: &mut AppState, reason: String, policy: &Policy, now: Instant) -> Vec<Action> {
+    state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+    state.degraded = false;
+    state.down_after_local_step |= state.local_step_done;
+    match state.phase {
+        Phase::Manual(_) | Phase::Escalating => Vec::new(),
+        Phase::Healthy if state.consecutive_failures < policy.failures_before_action => {
+            Vec::new()
+        }
+        Phase::Healthy => {
+            state.phase = Phase::Recovering;
+            state.failures_at.push(now);
+            let mut actions = vec![Action::Journal(
+                Kind::AppFailed,
+                json!({"reason": reason, "failures": state.consecutive_failures}),
+            )];
+            let flaps = u32::try_from(state.failures_at.len()).unwrap_or(u32::MAX);
+            if policy.max_flaps > 0 && flaps > policy.max_flaps {
+                let why = format!(
+                    "flapping: down {flaps} times within {}; last failure: {reason}",
+                    humantime::format_duration(policy.flap_window)
+                );
+                actions.push(Action::Journal(Kind::Alert, json!({"reason": why})));
+                actions.extend(hold(state, why));
+            } else {
+                actions.extend(attempt_or_escalate(state, policy, now, &reason));
+            }
+            actions
+        }
+        Phase::Recovering => attempt_or_escalate(state, policy, now, &reason),
+    }
+}
+
+/// Journals a kit fault, the first of a streak only, so a broken kit cannot
+/// flood the journal.
+fn kit_fault(state: &mut AppState, call: &str, fault: String) -> Vec<Action> {
+    state.kit_faults = state.kit_faults.saturating_add(1);
+    if state.kit_faults > 1 {
+        return Vec::new();
+    }
+    vec![Action::Journal(
+        Kind::KitFault,
+        json!({"call": call, "fault": fault}),
+    )]
 }
 
 fn kit_recovered(
@@ -389,6 +464,23 @@ fn escalate(state: &mut AppState, policy: &Policy, now: Instant, reason: &str) -
                 Kind::EscalationDeferred,
                 json!({"then": "vm-reset", "reason": reason, "why": "medic has run for less than min_uptime or interval × failures_before_action"}),
             );
+        }
+        Then::VmReset if !state.down_after_local_step => {
+            // The last safety net: a reset is a weapon, used only once a
+            // local step has run and a check after it still found the app
+            // down. Without that evidence, run (or wait for) local recovery.
+            let why = "no evidence yet that local recovery ran and did not help: a VM reset needs a failed check after a finished local recovery step";
+            if state.local_step_done {
+                actions[0] = Action::Journal(
+                    Kind::EscalationDeferred,
+                    json!({"then": "vm-reset", "reason": reason, "why": why}),
+                );
+                actions.push(Action::CheckAfter(backoff(state, policy)));
+            } else {
+                let held = format!("vm-reset refused: {why} (local_attempts = {})", policy.local_attempts);
+                actions.push(Action::Journal(Kind::Alert, json!({"reason": held})));
+                actions.extend(hold(state, held));
+            }
         }
         Then::VmReset => {
             state.phase = Phase::Escalating;

@@ -13,7 +13,8 @@ pub struct AppStatus {
     /// The app's name.
     pub app: String,
     /// `healthy`, `degraded`, `failing` (failed checks below the
-    /// threshold), `starting` (in its start grace), `recovering`,
+    /// threshold), `unknown` (the check cannot judge), `starting` (in its
+    /// start grace), `recovering`,
     /// `escalating`, `manual`, `maintenance` or `blocked`.
     pub state: &'static str,
     /// Why the app is held (manual) or blocked, if it is.
@@ -38,7 +39,8 @@ pub struct LastCheck {
     /// When it finished.
     #[serde(serialize_with = "crate::journal::rfc3339")]
     pub at: SystemTime,
-    /// `healthy`, `degraded`, `failed` or `kit_fault`.
+    /// `healthy`, `degraded`, `failed`, `unknown` or `kit_fault` (a
+    /// timeout included).
     pub result: &'static str,
     /// What the kit said, for anything but healthy.
     pub reason: Option<String>,
@@ -53,7 +55,10 @@ impl LastCheck {
             CheckOutcome::Healthy => ("healthy", None),
             CheckOutcome::Degraded(reason) => ("degraded", Some(reason.clone())),
             CheckOutcome::Failed(reason) => ("failed", Some(reason.clone())),
-            CheckOutcome::KitFault(fault) => ("kit_fault", Some(fault.clone())),
+            CheckOutcome::Unknown(reason) => ("unknown", Some(reason.clone())),
+            CheckOutcome::KitFault(fault) | CheckOutcome::TimedOut(fault) => {
+                ("kit_fault", Some(fault.clone()))
+            }
         };
         Self {
             at: SystemTime::now(),
@@ -69,6 +74,7 @@ pub fn state_name(state: &AppState, now: std::time::Instant) -> &'static str {
     match &state.phase {
         Phase::Manual(_) => "manual",
         Phase::Escalating => "escalating",
+        Phase::Healthy | Phase::Recovering if state.unknown => "unknown",
         Phase::Recovering if state.grace_until.is_some_and(|end| now < end) => "starting",
         Phase::Recovering => "recovering",
         Phase::Healthy if state.consecutive_failures > 0 => "failing",

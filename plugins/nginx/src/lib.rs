@@ -7,10 +7,15 @@
 //! wedged or leaking worker at no cost to clients, so it is the first
 //! step. When it does not help (or cannot run: the master is gone), the
 //! second step asks medic to restart nginx with the app's `stop`/`start`.
+//!
+//! Verdicts follow the SDK's `http::probe` (no answer or a wrong one is
+//! `failed`, a bad setting `unknown`); a `status_url` that does not lead to
+//! a `stub_status` page is `unknown` too, since nginx itself just answered.
 
 use medic_kit::http;
 use medic_kit::{
-    Capability, Command, Context, Health, Kit, KitInfo, NextStep, SettingDoc, export, host,
+    Capability, CheckResult, Command, Context, Health, Kit, KitInfo, NextStep, SettingDoc, export,
+    host,
 };
 
 /// nginx's binary on Debian.
@@ -54,13 +59,7 @@ impl Kit for Nginx {
     }
 
     fn check(ctx: &Context) -> Health {
-        if let Err(reason) = http::probe(ctx) {
-            return Health::Failed(reason);
-        }
-        match ctx.setting("status_url") {
-            Some(url) => stub_status(ctx, url),
-            None => Health::Healthy,
-        }
+        medic_kit::verdict(probe(ctx))
     }
 
     fn recover(ctx: &Context) -> Result<NextStep, String> {
@@ -88,19 +87,22 @@ impl Kit for Nginx {
     }
 }
 
+/// The `http` kit's check, then `stub_status` when `status_url` is set.
+fn probe(ctx: &Context) -> CheckResult {
+    http::probe(ctx)?;
+    match ctx.setting("status_url") {
+        Some(url) => stub_status(ctx, url),
+        None => Ok(Health::Healthy),
+    }
+}
+
 /// Reads `stub_status`, records its counters, and says whether nginx has
 /// dropped connections since the last check.
-fn stub_status(ctx: &Context, url: &str) -> Health {
-    let timeout =
-        std::time::Duration::from_millis(ctx.parse_or("timeout_ms", 2000u64).unwrap_or(2000));
-    let response = match http::get(url, timeout, 4096) {
-        Ok(response) if response.status == 200 => response,
-        Ok(response) => return Health::Failed(format!("GET {url}: status {}", response.status)),
-        Err(e) => return Health::Failed(format!("GET {url}: {e}")),
-    };
-    let Some(status) = Status::parse(&String::from_utf8_lossy(&response.body)) else {
-        return Health::Failed(format!("{url} is not an nginx stub_status page"));
-    };
+fn stub_status(ctx: &Context, url: &str) -> CheckResult {
+    let timeout_ms = ctx.timeout_ms_setting("timeout_ms", http::PROBE_TIMEOUT_MS)?;
+    let timeout = std::time::Duration::from_millis(timeout_ms.into());
+    let response = http::get(url, timeout, 4096).map_err(|e| e.into_health(url))?;
+    let status = read_status_page(url, &response)?;
     host::annotate("active", &status.active.to_string());
     host::annotate("requests", &status.requests.to_string());
     let dropped = status.accepts.saturating_sub(status.handled);
@@ -109,11 +111,30 @@ fn stub_status(ctx: &Context, url: &str) -> Health {
         .unwrap_or(dropped);
     host::state_set("dropped", &dropped.to_string());
     match dropped.saturating_sub(before) {
-        0 => Health::Healthy,
-        n => Health::Degraded(format!(
+        0 => Ok(Health::Healthy),
+        n => Ok(Health::Degraded(format!(
             "nginx dropped {n} connections since the last check (worker_connections reached?)"
-        )),
+        ))),
     }
+}
+
+/// The counters on the page `status_url` answered. nginx has just served
+/// `url`, so a page refused (4xx: no such location, `deny`) or not a
+/// `stub_status` page is the setting's fault, which a restart cannot fix:
+/// `unknown`. Any other status is nginx failing: `failed`.
+fn read_status_page(url: &str, response: &http::Response) -> Result<Status, Health> {
+    match response.status {
+        200 => {}
+        status @ 400..=499 => {
+            return Err(Health::Unknown(format!(
+                "GET {url}: status {status} (is `status_url` a stub_status location \
+                 that allows medic?)"
+            )));
+        }
+        status => return Err(Health::Failed(format!("GET {url}: status {status}"))),
+    }
+    Status::parse(&String::from_utf8_lossy(&response.body))
+        .ok_or_else(|| Health::Unknown(format!("{url} is not an nginx stub_status page")))
 }
 
 /// The counters of nginx's `stub_status` page.
@@ -172,5 +193,49 @@ mod tests {
             })
         );
         assert_eq!(Status::parse("<html>not it</html>"), None);
+    }
+
+    /// A response with this status and body.
+    fn response(status: u16, body: &str) -> http::Response {
+        http::Response {
+            status,
+            body: body.into(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn a_status_url_that_is_no_status_page_is_unknown() {
+        let url = "http://127.0.0.1/nginx_status";
+        let page = "Active connections: 1 \nserver accepts handled requests\n 1 1 1 \n";
+        assert!(read_status_page(url, &response(200, page)).is_ok());
+        for (status, body) in [(404, "Not Found"), (403, "Forbidden"), (200, "<html>")] {
+            let answer = read_status_page(url, &response(status, body));
+            assert!(
+                matches!(answer, Err(Health::Unknown(_))),
+                "{status}: {answer:?}"
+            );
+        }
+        assert_eq!(
+            read_status_page(url, &response(502, "Bad Gateway")).err(),
+            Some(Health::Failed(format!("GET {url}: status 502")))
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_unknown_before_any_request() {
+        let check = |pairs: &[(&str, &str)]| probe(&Context::with_settings("web", pairs));
+        for pairs in [
+            &[][..],
+            &[("url", "localhost/healthz")],
+            &[("url", "http://h/"), ("expect_status", "two hundred")],
+            &[("url", "http://h/"), ("timeout_ms", "0")],
+        ] {
+            let answer = check(pairs);
+            assert!(
+                matches!(answer, Err(Health::Unknown(_))),
+                "{pairs:?}: {answer:?}"
+            );
+        }
     }
 }

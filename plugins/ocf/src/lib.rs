@@ -9,25 +9,32 @@
 //! | monitor exit | OCF meaning | medic |
 //! |---|---|---|
 //! | 0, 8 | running (8: as promoted) | healthy |
-//! | 7 | not running | failed |
-//! | 1, 9 | generic error (9: failed as promoted) | failed |
-//! | 2, 3, 4, 5, 6, other, killed | bad arguments, unimplemented, no permission, not installed, not configured | kit fault |
+//! | 190, 191 | running but degraded (191: as promoted) | degraded |
+//! | 1, 7, 9 | generic error, not running, failed as promoted | failed |
+//! | killed | no answer in time | failed |
+//! | 2, 3, 4, 5, 6 | invalid argument, unimplemented, insufficient privileges, not installed, not configured | unknown |
+//! | other | not an OCF code | unknown |
 //!
-//! The last group says the agent could not look at the app at all, which
-//! is a configuration problem, never a reason to restart the app: the kit
-//! traps with the agent's words, and medic reports a kit fault.
+//! 2–6 are what Pacemaker calls hard errors: the agent cannot look at the
+//! app at all, a configuration problem that no restart fixes, so Pacemaker
+//! stops recovering the resource there, and medic alerts and waits. A
+//! monitor killed at its timeout is a failure, as in Pacemaker.
 //!
 //! `medic kit inspect ocf.wasm --app APP.toml` lists the agent's own
 //! parameters, read from its `meta-data`, next to the kit's settings.
 
 use medic_kit::{
-    Capability, Command, Context, ExecOutput, Health, Kit, KitInfo, NextStep, SettingDoc, export,
+    CannotJudge, Capability, CheckResult, Command, Context, ExecOutput, Health, Kit, KitInfo,
+    NextStep, SettingDoc, export,
 };
 
 /// Where OCF agents and their shell library live on Debian.
 const OCF_ROOT: &str = "/usr/lib/ocf";
 /// The settings the kit reads itself; every other one goes to the agent.
 const OWN_SETTINGS: [&str; 3] = ["agent", "check_level", "timeout_ms"];
+/// How long one action may run when neither `timeout_ms` nor the call's
+/// deadline says (a host before medic:kit 0.1.2).
+const TIMEOUT_MS: u32 = 20_000;
 
 /// The kit; all state lives in the app's settings.
 struct Ocf;
@@ -54,11 +61,12 @@ impl Kit for Ocf {
                     "OCF_CHECK_LEVEL for monitor: 0, 10 or 20 (deeper checks, where the \
                      agent has them).",
                 ),
-                SettingDoc::with_default(
+                SettingDoc::optional(
                     "timeout_ms",
-                    "20000",
-                    "Longest one agent action may run, in milliseconds; keep it below the \
-                     app's `timeout` (for recovery: below `recover_timeout`).",
+                    "Longest one agent action may run, in milliseconds. An action is \
+                     always killed shortly before the call's deadline (the app's \
+                     `timeout`); set this only to stop it sooner. Default: all of that \
+                     time (20000 on hosts before medic:kit 0.1.2).",
                 ),
                 SettingDoc::optional(
                     "any other key",
@@ -71,16 +79,7 @@ impl Kit for Ocf {
     }
 
     fn check(ctx: &Context) -> Health {
-        let output = match action(ctx, "monitor") {
-            Ok(output) => output,
-            Err(reason) => return Health::Failed(reason),
-        };
-        let said = said("monitor", &output);
-        match output.exit_code {
-            Some(0 | 8) => Health::Healthy,
-            Some(1 | 7 | 9) => Health::Failed(said),
-            Some(_) | None => panic!("the agent cannot monitor: {said}"),
-        }
+        medic_kit::verdict(monitor(ctx))
     }
 
     fn app_settings(ctx: &Context) -> Result<Vec<SettingDoc>, String> {
@@ -110,12 +109,75 @@ impl Kit for Ocf {
     }
 }
 
+/// Runs `monitor` and takes the agent's verdict; settings that do not say
+/// how to run it are `unknown`, an agent that cannot be started `failed`.
+fn monitor(ctx: &Context) -> CheckResult {
+    let output = action(ctx, "monitor")?;
+    Ok(verdict(&output))
+}
+
+/// The check's answer by the exit code of `monitor` (see the table above).
+fn verdict(output: &ExecOutput) -> Health {
+    let said = said("monitor", output);
+    match output.exit_code {
+        Some(0 | 8) => Health::Healthy,
+        Some(190 | 191) => Health::Degraded(said),
+        Some(1 | 7 | 9) | None => Health::Failed(said),
+        Some(_) => Health::Unknown(format!("the agent cannot monitor: {said}")),
+    }
+}
+
+/// Why an action did not run: the settings do not say how (which no
+/// restart fixes), or the agent could not be started.
+#[derive(Debug)]
+enum ActionError {
+    /// A missing or bad setting.
+    Settings(CannotJudge),
+    /// The host could not start the agent; the text says why.
+    Run(String),
+}
+
+impl From<CannotJudge> for ActionError {
+    fn from(e: CannotJudge) -> Self {
+        Self::Settings(e)
+    }
+}
+
+/// `unknown` for a setting, `failed` for an agent that cannot be started.
+impl From<ActionError> for Health {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::Settings(e) => e.into(),
+            ActionError::Run(reason) => Health::Failed(reason),
+        }
+    }
+}
+
+/// `recover` and `app_settings` answer with the reason alone.
+impl From<ActionError> for String {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::Settings(e) => e.into(),
+            ActionError::Run(reason) => reason,
+        }
+    }
+}
+
 /// Runs the agent's `name` action with the OCF environment.
-fn action(ctx: &Context, name: &str) -> Result<ExecOutput, String> {
+fn action(ctx: &Context, name: &str) -> Result<ExecOutput, ActionError> {
+    let (path, command) = command(ctx, name)?;
+    command
+        .run()
+        .map_err(|e| ActionError::Run(format!("cannot run {path} {name}: {e}")))
+}
+
+/// The agent's `name` action with the OCF environment, and the agent's
+/// path, as the settings say.
+fn command(ctx: &Context, name: &str) -> Result<(String, Command), CannotJudge> {
     let agent = ctx.require("agent")?;
     let (path, provider, kind) = resolve(agent)?;
     let check_level = ctx.parse_or("check_level", 0u32)?;
-    let timeout_ms = ctx.parse_or("timeout_ms", 20_000u32)?;
+    let timeout_ms = ctx.timeout_ms_setting("timeout_ms", TIMEOUT_MS)?;
     let mut command = Command::new(&path)
         .arg(name)
         .timeout_ms(timeout_ms)
@@ -134,13 +196,11 @@ fn action(ctx: &Context, name: &str) -> Result<ExecOutput, String> {
             command = command.env(&format!("OCF_RESKEY_{}", setting.key), &setting.value);
         }
     }
-    command
-        .run()
-        .map_err(|e| format!("cannot run {path} {name}: {e}"))
+    Ok((path, command))
 }
 
 /// The agent's path, provider and type, from `provider/type` or a path.
-fn resolve(agent: &str) -> Result<(String, &str, &str), String> {
+fn resolve(agent: &str) -> Result<(String, &str, &str), CannotJudge> {
     if agent.starts_with('/') {
         let kind = agent.rsplit('/').next().unwrap_or(agent);
         return Ok((agent.to_owned(), "custom", kind));
@@ -155,9 +215,9 @@ fn resolve(agent: &str) -> Result<(String, &str, &str), String> {
                 kind,
             ))
         }
-        _ => Err(format!(
+        _ => Err(CannotJudge::new(format!(
             "setting `agent` = {agent:?}: expected `provider/type` or an absolute path"
-        )),
+        ))),
     }
 }
 
@@ -228,6 +288,8 @@ fn meaning(code: i32) -> &'static str {
         7 => "not running",
         8 => "running as promoted",
         9 => "failed as promoted",
+        190 => "degraded",
+        191 => "degraded as promoted",
         _ => "not an OCF code",
     }
 }
@@ -235,8 +297,90 @@ fn meaning(code: i32) -> &'static str {
 export!(Ocf);
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// What a `monitor` that exited `code` and logged `stderr` leaves.
+    fn exited(code: Option<i32>, stderr: &str) -> ExecOutput {
+        ExecOutput {
+            exit_code: code,
+            stdout: String::new(),
+            stderr: stderr.into(),
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn monitor_exits_map_to_verdicts() {
+        for code in [0, 8] {
+            assert_eq!(verdict(&exited(Some(code), "")), Health::Healthy, "{code}");
+        }
+        for code in [190, 191] {
+            let answer = verdict(&exited(Some(code), ""));
+            assert!(matches!(answer, Health::Degraded(_)), "{code}: {answer:?}");
+        }
+        assert_eq!(
+            verdict(&exited(Some(7), "INFO: nginx not running\n")),
+            Health::Failed("monitor exited 7 (not running): INFO: nginx not running".into())
+        );
+        for code in [Some(1), Some(9), None] {
+            let answer = verdict(&exited(code, ""));
+            assert!(matches!(answer, Health::Failed(_)), "{code:?}: {answer:?}");
+        }
+        assert_eq!(
+            verdict(&exited(Some(6), "ERROR: parameter config is required\n")),
+            Health::Unknown(
+                "the agent cannot monitor: monitor exited 6 (not configured): \
+                 ERROR: parameter config is required"
+                    .into()
+            )
+        );
+        for code in [2, 3, 4, 5, 42] {
+            let answer = verdict(&exited(Some(code), ""));
+            assert!(matches!(answer, Health::Unknown(_)), "{code}: {answer:?}");
+        }
+    }
+
+    #[test]
+    fn settings_that_say_no_agent_are_unknown() {
+        let check = |pairs: &[(&str, &str)]| monitor(&Context::with_settings("web", pairs));
+        for pairs in [
+            &[][..],
+            &[("agent", "nginx")],
+            &[("agent", "heartbeat/")],
+            &[("agent", "heartbeat/nginx"), ("check_level", "deep")],
+            &[("agent", "heartbeat/nginx"), ("timeout_ms", "0")],
+        ] {
+            let answer = check(pairs);
+            assert!(
+                matches!(answer, Err(Health::Unknown(_))),
+                "{pairs:?}: {answer:?}"
+            );
+        }
+        let recover = Ocf::recover(&Context::with_settings("web", &[]));
+        assert_eq!(recover, Err("missing required setting `agent`".into()));
+    }
+
+    #[test]
+    fn the_agent_is_told_its_timeout() {
+        let ctx = Context::with_settings(
+            "web",
+            &[("agent", "heartbeat/Dummy"), ("timeout_ms", "900")],
+        );
+        let (path, command) = command(&ctx, "monitor").unwrap();
+        assert_eq!(path, "/usr/lib/ocf/resource.d/heartbeat/Dummy");
+        let request = command.request();
+        assert_eq!(
+            (request.args.as_slice(), request.timeout_ms),
+            (&["monitor".to_string()][..], 900)
+        );
+        let told = request
+            .env
+            .iter()
+            .find(|v| v.key == "OCF_RESKEY_CRM_meta_timeout");
+        assert_eq!(told.map(|v| v.value.as_str()), Some("900"));
+    }
 
     #[test]
     fn reads_parameters_from_meta_data() {

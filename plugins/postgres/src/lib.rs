@@ -6,12 +6,21 @@
 //! connection, logs in with trust or a password from a file, runs one query
 //! with the simple query protocol and, if the admin asks, reports the
 //! server as `degraded` while it is in recovery or read-only. One deadline,
-//! `timeout_ms`, bounds the whole conversation, so a hung server is
-//! `failed`, not a kit fault.
+//! `timeout_ms` but never past the call's own deadline less its margin,
+//! bounds the whole conversation, so a hung server is `failed`, not a kit
+//! fault.
+//!
+//! A server that does not answer, says it is starting up or shutting down,
+//! or fails the admin's query, is `failed`: a restart may cure it. A login
+//! it refuses, a database it does not have, an authentication method or an
+//! answer the kit does not know, a bad setting and an unreadable password
+//! file are `unknown`: no restart changes them.
 
 mod session;
 
-use medic_kit::{Capability, Context, Health, Kit, KitInfo, SettingDoc, export};
+use medic_kit::{
+    CannotJudge, Capability, CheckResult, Context, Health, Kit, KitInfo, SettingDoc, export,
+};
 
 use crate::session::{Error, Login, ServerState, Wire};
 use medic_kit::net::{self, NetError};
@@ -34,10 +43,11 @@ impl Kit for Postgres {
     }
 
     fn check(ctx: &Context) -> Health {
-        match Settings::read(ctx).and_then(|settings| probe(&settings)) {
-            Ok(health) => health,
-            Err(reason) => Health::Failed(reason),
-        }
+        medic_kit::verdict(
+            Settings::read(ctx)
+                .map_err(Health::from)
+                .and_then(|s| probe(&s)),
+        )
     }
 }
 
@@ -77,11 +87,12 @@ fn setting_docs() -> Vec<SettingDoc> {
             "Report `degraded` while new transactions are read-only \
              (`transaction_read_only`, e.g. a standby or `default_transaction_read_only`).",
         ),
-        SettingDoc::with_default(
+        SettingDoc::optional(
             "timeout_ms",
-            "2000",
-            "Longest wait for the whole check (connect, login, queries), in milliseconds; \
-             keep it below the app's `timeout` so a hung server is `failed`, not a kit fault.",
+            "Longest wait for the whole check (connect, login, queries), in milliseconds. \
+             The check always ends shortly before the app's `timeout`, so a hung server is \
+             `failed`, not a kit fault; set this only to give up sooner. Default: all of \
+             that time (2000 on hosts before medic:kit 0.1.2).",
         ),
     ]
 }
@@ -105,12 +116,16 @@ struct Settings<'a> {
     /// Whether read-only transactions make the server `degraded`.
     degraded_read_only: bool,
     /// The bound of the whole check.
-    timeout_ms: u64,
+    timeout_ms: u32,
 }
 
+/// How long the check may take when neither `timeout_ms` nor the call's
+/// deadline says (a host before medic:kit 0.1.2).
+const TIMEOUT_MS: u32 = 2000;
+
 impl<'a> Settings<'a> {
-    /// Reads the settings; the error is worded for the admin.
-    fn read(ctx: &'a Context) -> Result<Self, String> {
+    /// Reads the settings; a bad one cannot be judged.
+    fn read(ctx: &'a Context) -> Result<Self, CannotJudge> {
         let user = ctx.require("user")?;
         let host = ctx.setting("host").unwrap_or("127.0.0.1").trim();
         let host = host
@@ -118,12 +133,8 @@ impl<'a> Settings<'a> {
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(host);
         if host.is_empty() {
-            return Err("setting `host` is empty".into());
+            return Err(CannotJudge::new("setting `host` is empty"));
         }
-        let timeout_ms = match ctx.parse_or("timeout_ms", 2000u64)? {
-            0 => return Err("setting `timeout_ms` must be above 0".into()),
-            ms => ms,
-        };
         Ok(Self {
             host,
             port: ctx.parse_or("port", 5432u16)?,
@@ -133,7 +144,7 @@ impl<'a> Settings<'a> {
             query: ctx.setting("query").unwrap_or("SELECT 1"),
             degraded_in_recovery: ctx.parse_or("degraded_in_recovery", false)?,
             degraded_read_only: ctx.parse_or("degraded_read_only", false)?,
-            timeout_ms,
+            timeout_ms: ctx.timeout_ms_setting("timeout_ms", TIMEOUT_MS)?,
         })
     }
 
@@ -188,14 +199,14 @@ impl Step {
     }
 }
 
-/// Runs the whole check; the error is the reason the app is failed.
-fn probe(settings: &Settings<'_>) -> Result<Health, String> {
+/// Runs the whole check, stopping at the first step that decides it.
+fn probe(settings: &Settings<'_>) -> CheckResult {
     let password = settings
         .password_file
         .map(|path| medic_kit::read_secret("password_file", path).map(String::into_bytes))
         .transpose()?;
     let fail = |step, e| failure(settings, step, e);
-    let deadline = net::deadline_after(settings.timeout_ms);
+    let deadline = net::deadline_after(settings.timeout_ms.into());
     let conn = net::connect(settings.host, settings.port, deadline)
         .map_err(|e| fail(Step::Connect, Error::Net(e)))?;
     let mut wire = Wire::new(conn);
@@ -233,24 +244,49 @@ fn judge(settings: &Settings<'_>, state: ServerState) -> Health {
     }
 }
 
-/// Words a failure at `step` for the admin.
-fn failure(settings: &Settings<'_>, step: Step, error: Error) -> String {
+/// The check's answer to a failure at `step`, worded for the admin: what
+/// the connection did is `failed`; what the server refused or the kit
+/// could not follow is `unknown`, unless the server's SQLSTATE says a
+/// restart may help (see [`restart_may_help`]).
+fn failure(settings: &Settings<'_>, step: Step, error: Error) -> Health {
     let address = settings.address();
     match error {
-        Error::Net(NetError::TimedOut) => format!(
+        Error::Net(NetError::TimedOut) => Health::Failed(format!(
             "{address}: no answer within {} ms {}",
             settings.timeout_ms,
             step.during()
-        ),
+        )),
         Error::Net(NetError::Closed) => {
-            format!("{address} closed the connection {}", step.during())
+            Health::Failed(format!("{address} closed the connection {}", step.during()))
         }
-        Error::Server(e) if matches!(step, Step::Login) => format!("login refused: {e}"),
-        Error::Server(e) => format!("{} failed: {e}", step.prefix(settings)),
-        Error::Net(NetError::Failed(e)) | Error::Protocol(e) => {
-            format!("{}: {e}", step.prefix(settings))
+        Error::Net(NetError::Failed(e)) => {
+            Health::Failed(format!("{}: {e}", step.prefix(settings)))
         }
+        Error::Server(e) => {
+            let reason = match step {
+                Step::Login => format!("login refused: {e}"),
+                _ => format!("{} failed: {e}", step.prefix(settings)),
+            };
+            if restart_may_help(&e.code) {
+                Health::Failed(reason)
+            } else {
+                Health::Unknown(format!("{reason} (SQLSTATE {})", e.code))
+            }
+        }
+        Error::Protocol(e) => Health::Unknown(format!("{}: {e}", step.prefix(settings))),
     }
+}
+
+/// Whether an error the server sent, by its SQLSTATE, is one a restart of
+/// the server may cure. Not those about who the kit is and where it logs
+/// in: class 28 (a refused login: `28P01` a wrong password, `28000` no
+/// `pg_hba.conf` entry or no such role) and `3D000` (no such database).
+/// Every other error is `failed`: the server's state (`57P03` starting up,
+/// shutting down or in recovery, `53300` too many connections, `53100`
+/// disk full, `XX000` an internal error, ...) and an error of the admin's
+/// query, which is what the admin asked to be told about.
+fn restart_may_help(sqlstate: &str) -> bool {
+    !(sqlstate.starts_with("28") || sqlstate == "3D000")
 }
 
 export!(Postgres);
@@ -259,6 +295,7 @@ export!(Postgres);
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::session::ServerError;
 
     fn ctx(pairs: &[(&str, &str)]) -> Context {
         Context::with_settings("db", pairs)
@@ -269,19 +306,43 @@ mod tests {
         let c = ctx(&[("user", "app")]);
         let s = Settings::read(&c).unwrap();
         assert_eq!((s.host, s.port, s.database), ("127.0.0.1", 5432, "app"));
-        assert_eq!((s.query, s.timeout_ms), ("SELECT 1", 2000));
+        assert_eq!(s.query, "SELECT 1");
+        assert!((4000..=4500).contains(&s.timeout_ms), "{}", s.timeout_ms);
         assert!(!s.wants_state());
         assert_eq!(s.address(), "127.0.0.1:5432");
 
+        let mut old = ctx(&[("user", "app")]);
+        old.deadline_ms = medic_kit::DEADLINE_NOT_TOLD;
+        assert_eq!(Settings::read(&old).unwrap().timeout_ms, 2000);
+
         let c = ctx(&[("user", "app"), ("host", "[::1]"), ("port", "6432")]);
         assert_eq!(Settings::read(&c).unwrap().address(), "[::1]:6432");
+    }
 
-        let err = Settings::read(&ctx(&[])).err().unwrap();
-        assert_eq!(err, "missing required setting `user`");
-        let c = ctx(&[("user", "app"), ("timeout_ms", "0")]);
-        assert!(Settings::read(&c).is_err());
-        let c = ctx(&[("user", "app"), ("degraded_read_only", "yes")]);
-        assert!(Settings::read(&c).is_err());
+    #[test]
+    fn bad_settings_and_password_files_are_unknown() {
+        let check = |pairs: &[(&str, &str)]| {
+            let c = ctx(pairs);
+            Settings::read(&c)
+                .map_err(Health::from)
+                .and_then(|s| probe(&s))
+        };
+        assert_eq!(
+            check(&[]),
+            Err(Health::Unknown("missing required setting `user`".into()))
+        );
+        for pairs in [
+            &[("user", "app"), ("timeout_ms", "0")][..],
+            &[("user", "app"), ("degraded_read_only", "yes")],
+            &[("user", "app"), ("host", "[]")],
+            &[("user", "app"), ("password_file", "/nonexistent/medic/pw")],
+        ] {
+            let answer = check(pairs);
+            assert!(
+                matches!(answer, Err(Health::Unknown(_))),
+                "{pairs:?}: {answer:?}"
+            );
+        }
     }
 
     #[test]
@@ -308,24 +369,86 @@ mod tests {
         );
     }
 
+    /// A server error with this SQLSTATE and message.
+    fn server(code: &str, message: &str) -> Error {
+        Error::Server(ServerError {
+            code: code.into(),
+            message: message.into(),
+        })
+    }
+
     #[test]
-    fn failures_read_well() {
-        let c = ctx(&[("user", "app")]);
+    fn what_the_connection_does_is_failed() {
+        let c = ctx(&[("user", "app"), ("timeout_ms", "2000")]);
         let s = Settings::read(&c).unwrap();
-        let timeout = failure(&s, Step::Login, Error::Net(NetError::TimedOut));
         assert_eq!(
-            timeout,
-            "127.0.0.1:5432: no answer within 2000 ms while logging in"
+            failure(&s, Step::Login, Error::Net(NetError::TimedOut)),
+            Health::Failed("127.0.0.1:5432: no answer within 2000 ms while logging in".into())
         );
         let refused = Error::Net(NetError::Failed("connection refused".into()));
         assert_eq!(
             failure(&s, Step::Connect, refused),
-            "connect 127.0.0.1:5432: connection refused"
+            Health::Failed("connect 127.0.0.1:5432: connection refused".into())
         );
+        assert!(matches!(
+            failure(&s, Step::Query, Error::Net(NetError::Closed)),
+            Health::Failed(_)
+        ));
+    }
+
+    #[test]
+    fn a_server_starting_or_stopping_is_failed() {
+        let c = ctx(&[("user", "app")]);
+        let s = Settings::read(&c).unwrap();
+        for (code, message) in [
+            ("57P03", "the database system is starting up"),
+            ("57P03", "the database system is shutting down"),
+            ("53300", "sorry, too many clients already"),
+            ("XX000", "could not read block 0"),
+        ] {
+            assert_eq!(
+                failure(&s, Step::Login, server(code, message)),
+                Health::Failed(format!("login refused: {message}")),
+                "{code}"
+            );
+        }
+        // The admin's query failing is what the admin asked to hear about.
+        assert_eq!(
+            failure(
+                &s,
+                Step::Query,
+                server("42703", "column \"nope\" does not exist")
+            ),
+            Health::Failed("query \"SELECT 1\" failed: column \"nope\" does not exist".into())
+        );
+    }
+
+    #[test]
+    fn what_the_server_refuses_the_kit_is_unknown() {
+        let c = ctx(&[("user", "app")]);
+        let s = Settings::read(&c).unwrap();
+        assert_eq!(
+            failure(
+                &s,
+                Step::Login,
+                server("28P01", "password authentication failed for user \"app\"")
+            ),
+            Health::Unknown(
+                "login refused: password authentication failed for user \"app\" \
+                 (SQLSTATE 28P01)"
+                    .into()
+            )
+        );
+        for code in ["28000", "3D000"] {
+            let answer = failure(&s, Step::Login, server(code, "no"));
+            assert!(matches!(answer, Health::Unknown(_)), "{code}: {answer:?}");
+        }
         let gss = Error::Protocol("server asks for GSSAPI authentication".into());
         assert_eq!(
             failure(&s, Step::Login, gss),
-            "login to 127.0.0.1:5432: server asks for GSSAPI authentication"
+            Health::Unknown(
+                "login to 127.0.0.1:5432: server asks for GSSAPI authentication".into()
+            )
         );
     }
 }

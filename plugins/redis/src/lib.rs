@@ -5,15 +5,20 @@
 //! set, then `PING`, then `INFO replication` to spot a replica cut off from
 //! its master. A server that is loading its dataset, or a replica whose
 //! master link is down, is `degraded`: it is up, and a restart would not
-//! help. Every wait (name lookup, connect, each reply) ends by one
-//! deadline, `timeout_ms` after the check starts.
+//! help. A refused login, an ACL that denies the kit, a reply that is not
+//! redis's, a bad setting or an unreadable password file is `unknown`: a
+//! restart would not help either. Every wait (name lookup, connect, each
+//! reply) ends by one deadline: `timeout_ms` after the check starts, and
+//! never past the call's own deadline less its margin.
 
 mod client;
 mod verdict;
 
 use std::time::Duration;
 
-use medic_kit::{Capability, Context, Health, Kit, KitInfo, SettingDoc, export};
+use medic_kit::{
+    CannotJudge, Capability, CheckResult, Context, Health, Kit, KitInfo, SettingDoc, export,
+};
 
 use client::Connection;
 
@@ -37,10 +42,7 @@ impl Kit for Redis {
     }
 
     fn check(ctx: &Context) -> Health {
-        match probe(ctx) {
-            Ok(health) => health,
-            Err(reason) => Health::Failed(reason),
-        }
+        medic_kit::verdict(probe(ctx))
     }
 }
 
@@ -63,12 +65,12 @@ fn setting_docs() -> Vec<SettingDoc> {
             "The ACL user for `AUTH username password` (needs `password_file`); \
              without it `AUTH password` logs in as `default`.",
         ),
-        SettingDoc::with_default(
+        SettingDoc::optional(
             "timeout_ms",
-            "2000",
             "Longest wait for the whole check (lookup, connect, every reply), in \
-             milliseconds; keep it below the app's `timeout` so a hung server is \
-             `failed`, not a kit fault.",
+             milliseconds. The check always ends shortly before the app's `timeout`, \
+             so a hung server is `failed`, not a kit fault; set this only to give up \
+             sooner. Default: all of that time (2000 on hosts before medic:kit 0.1.2).",
         ),
         SettingDoc::with_default(
             "check_replication",
@@ -95,34 +97,35 @@ struct Settings {
     check_replication: bool,
 }
 
+/// How long the check may take when neither `timeout_ms` nor the call's
+/// deadline says (a host before medic:kit 0.1.2).
+const TIMEOUT_MS: u32 = 2000;
+
 impl Settings {
-    /// Reads the settings; the error is worded for the admin.
-    fn read(ctx: &Context) -> Result<Self, String> {
+    /// Reads the settings; a bad one cannot be judged.
+    fn read(ctx: &Context) -> Result<Self, CannotJudge> {
         let port = match ctx.parse_or("port", 6379u16)? {
-            0 => return Err("setting `port` must be above 0".into()),
+            0 => return Err(CannotJudge::new("setting `port` must be above 0")),
             port => port,
         };
-        let timeout_ms = match ctx.parse_or("timeout_ms", 2000u64)? {
-            0 => return Err("setting `timeout_ms` must be above 0".into()),
-            ms => ms,
-        };
+        let timeout_ms = ctx.timeout_ms_setting("timeout_ms", TIMEOUT_MS)?;
         let username = ctx.setting("username").map(str::to_string);
         let password_file = ctx.setting("password_file").map(str::to_string);
         if username.is_some() && password_file.is_none() {
-            return Err("setting `username` needs `password_file`".into());
+            return Err(CannotJudge::new("setting `username` needs `password_file`"));
         }
         Ok(Self {
             host: host(ctx)?,
             port,
             username,
             password_file,
-            timeout: Duration::from_millis(timeout_ms),
+            timeout: Duration::from_millis(timeout_ms.into()),
             check_replication: ctx.parse_or("check_replication", true)?,
         })
     }
 
     /// The password from `password_file`, if one is set.
-    fn password(&self) -> Result<Option<String>, String> {
+    fn password(&self) -> Result<Option<String>, CannotJudge> {
         let Some(path) = &self.password_file else {
             return Ok(None);
         };
@@ -132,36 +135,39 @@ impl Settings {
 
 /// The `host` setting, also accepting an IPv6 address in brackets as
 /// `[grants] connect` writes it.
-fn host(ctx: &Context) -> Result<String, String> {
+fn host(ctx: &Context) -> Result<String, CannotJudge> {
     let host = ctx.setting("host").unwrap_or("127.0.0.1").trim();
     let host = host
         .strip_prefix('[')
         .and_then(|v6| v6.strip_suffix(']'))
         .unwrap_or(host);
     if host.is_empty() {
-        return Err("setting `host` is empty".into());
+        return Err(CannotJudge::new("setting `host` is empty"));
     }
     Ok(host.to_string())
 }
 
-/// Runs the check; `Err` is the reason the app failed.
-fn probe(ctx: &Context) -> Result<Health, String> {
+/// Runs the check, stopping at the first reply that decides it.
+fn probe(ctx: &Context) -> CheckResult {
     let settings = Settings::read(ctx)?;
     let password = settings.password()?;
-    let mut conn = Connection::open(&settings.host, settings.port, settings.timeout)?;
+    let mut conn = Connection::open(&settings.host, settings.port, settings.timeout)
+        .map_err(Health::Failed)?;
     if let Some(password) = &password {
         let args = auth_args(settings.username.as_deref(), password);
-        let reply = conn.call(&args).map_err(|e| format!("AUTH: {e}"))?;
+        let reply = conn.call(&args).map_err(|e| verdict::fault("AUTH", e))?;
         verdict::auth(&reply)?;
     }
-    let reply = conn.call(&[b"PING"]).map_err(|e| format!("PING: {e}"))?;
+    let reply = conn
+        .call(&[b"PING"])
+        .map_err(|e| verdict::fault("PING", e))?;
     let health = verdict::ping(&reply, password.is_some());
     if health != Health::Healthy || !settings.check_replication {
         return Ok(health);
     }
     let reply = conn
         .call(&[b"INFO", b"replication"])
-        .map_err(|e| format!("INFO replication: {e}"))?;
+        .map_err(|e| verdict::fault("INFO replication", e))?;
     Ok(verdict::replication(&reply))
 }
 
@@ -189,7 +195,6 @@ mod tests {
     fn settings_have_defaults() {
         let s = Settings::read(&ctx(&[])).unwrap();
         assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 6379));
-        assert_eq!(s.timeout, Duration::from_millis(2000));
         assert!(s.check_replication);
         assert_eq!(s.password().unwrap(), None);
         let v6 = Settings::read(&ctx(&[("host", "[::1]")])).unwrap();
@@ -197,8 +202,23 @@ mod tests {
     }
 
     #[test]
-    fn bad_settings_are_reported() {
-        let err = |pairs| Settings::read(&ctx(pairs)).err().unwrap();
+    fn the_timeout_ends_before_the_deadline() {
+        // Told the deadline (5 s): all of it less the 500 ms margin.
+        let whole = Settings::read(&ctx(&[])).unwrap().timeout;
+        assert!(whole <= Duration::from_millis(4500), "{whole:?}");
+        assert!(whole > Duration::from_millis(4000), "{whole:?}");
+        let short = Settings::read(&ctx(&[("timeout_ms", "300")])).unwrap();
+        assert_eq!(short.timeout, Duration::from_millis(300));
+        // Not told (a 0.1.1 host): the kit's own default.
+        let mut old = ctx(&[]);
+        old.deadline_ms = medic_kit::DEADLINE_NOT_TOLD;
+        let s = Settings::read(&old).unwrap();
+        assert_eq!(s.timeout, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn bad_settings_cannot_be_judged() {
+        let err = |pairs| Settings::read(&ctx(pairs)).err().unwrap().to_string();
         assert_eq!(err(&[("port", "0")]), "setting `port` must be above 0");
         assert!(err(&[("port", "70000")]).starts_with("setting `port` = \"70000\""));
         assert_eq!(
@@ -211,20 +231,25 @@ mod tests {
             err(&[("username", "bob")]),
             "setting `username` needs `password_file`"
         );
+        let answer = probe(&ctx(&[("port", "0")]));
+        assert!(matches!(answer, Err(Health::Unknown(_))), "{answer:?}");
     }
 
     #[test]
-    fn an_empty_password_file_is_refused() {
+    fn an_unreadable_or_empty_password_file_cannot_be_judged() {
         let dir = std::env::temp_dir().join(format!("kit-redis-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("pw");
         std::fs::write(&file, "\n").unwrap();
-        let s = Settings::read(&ctx(&[("password_file", file.to_str().unwrap())])).unwrap();
-        assert!(s.password().unwrap_err().ends_with("is empty"));
+        let c = ctx(&[("password_file", file.to_str().unwrap())]);
+        let s = Settings::read(&c).unwrap();
+        assert!(s.password().unwrap_err().reason().ends_with("is empty"));
         std::fs::write(&file, "hunter2\n").unwrap();
         assert_eq!(s.password().unwrap().as_deref(), Some("hunter2"));
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(s.password().unwrap_err().contains("[grants] read"));
+        assert!(s.password().unwrap_err().reason().contains("[grants] read"));
+        let answer = probe(&c);
+        assert!(matches!(answer, Err(Health::Unknown(_))), "{answer:?}");
     }
 
     #[test]

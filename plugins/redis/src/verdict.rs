@@ -4,15 +4,48 @@
 use medic_kit::Health;
 use redis_protocol::resp2::types::OwnedFrame;
 
+use crate::client::Fault;
+
 /// How much of an unexpected reply is quoted in a reason.
 const QUOTE: usize = 80;
 
-/// The verdict on the reply to `AUTH`: `Err` is the reason the app failed.
-pub fn auth(reply: &OwnedFrame) -> Result<(), String> {
+/// The answer when a command got no usable reply: a reply the kit cannot
+/// read (not RESP, or far too long: not a redis server) is `unknown`; a
+/// server that does not answer in time or drops the connection is
+/// `failed`.
+pub fn fault(command: &str, fault: Fault) -> Health {
+    match fault {
+        Fault::Protocol(_) | Fault::TooLong => Health::Unknown(format!("{command}: {fault}")),
+        Fault::TimedOut(_) | Fault::Closed | Fault::Io(_) => {
+            Health::Failed(format!("{command}: {fault}"))
+        }
+    }
+}
+
+/// Whether an error reply to a command is about the kit's access, not the
+/// server's state: a missing credential (`NOAUTH`), an ACL that denies the
+/// command (`NOPERM`), a renamed or disabled command. No restart changes
+/// these.
+fn refused_access(error: &str) -> bool {
+    ["NOAUTH", "NOPERM", "WRONGPASS", "ERR unknown command"]
+        .iter()
+        .any(|prefix| error.starts_with(prefix))
+}
+
+/// The verdict on the reply to `AUTH`: `Err` is the check's answer. A
+/// refused login is `unknown` (the credential is wrong, a restart keeps it
+/// wrong); only a server too busy to take the connection is `failed`.
+pub fn auth(reply: &OwnedFrame) -> Result<(), Health> {
     match reply {
         OwnedFrame::SimpleString(s) if s == b"OK" => Ok(()),
-        OwnedFrame::Error(e) => Err(format!("AUTH: {e}")),
-        other => Err(format!("AUTH: unexpected reply {}", quote(other))),
+        OwnedFrame::Error(e) if e.starts_with("ERR max number of clients") => {
+            Err(Health::Failed(format!("AUTH: {e}")))
+        }
+        OwnedFrame::Error(e) => Err(Health::Unknown(format!("AUTH: {e}"))),
+        other => Err(Health::Unknown(format!(
+            "AUTH: unexpected reply {}",
+            quote(other)
+        ))),
     }
 }
 
@@ -30,27 +63,31 @@ pub fn ping(reply: &OwnedFrame, authenticated: bool) -> Health {
             Health::Degraded(format!("PING: {e}"))
         }
         OwnedFrame::Error(e) if e.starts_with("NOAUTH") && !authenticated => {
-            Health::Failed(format!("PING: {e} (set `password_file`)"))
+            Health::Unknown(format!("PING: {e} (set `password_file`)"))
         }
+        OwnedFrame::Error(e) if refused_access(e) => Health::Unknown(format!("PING: {e}")),
+        // BUSY (a script that will not end), max clients, ...: the server
+        // does not serve, and a restart ends that.
         OwnedFrame::Error(e) => Health::Failed(format!("PING: {e}")),
-        other => Health::Failed(format!("PING: unexpected reply {}", quote(other))),
+        other => Health::Unknown(format!("PING: unexpected reply {}", quote(other))),
     }
 }
 
 /// The verdict on the reply to `INFO replication`: degraded for a replica
 /// whose link to its master is down. A server that will not tell (an ACL
-/// without `+info`, a renamed command) is degraded too, since the check
-/// cannot be done as configured; it still serves, so it is not failed.
+/// without `+info`, a renamed command) or answers something else leaves
+/// the check unable to judge as configured: `unknown`, though `PING` was
+/// answered, since a restart would not make it tell.
 pub fn replication(reply: &OwnedFrame) -> Health {
     let text = match reply {
         OwnedFrame::BulkString(bytes) => String::from_utf8_lossy(bytes),
         OwnedFrame::Error(e) => {
-            return Health::Degraded(format!(
+            return Health::Unknown(format!(
                 "INFO replication: {e} (or set `check_replication = false`)"
             ));
         }
         other => {
-            return Health::Degraded(format!(
+            return Health::Unknown(format!(
                 "INFO replication: unexpected reply {}",
                 quote(other)
             ));
@@ -130,18 +167,27 @@ mod tests {
         master_link_down_since_seconds:-1\r\nslave_priority:100\r\n";
 
     #[test]
-    fn auth_accepts_ok_only() {
+    fn a_refused_login_is_unknown() {
         assert_eq!(auth(&simple("OK")), Ok(()));
         assert_eq!(
             auth(&error(
                 "WRONGPASS invalid username-password pair or user is disabled."
             )),
-            Err("AUTH: WRONGPASS invalid username-password pair or user is disabled.".into())
+            Err(Health::Unknown(
+                "AUTH: WRONGPASS invalid username-password pair or user is disabled.".into()
+            ))
         );
+        let unset = "ERR AUTH <password> called without any password configured for the \
+                     default user. Are you sure your configuration is correct?";
+        assert!(matches!(auth(&error(unset)), Err(Health::Unknown(_))));
         assert_eq!(
             auth(&OwnedFrame::Integer(1)),
-            Err("AUTH: unexpected reply :1".into())
+            Err(Health::Unknown("AUTH: unexpected reply :1".into()))
         );
+        assert!(matches!(
+            auth(&error("ERR max number of clients reached")),
+            Err(Health::Failed(_))
+        ));
     }
 
     #[test]
@@ -160,20 +206,54 @@ mod tests {
         ));
         assert_eq!(
             ping(&error("NOAUTH Authentication required."), false),
-            Health::Failed("PING: NOAUTH Authentication required. (set `password_file`)".into())
+            Health::Unknown("PING: NOAUTH Authentication required. (set `password_file`)".into())
         );
         assert_eq!(
             ping(&error("NOAUTH Authentication required."), true),
-            Health::Failed("PING: NOAUTH Authentication required.".into())
+            Health::Unknown("PING: NOAUTH Authentication required.".into())
         );
+        assert!(matches!(
+            ping(
+                &error("NOPERM User bob has no permissions to run the 'ping' command"),
+                true
+            ),
+            Health::Unknown(_)
+        ));
+        assert!(matches!(
+            ping(
+                &error("ERR unknown command 'PING', with args beginning with: "),
+                false
+            ),
+            Health::Unknown(_)
+        ));
         assert_eq!(
             ping(&error("BUSY Redis is busy running a script."), false),
             Health::Failed("PING: BUSY Redis is busy running a script.".into())
         );
         assert_eq!(
             ping(&simple("OK"), false),
-            Health::Failed("PING: unexpected reply +OK".into())
+            Health::Unknown("PING: unexpected reply +OK".into())
         );
+    }
+
+    #[test]
+    fn no_reply_is_failed_but_a_foreign_one_is_unknown() {
+        use std::time::Duration;
+        assert_eq!(
+            fault("PING", Fault::TimedOut(Duration::from_millis(2000))),
+            Health::Failed("PING: no answer within 2000 ms".into())
+        );
+        assert!(matches!(fault("PING", Fault::Closed), Health::Failed(_)));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(matches!(
+            fault("AUTH", Fault::Io(refused)),
+            Health::Failed(_)
+        ));
+        assert!(matches!(
+            fault("PING", Fault::Protocol("bad type".into())),
+            Health::Unknown(_)
+        ));
+        assert!(matches!(fault("INFO", Fault::TooLong), Health::Unknown(_)));
     }
 
     #[test]
@@ -204,20 +284,17 @@ mod tests {
     }
 
     #[test]
-    fn an_unanswered_info_is_degraded_not_failed() {
+    fn an_unanswered_info_is_unknown_not_failed() {
         let reply = error("NOPERM User bob has no permissions to run the 'info' command");
         assert_eq!(
             replication(&reply),
-            Health::Degraded(
+            Health::Unknown(
                 "INFO replication: NOPERM User bob has no permissions to run the 'info' \
                  command (or set `check_replication = false`)"
                     .into()
             )
         );
-        assert!(matches!(
-            replication(&OwnedFrame::Null),
-            Health::Degraded(_)
-        ));
+        assert!(matches!(replication(&OwnedFrame::Null), Health::Unknown(_)));
     }
 
     #[test]

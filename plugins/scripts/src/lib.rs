@@ -12,9 +12,13 @@
 //!
 //! Without `recover`, `remove` and `restore`, the kit asks medic to restart
 //! the app with its own `stop` and `start` commands.
+//!
+//! The convention has no "cannot tell" exit: any exit but 0 is `failed`, as
+//! LifeKeeper reads it. Settings that do not say what to run are `unknown`.
 
 use medic_kit::{
-    Capability, Command, Context, ExecOutput, Health, Kit, KitInfo, NextStep, SettingDoc, export,
+    Capability, CheckResult, Command, Context, ExecOutput, Health, Kit, KitInfo, NextStep,
+    SettingDoc, export,
 };
 
 /// The environment scripts run with: a fixed PATH and the app's name.
@@ -57,11 +61,12 @@ impl Kit for Scripts {
                     "The resource tag passed as `-t` (default: the app's name).",
                 ),
                 SettingDoc::optional("id", "The resource id passed as `-i` (default: the tag)."),
-                SettingDoc::with_default(
+                SettingDoc::optional(
                     "timeout_ms",
-                    "10000",
-                    "Longest one script may run, in milliseconds; keep it below the \
-                     app's `timeout`.",
+                    "Longest one script may run, in milliseconds. A script is always \
+                     killed shortly before the call's deadline (the app's `timeout`); \
+                     set this only to stop it sooner. Default: all of that time (10000 \
+                     on hosts before medic:kit 0.1.2).",
                 ),
             ],
             wants: vec![
@@ -72,20 +77,13 @@ impl Kit for Scripts {
     }
 
     fn check(ctx: &Context) -> Health {
-        let outcome = ctx
-            .require("quick_check")
-            .and_then(|script| run(ctx, script));
-        match outcome {
-            Ok(output) if output.exit_code == Some(0) => Health::Healthy,
-            Ok(output) => Health::Failed(said("quick_check", &output)),
-            Err(reason) => Health::Failed(reason),
-        }
+        medic_kit::verdict(quick_check(ctx))
     }
 
     fn recover(ctx: &Context) -> Result<NextStep, String> {
         let mut failed = Vec::new();
         if let Some(script) = ctx.setting("recover") {
-            match run(ctx, script)? {
+            match run_script(ctx, script)? {
                 output if output.exit_code == Some(0) => return Ok(NextStep::Done),
                 output => failed.push(said("recover", &output)),
             }
@@ -93,11 +91,11 @@ impl Kit for Scripts {
         match (ctx.setting("remove"), ctx.setting("restore")) {
             (Some(remove), Some(restore)) => {
                 // A failing remove is not fatal: the app is often down already.
-                let removed = run(ctx, remove)?;
+                let removed = run_script(ctx, remove)?;
                 if removed.exit_code != Some(0) {
                     failed.push(said("remove", &removed));
                 }
-                match run(ctx, restore)? {
+                match run_script(ctx, restore)? {
                     output if output.exit_code == Some(0) => Ok(NextStep::Done),
                     output => {
                         failed.push(said("restore", &output));
@@ -112,16 +110,44 @@ impl Kit for Scripts {
     }
 }
 
-/// Runs one script with `-t TAG -i ID`.
-fn run(ctx: &Context, script: &str) -> Result<ExecOutput, String> {
+/// How long one script may run when neither `timeout_ms` nor the call's
+/// deadline says (a host before medic:kit 0.1.2).
+const TIMEOUT_MS: u32 = 10_000;
+
+/// Runs `quick_check`: healthy on exit 0, failed on anything else or when
+/// it cannot be started; settings that do not say what to run are
+/// `unknown`.
+fn quick_check(ctx: &Context) -> CheckResult {
+    let script = ctx.require("quick_check")?;
+    let command = command(ctx, script)?;
+    let output = run(script, &command).map_err(Health::Failed)?;
+    match output.exit_code {
+        Some(0) => Ok(Health::Healthy),
+        _ => Err(Health::Failed(said("quick_check", &output))),
+    }
+}
+
+/// Runs one script with `-t TAG -i ID`; settings it cannot use are the
+/// error, worded for the admin.
+fn run_script(ctx: &Context, script: &str) -> Result<ExecOutput, String> {
+    run(script, &command(ctx, script)?)
+}
+
+/// The command for one script: `-t TAG -i ID`, the kit's environment and
+/// the timeout the settings and the deadline allow.
+fn command(ctx: &Context, script: &str) -> Result<Command, medic_kit::CannotJudge> {
     let tag = ctx.setting("tag").unwrap_or(&ctx.app);
     let id = ctx.setting("id").unwrap_or(tag);
-    let timeout_ms = ctx.parse_or("timeout_ms", 10_000u32)?;
-    Command::new(script)
+    Ok(Command::new(script)
         .args(["-t", tag, "-i", id])
         .env("PATH", PATH)
         .env("MEDIC_APP", &ctx.app)
-        .timeout_ms(timeout_ms)
+        .timeout_ms(ctx.timeout_ms_setting("timeout_ms", TIMEOUT_MS)?))
+}
+
+/// Runs `command`; the error says `script` could not be started.
+fn run(script: &str, command: &Command) -> Result<ExecOutput, String> {
+    command
         .run()
         .map_err(|e| format!("cannot run {script}: {e}"))
 }
@@ -143,3 +169,54 @@ fn said(name: &str, output: &ExecOutput) -> String {
 }
 
 export!(Scripts);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn ctx(pairs: &[(&str, &str)]) -> Context {
+        Context::with_settings("fwui", pairs)
+    }
+
+    #[test]
+    fn settings_that_say_nothing_to_run_are_unknown() {
+        for pairs in [
+            &[][..],
+            &[("quick_check", " ")],
+            &[("quick_check", "/opt/lk/quickCheck"), ("timeout_ms", "0")],
+            &[("quick_check", "/opt/lk/quickCheck"), ("timeout_ms", "1m")],
+        ] {
+            let answer = quick_check(&ctx(pairs));
+            assert!(
+                matches!(answer, Err(Health::Unknown(_))),
+                "{pairs:?}: {answer:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn scripts_get_tag_id_and_a_bounded_timeout() {
+        let c = ctx(&[("tag", "web"), ("timeout_ms", "30000")]);
+        let command = command(&c, "/opt/lk/quickCheck").unwrap();
+        let request = command.request();
+        assert_eq!(request.args.join(" "), "-t web -i web");
+        // 30 s asked, but the call's deadline (5 s in tests) comes first.
+        let timeout = request.timeout_ms;
+        assert!((4_000..=4_500).contains(&timeout), "{timeout}");
+    }
+
+    #[test]
+    fn a_failed_script_is_quoted() {
+        let output = ExecOutput {
+            exit_code: Some(1),
+            stdout: "not in service\n".into(),
+            stderr: String::new(),
+            truncated: false,
+        };
+        assert_eq!(
+            said("quick_check", &output),
+            "quick_check exited 1: not in service"
+        );
+    }
+}

@@ -22,6 +22,7 @@ impl Ladder {
             start_grace: Duration::ZERO,
             max_flaps: 0,
             flap_window: Duration::from_secs(3600),
+            timeouts_before_failure: 2,
             no_escalation_before: start + 2 * SEC,
         };
         Self {
@@ -228,13 +229,12 @@ fn attempts_outside_the_window_are_forgotten() {
 fn never_escalate_just_after_start() {
     let mut l = Ladder::new(Then::VmReset);
     l.now = l.policy.no_escalation_before - 10 * SEC;
-    l.policy.local_attempts = 0;
+    l.policy.local_attempts = 1;
     l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::Failed("no".into())));
     let actions = l.fail();
-    assert_eq!(
-        Ladder::kinds(&actions),
-        vec![Kind::AppFailed, Kind::EscalationDeferred]
-    );
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::EscalationDeferred]);
     assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
     assert_eq!(l.state.phase, Phase::Recovering);
     l.now = l.policy.no_escalation_before;
@@ -246,14 +246,106 @@ fn never_escalate_just_after_start() {
 }
 
 #[test]
-fn kit_asking_escalation_goes_straight_to_then() {
+fn kit_asking_escalation_is_confirmed_by_a_failed_check_first() {
     let mut l = Ladder::new(Then::VmReset);
     l.fail();
     l.fail();
-    let actions = l.on(Event::KitRecovered(KitRecovery::Escalate(
-        "disk gone".into(),
-    )));
+    let escalate = || Event::KitRecovered(KitRecovery::Escalate("disk gone".into()));
+    let actions = l.on(escalate());
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::EscalationDeferred]);
+    assert_eq!(actions.last(), Some(&Action::CheckAfter(SEC)));
+    assert_eq!(l.state.phase, Phase::Recovering);
+    // Still down after the kit's step: the next attempt may escalate.
+    assert_eq!(l.fail().last(), Some(&Action::KitRecover(2)));
+    let actions = l.on(escalate());
     assert!(matches!(actions.last(), Some(Action::RequestReset(r)) if r.contains("disk gone")));
+}
+
+#[test]
+fn a_kit_that_escalates_on_a_passing_app_never_resets() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.fail();
+    l.fail();
+    l.on(Event::KitRecovered(KitRecovery::Escalate("hopeless".into())));
+    l.on(Event::Checked(CheckOutcome::Healthy));
+    l.fail();
+    l.fail();
+    let actions = l.on(Event::KitRecovered(KitRecovery::Escalate("hopeless".into())));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::RequestReset(_))),
+        "the evidence went with the passing check: {actions:?}"
+    );
+}
+
+#[test]
+fn vm_reset_without_any_local_recovery_is_refused_and_held() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.policy.local_attempts = 0;
+    l.fail();
+    let actions = l.fail();
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::AppFailed, Kind::Escalation, Kind::Alert, Kind::Manual]
+    );
+    assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
+    assert!(matches!(&l.state.phase, Phase::Manual(why) if why.contains("vm-reset refused")));
+}
+
+#[test]
+fn unknown_is_journaled_once_and_never_acted_on() {
+    let mut l = Ladder::new(Then::VmReset);
+    let unknown = || Event::Checked(CheckOutcome::Unknown("AUTH: WRONGPASS".into()));
+    l.fail();
+    let actions = l.on(unknown());
+    assert_eq!(Ladder::kinds(&actions), vec![Kind::AppUnknown]);
+    assert_eq!(l.state.consecutive_failures, 0, "the failure streak is broken");
+    for _ in 0..10 {
+        assert!(l.on(unknown()).is_empty(), "once per streak, never an action");
+    }
+    assert_eq!(l.state.phase, Phase::Healthy);
+    assert_eq!(super::super::status::state_name(&l.state, l.now), "unknown");
+    l.on(Event::Checked(CheckOutcome::Healthy));
+    assert_eq!(Ladder::kinds(&l.on(unknown())), vec![Kind::AppUnknown], "a new streak");
+}
+
+#[test]
+fn a_check_that_keeps_timing_out_counts_as_failed() {
+    let mut l = Ladder::new(Then::VmReset);
+    let timeout = || Event::Checked(CheckOutcome::TimedOut("deadline of 1s".into()));
+    assert_eq!(Ladder::kinds(&l.on(timeout())), vec![Kind::KitFault]);
+    assert_eq!(l.state.consecutive_failures, 0, "one timeout is a kit fault");
+    assert!(l.on(timeout()).is_empty(), "the second counts as one failure");
+    assert_eq!(l.state.consecutive_failures, 1);
+    let actions = l.on(timeout());
+    assert_eq!(
+        Ladder::kinds(&actions),
+        vec![Kind::AppFailed, Kind::RecoveryAttempt]
+    );
+    assert!(matches!(&actions[0], Action::Journal(_, d) if d["reason"].as_str().unwrap().starts_with("check timed out 3 times in a row")));
+    // Any other answer ends the streak.
+    l.on(Event::Checked(CheckOutcome::KitFault("trap".into())));
+    l.on(timeout());
+    assert_eq!(l.state.timeouts, 1);
+}
+
+#[test]
+fn other_kit_faults_never_count_however_many() {
+    let mut l = Ladder::new(Then::VmReset);
+    for _ in 0..10 {
+        l.on(Event::Checked(CheckOutcome::KitFault("denied".into())));
+    }
+    assert_eq!(l.state.consecutive_failures, 0);
+    assert_eq!(l.state.phase, Phase::Healthy);
+}
+
+#[test]
+fn timeouts_in_the_start_grace_do_not_count() {
+    let mut l = Ladder::new(Then::VmReset);
+    l.state.grace_until = Some(l.now + 100 * SEC);
+    for _ in 0..5 {
+        l.on(Event::Checked(CheckOutcome::TimedOut("slow".into())));
+    }
+    assert_eq!(l.state.consecutive_failures, 0);
 }
 
 #[test]
@@ -311,7 +403,7 @@ fn then_none_just_holds() {
 }
 
 #[test]
-fn zero_local_attempts_escalates_at_once() {
+fn zero_local_attempts_alerts_at_once() {
     let mut l = Ladder::new(Then::Alert);
     l.policy.local_attempts = 0;
     l.fail();

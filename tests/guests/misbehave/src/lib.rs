@@ -24,7 +24,8 @@ impl Kit for Misbehave {
                 SettingDoc::required(
                     "mode",
                     "What `check` does: ok, fail, degraded, loop, alloc, trap, read, \
-                     connect, fetch, exec, run, log, state, env, sleep, watch or annotate.",
+                     connect, fetch, exec, run, log, state, env, sleep, watch, annotate, \
+                     deadline or unknown.",
                 ),
                 SettingDoc::with_default(
                     "recover_mode",
@@ -76,6 +77,8 @@ impl Kit for Misbehave {
             "ok" => Health::Healthy,
             "fail" => Health::Failed("told to fail".into()),
             "degraded" => Health::Degraded("told to degrade".into()),
+            "unknown" => Health::Unknown("told it cannot judge".into()),
+            "deadline" => Health::Degraded(format!("deadline {} ms", ctx.deadline_ms)),
             "loop" => spin(),
             "alloc" => alloc(ctx).unwrap_or_else(Health::Failed),
             "trap" => panic!("told to trap"),
