@@ -72,7 +72,10 @@ fn nagios_plugin_states_become_verdicts() {
     );
     let (code, line) = setup.check("unknown");
     assert_eq!(code, 3, "{line}");
-    assert!(line.starts_with("UNKNOWN - unknown: unknown: "), "a verdict, not a kit fault: {line}");
+    assert!(
+        line.starts_with("UNKNOWN - unknown: unknown: "),
+        "a verdict, not a kit fault: {line}"
+    );
     assert!(line.contains("exited 3 (UNKNOWN)"), "{line}");
 }
 

@@ -114,7 +114,10 @@ fn a_hung_nginx_is_recovered_under_the_http_nginx_and_tcp_kits() {
     let daemon = setup.daemon();
     setup.wait_kit_loaded();
     let servers = [("web", &web), ("status", &status), ("port", &tcp)];
-    let before: Vec<u32> = servers.iter().map(|(_, n)| n.master_pid().unwrap()).collect();
+    let before: Vec<u32> = servers
+        .iter()
+        .map(|(_, n)| n.master_pid().unwrap())
+        .collect();
     for pid in &before {
         common::signal(*pid, Signal::STOP);
     }
@@ -150,10 +153,7 @@ fn a_hung_nginx_is_recovered_under_the_http_nginx_and_tcp_kits() {
 fn a_check_that_keeps_timing_out_counts_as_failed() {
     let marker = tempfile::tempdir().unwrap();
     let restarted = marker.path().join("restarted");
-    let start = common::argv_toml(&[
-        "/bin/touch".into(),
-        restarted.display().to_string(),
-    ]);
+    let start = common::argv_toml(&["/bin/touch".into(), restarted.display().to_string()]);
     let setup = Setup::new("backend = \"dry-run\"")
         .with_kit("misbehave")
         .app(
@@ -250,7 +250,10 @@ fn stop_means_stopped() {
         assert_eq!(killed[0].detail["pid"], master);
         assert_eq!(killed[0].detail["after"], "1s");
         let failed_restarts = setup.reasons(name, Kind::RecoveryFailed);
-        assert!(failed_restarts.is_empty(), "{name}: start never failed: {failed_restarts:?}");
+        assert!(
+            failed_restarts.is_empty(),
+            "{name}: start never failed: {failed_restarts:?}"
+        );
     }
 }
 
@@ -297,7 +300,10 @@ fn a_refused_login_never_restarts_the_app_or_resets_the_vm() {
     for app in ["cache", "db"] {
         let (code, line) = setup.check(app);
         assert_eq!(code, 3, "{line}");
-        assert!(line.starts_with(&format!("UNKNOWN - {app}: unknown: ")), "{line}");
+        assert!(
+            line.starts_with(&format!("UNKNOWN - {app}: unknown: ")),
+            "{line}"
+        );
     }
     let (redis_pid, pg_pid) = (redis.pid().unwrap(), pg.master_pid().unwrap());
     let mut daemon = setup.daemon();
@@ -307,14 +313,22 @@ fn a_refused_login_never_restarts_the_app_or_resets_the_vm() {
     daemon.stop();
     assert_eq!(redis.pid(), Some(redis_pid), "redis was left alone");
     assert_eq!(pg.master_pid(), Some(pg_pid), "postgres was left alone");
-    for (app, refusal) in [("cache", "WRONGPASS"), ("db", "password authentication failed")] {
+    for (app, refusal) in [
+        ("cache", "WRONGPASS"),
+        ("db", "password authentication failed"),
+    ] {
         let kinds = setup.kinds(app);
         assert_eq!(
             kinds.iter().filter(|k| **k == Kind::AppUnknown).count(),
             1,
             "{app}: one app_unknown for the streak: {kinds:?}"
         );
-        for never in [Kind::RecoveryAttempt, Kind::ResetDecided, Kind::AppFailed, Kind::AppKilled] {
+        for never in [
+            Kind::RecoveryAttempt,
+            Kind::ResetDecided,
+            Kind::AppFailed,
+            Kind::AppKilled,
+        ] {
             assert!(!kinds.contains(&never), "{app}: no {never}: {kinds:?}");
         }
         let reasons = setup.reasons(app, Kind::AppUnknown);

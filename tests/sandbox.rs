@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use medic::config::Grants;
-use medic::sandbox::{CallScope, Verdict, Kit, KitEngine, KitFault, LoadError, NextStep};
+use medic::sandbox::{CallScope, Kit, KitEngine, KitFault, LoadError, NextStep, Verdict};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -98,7 +98,7 @@ async fn endless_loop_is_killed_at_the_deadline_and_the_next_check_runs() {
     let result = sandbox
         .check_within(&none(), &[("mode", "loop")], Duration::from_millis(300))
         .await;
-    assert_eq!(result, Err(KitFault::Timeout(Duration::from_millis(300))));
+    assert_eq!(result, Err(KitFault::Spinning(Duration::from_millis(300))));
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "interrupted near its deadline"
@@ -392,8 +392,19 @@ async fn host_calls_that_wait_end_before_the_deadline_with_a_timeout() {
             ("timeout_ms", "4000000000"),
         ]
     };
-    let fetch = |mode| vec![("mode", mode), ("url", url.as_str()), ("timeout_ms", "4000000000")];
-    for settings in [exec("exec"), exec("run"), fetch("fetch"), fetch("fetch-wasi")] {
+    let fetch = |mode| {
+        vec![
+            ("mode", mode),
+            ("url", url.as_str()),
+            ("timeout_ms", "4000000000"),
+        ]
+    };
+    for settings in [
+        exec("exec"),
+        exec("run"),
+        fetch("fetch"),
+        fetch("fetch-wasi"),
+    ] {
         let started = Instant::now();
         let result = sandbox.check_within(&grants, &settings, deadline).await;
         let took = started.elapsed();
@@ -402,10 +413,15 @@ async fn host_calls_that_wait_end_before_the_deadline_with_a_timeout() {
             other => panic!("{settings:?}: the kit answers, got {other:?}"),
         };
         assert!(
-            text.contains("exit None") || text.to_lowercase().contains("timeout") || text.contains("within"),
+            text.contains("exit None")
+                || text.to_lowercase().contains("timeout")
+                || text.contains("within"),
             "{settings:?}: the kit saw a timeout: {text}"
         );
-        assert!(took < deadline, "{settings:?}: done before the deadline, in {took:?}");
+        assert!(
+            took < deadline,
+            "{settings:?}: done before the deadline, in {took:?}"
+        );
         assert!(
             took > Duration::from_millis(800),
             "{settings:?}: it waited until the margin (100 ms) before the deadline: {took:?}"
@@ -419,7 +435,11 @@ async fn host_calls_that_wait_end_before_the_deadline_with_a_timeout() {
 async fn a_kit_that_sleeps_past_its_deadline_is_cut_off() {
     let started = Instant::now();
     let result = misbehave()
-        .check_within(&none(), &[("mode", "sleep"), ("ms", "30000")], Duration::from_millis(300))
+        .check_within(
+            &none(),
+            &[("mode", "sleep"), ("ms", "30000")],
+            Duration::from_millis(300),
+        )
         .await;
     assert_eq!(result, Err(KitFault::Timeout(Duration::from_millis(300))));
     assert!(started.elapsed() < Duration::from_secs(5));
@@ -430,7 +450,11 @@ async fn a_kit_that_sleeps_past_its_deadline_is_cut_off() {
 async fn a_0_1_2_kit_knows_its_deadline_and_can_say_unknown() {
     let sandbox = misbehave();
     let told = sandbox
-        .check_within(&none(), &[("mode", "deadline")], Duration::from_millis(1234))
+        .check_within(
+            &none(),
+            &[("mode", "deadline")],
+            Duration::from_millis(1234),
+        )
         .await;
     assert_eq!(told, Ok(Verdict::Degraded("deadline 1234 ms".into())));
     assert_eq!(

@@ -1,13 +1,13 @@
 //! Hostile kits written by hand in WAT, without the SDK or Rust's runtime:
 //! a core module exporting the canonical-ABI functions of
-//! `medic:kit/kit@0.1.1`, wrapped into a component with the project's WIT.
+//! `medic:kit/kit@0.1.2`, wrapped into a component with the project's WIT.
 //! Whatever such a kit does inside `check`, the host holds.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use std::path::Path;
 use std::time::Duration;
 
-use medic::sandbox::{CallScope, Verdict, Kit, KitEngine, KitFault};
+use medic::sandbox::{CallScope, Kit, KitEngine, KitFault, Verdict};
 
 /// A kit whose `check` body is `check_body` (it must leave an i32: a pointer
 /// to the `health` result in memory, which starts zeroed: `healthy`).
@@ -37,10 +37,10 @@ fn wat_kit(check_body: &str) -> Vec<u8> {
     i32.const 1
     i32.add
     call $recurse)
-  (func (export "medic:kit/kit@0.1.1#describe") (result i32) unreachable)
-  (func (export "medic:kit/kit@0.1.1#check") (param i32 i32 i32 i32 i32) (result i32)
+  (func (export "medic:kit/kit@0.1.2#describe") (result i32) unreachable)
+  (func (export "medic:kit/kit@0.1.2#check") (param i32 i32 i32 i32 i32) (result i32)
     {check_body})
-  (func (export "medic:kit/kit@0.1.1#recover") (param i32 i32 i32 i32 i32) (result i32) unreachable)
+  (func (export "medic:kit/kit@0.1.2#recover") (param i32 i32 i32 i32 i32) (result i32) unreachable)
 )"#
     );
     let mut module = wat::parse_str(&wat).unwrap();
@@ -96,7 +96,7 @@ async fn a_wat_kit_that_behaves_is_healthy() {
 async fn a_wat_kit_that_loops_is_stopped_at_the_deadline() {
     assert_eq!(
         check("(loop br 0) unreachable").await,
-        Err(KitFault::Timeout(Duration::from_millis(300)))
+        Err(KitFault::Spinning(Duration::from_millis(300)))
     );
 }
 

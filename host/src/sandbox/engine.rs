@@ -22,7 +22,7 @@ use super::store::KitStore;
 
 /// How often the epoch advances: the longest a guest runs before yielding
 /// to the runtime, and so the granularity of call deadlines.
-const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Largest per-app memory cap the engine is configured for (4 GiB).
 const MAX_KIT_MEMORY: usize = 4096 << 20;

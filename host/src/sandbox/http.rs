@@ -72,7 +72,8 @@ impl WasiHttpHooks for GuardedHttp {
         let budget = self.deadline.clamp(std::time::Duration::MAX);
         Box::new(async move {
             use http_body_util::BodyExt;
-            let send = wasmtime_wasi_http::default_send_request(request, Some(clamped(options, budget)));
+            let send =
+                wasmtime_wasi_http::default_send_request(request, Some(clamped(options, budget)));
             let (response, io) = tokio::time::timeout(budget, send)
                 .await
                 .map_err(|_| HttpError::ConnectionTimeout)??;

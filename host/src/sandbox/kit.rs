@@ -13,6 +13,7 @@ use super::bindings::{
     CallContext, Context, KitInfo, NextStep, RecoveryKit, RecoveryKitIndices, Setting, SettingDoc,
     Verdict,
 };
+use super::engine::EPOCH_TICK;
 use super::store::{CallDeadline, CallScope, KitStore};
 use crate::process::PinnedProcess;
 
@@ -148,10 +149,11 @@ impl Export for Recover {
     ) -> wasmtime::Result<Result<NextStep, String>> {
         match kit.calls {
             Some(calls) => {
-                let func = instance.get_typed_func::<(&CallContext,), (Result<NextStep, String>,)>(
-                    &mut *store,
-                    calls.recover,
-                )?;
+                let func = instance
+                    .get_typed_func::<(&CallContext,), (Result<NextStep, String>,)>(
+                        &mut *store,
+                        calls.recover,
+                    )?;
                 Ok(func.call_async(&mut *store, (&self.0,)).await?.0)
             }
             None => {
@@ -257,8 +259,7 @@ impl Kit {
         export: E,
     ) -> Result<E::Output, KitFault> {
         let deadline = CallDeadline::after(timeout);
-        let data =
-            KitStore::new(scope, deadline).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
+        let data = KitStore::new(scope, deadline).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
         let mut store = Store::new(self.pre.engine(), data);
         store.limiter(|s| &mut s.limits);
         // Guest code yields to the runtime at every epoch tick, so a kit
@@ -267,7 +268,9 @@ impl Kit {
         // also covers blocking host calls. tokio's own yield lets timers and
         // I/O be polled before the spinning kit runs again.
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|_| {
+        store.epoch_deadline_callback(|mut store| {
+            let data = store.data_mut();
+            data.busy_ticks = data.busy_ticks.saturating_add(1);
             Ok(UpdateDeadline::YieldCustom(
                 1,
                 Box::pin(tokio::task::yield_now()),
@@ -284,6 +287,12 @@ impl Kit {
         // The most specific cause wins: running out of time or memory
         // explains a trap, and a denial explains whatever the kit did next.
         let result = match outcome {
+            // A kit that computed for a good part of its time was not
+            // (only) waiting on the app: its timeout is its own bug, never
+            // evidence. A waiting kit runs at a tick or two.
+            Err(_) if EPOCH_TICK * data.busy_ticks >= timeout / 4 => {
+                Err(KitFault::Spinning(timeout))
+            }
             Err(_) => Err(KitFault::Timeout(timeout)),
             Ok(Err(_)) if data.limits.memory_hit => {
                 Err(KitFault::MemoryLimit(data.scope.memory_limit))

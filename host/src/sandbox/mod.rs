@@ -26,9 +26,14 @@ pub use store::{CallScope, deadline_margin};
 /// Something went wrong inside a kit (not in the app it watches).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KitFault {
-    /// The call did not finish within the app's `timeout`.
+    /// The call did not finish within the app's `timeout`, mostly waiting
+    /// (on a server, a program, a sleep): what a hung app does to its check.
     #[error("kit call exceeded its deadline of {0:?}")]
     Timeout(Duration),
+    /// The call did not finish within the app's `timeout` because the kit
+    /// kept computing (a loop): a kit bug that says nothing about the app.
+    #[error("kit call exceeded its deadline of {0:?} while computing")]
+    Spinning(Duration),
     /// The kit tried to grow its memory past the cap.
     #[error("kit hit its memory limit of {} MiB", .0 >> 20)]
     MemoryLimit(usize),

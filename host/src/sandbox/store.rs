@@ -124,6 +124,9 @@ pub struct KitStore {
     pub(super) annotations: Vec<(String, String)>,
     /// When the call must be over; host calls end before it.
     pub(super) deadline: CallDeadline,
+    /// Epoch ticks at which the kit's own code was running: its computing
+    /// time, in ticks, as opposed to time spent waiting in host calls.
+    pub(super) busy_ticks: u32,
 }
 
 impl KitStore {
@@ -179,6 +182,7 @@ impl KitStore {
             reported_process: None,
             annotations: Vec::new(),
             deadline,
+            busy_ticks: 0,
         })
     }
 }

@@ -159,9 +159,15 @@ impl AppRuntime {
     /// `watched` is the app's main process as last seen (the pidfile is
     /// read when there is none); whatever of it outlives `stop` by
     /// `stop_grace` is killed, and that is journaled.
-    async fn restart(&self, watched: Option<ProcessWatch>, journal: &Journal) -> Result<(), String> {
+    async fn restart(
+        &self,
+        watched: Option<ProcessWatch>,
+        journal: &Journal,
+    ) -> Result<(), String> {
         let name = &self.spec.name;
-        let instance = watched.or_else(|| self.watch_process()).and_then(Instance::of);
+        let instance = watched
+            .or_else(|| self.watch_process())
+            .and_then(Instance::of);
         if let Some(stop) = &self.spec.stop {
             // A failed stop is expected when the app is already down.
             if let Err(e) = run_command(

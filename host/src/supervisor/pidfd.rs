@@ -64,7 +64,10 @@ impl ProcessWatch {
     /// Sends `signal` to the watched process through its pidfd, so a later
     /// reuse of its pid can never receive it.
     pub fn send(&self, signal: rustix::process::Signal) -> std::io::Result<()> {
-        Ok(rustix::process::pidfd_send_signal(self.fd.get_ref(), signal)?)
+        Ok(rustix::process::pidfd_send_signal(
+            self.fd.get_ref(),
+            signal,
+        )?)
     }
 
     /// Resolves when the process has exited.

@@ -271,7 +271,10 @@ fn checked(
     policy: &Policy,
     now: Instant,
 ) -> Vec<Action> {
-    if !matches!(outcome, CheckOutcome::KitFault(_) | CheckOutcome::TimedOut(_)) {
+    if !matches!(
+        outcome,
+        CheckOutcome::KitFault(_) | CheckOutcome::TimedOut(_)
+    ) {
         state.kit_faults = 0;
     }
     if !matches!(outcome, CheckOutcome::TimedOut(_)) {
@@ -345,9 +348,7 @@ fn failed(state: &mut AppState, reason: String, policy: &Policy, now: Instant) -
     state.down_after_local_step |= state.local_step_done;
     match state.phase {
         Phase::Manual(_) | Phase::Escalating => Vec::new(),
-        Phase::Healthy if state.consecutive_failures < policy.failures_before_action => {
-            Vec::new()
-        }
+        Phase::Healthy if state.consecutive_failures < policy.failures_before_action => Vec::new(),
         Phase::Healthy => {
             state.phase = Phase::Recovering;
             state.failures_at.push(now);
@@ -477,7 +478,10 @@ fn escalate(state: &mut AppState, policy: &Policy, now: Instant, reason: &str) -
                 );
                 actions.push(Action::CheckAfter(backoff(state, policy)));
             } else {
-                let held = format!("vm-reset refused: {why} (local_attempts = {})", policy.local_attempts);
+                let held = format!(
+                    "vm-reset refused: {why} (local_attempts = {})",
+                    policy.local_attempts
+                );
                 actions.push(Action::Journal(Kind::Alert, json!({"reason": held})));
                 actions.extend(hold(state, held));
             }

@@ -44,9 +44,9 @@ impl Instance {
         if pid.as_raw_nonzero().get() == 1 {
             return None;
         }
-        let group = rustix::process::getpgid(Some(pid))
-            .ok()
-            .filter(|group| *group != rustix::process::getpgrp() && group.as_raw_nonzero().get() > 1);
+        let group = rustix::process::getpgid(Some(pid)).ok().filter(|group| {
+            *group != rustix::process::getpgrp() && group.as_raw_nonzero().get() > 1
+        });
         Some(Self { process, group })
     }
 
@@ -119,7 +119,10 @@ mod tests {
     async fn a_process_that_exits_in_its_grace_is_left_alone() {
         let mut child = spawn("sleep 0.2");
         let instance = instance(&child);
-        assert_eq!(instance.group.map(|g| g.as_raw_nonzero().get() as u32), Some(child.id()));
+        assert_eq!(
+            instance.group.map(|g| g.as_raw_nonzero().get() as u32),
+            Some(child.id())
+        );
         let reaper = std::thread::spawn(move || child.wait().unwrap());
         assert_eq!(instance.ensure_gone(Duration::from_secs(10)).await, None);
         assert!(reaper.join().unwrap().success());
@@ -136,7 +139,10 @@ mod tests {
         let instance = instance(&child);
         instance.terminate();
         let reaper = std::thread::spawn(move || child.wait().unwrap());
-        let killed = instance.ensure_gone(Duration::from_millis(300)).await.unwrap();
+        let killed = instance
+            .ensure_gone(Duration::from_millis(300))
+            .await
+            .unwrap();
         assert_eq!(killed.pgid, Some(group.as_raw_nonzero().get()));
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(reaper.join().unwrap().signal(), Some(Signal::KILL.as_raw()));

@@ -266,11 +266,15 @@ fn a_kit_that_escalates_on_a_passing_app_never_resets() {
     let mut l = Ladder::new(Then::VmReset);
     l.fail();
     l.fail();
-    l.on(Event::KitRecovered(KitRecovery::Escalate("hopeless".into())));
+    l.on(Event::KitRecovered(KitRecovery::Escalate(
+        "hopeless".into(),
+    )));
     l.on(Event::Checked(CheckOutcome::Healthy));
     l.fail();
     l.fail();
-    let actions = l.on(Event::KitRecovered(KitRecovery::Escalate("hopeless".into())));
+    let actions = l.on(Event::KitRecovered(KitRecovery::Escalate(
+        "hopeless".into(),
+    )));
     assert!(
         !actions.iter().any(|a| matches!(a, Action::RequestReset(_))),
         "the evidence went with the passing check: {actions:?}"
@@ -298,14 +302,24 @@ fn unknown_is_journaled_once_and_never_acted_on() {
     l.fail();
     let actions = l.on(unknown());
     assert_eq!(Ladder::kinds(&actions), vec![Kind::AppUnknown]);
-    assert_eq!(l.state.consecutive_failures, 0, "the failure streak is broken");
+    assert_eq!(
+        l.state.consecutive_failures, 0,
+        "the failure streak is broken"
+    );
     for _ in 0..10 {
-        assert!(l.on(unknown()).is_empty(), "once per streak, never an action");
+        assert!(
+            l.on(unknown()).is_empty(),
+            "once per streak, never an action"
+        );
     }
     assert_eq!(l.state.phase, Phase::Healthy);
     assert_eq!(super::super::status::state_name(&l.state, l.now), "unknown");
     l.on(Event::Checked(CheckOutcome::Healthy));
-    assert_eq!(Ladder::kinds(&l.on(unknown())), vec![Kind::AppUnknown], "a new streak");
+    assert_eq!(
+        Ladder::kinds(&l.on(unknown())),
+        vec![Kind::AppUnknown],
+        "a new streak"
+    );
 }
 
 #[test]
@@ -313,15 +327,23 @@ fn a_check_that_keeps_timing_out_counts_as_failed() {
     let mut l = Ladder::new(Then::VmReset);
     let timeout = || Event::Checked(CheckOutcome::TimedOut("deadline of 1s".into()));
     assert_eq!(Ladder::kinds(&l.on(timeout())), vec![Kind::KitFault]);
-    assert_eq!(l.state.consecutive_failures, 0, "one timeout is a kit fault");
-    assert!(l.on(timeout()).is_empty(), "the second counts as one failure");
+    assert_eq!(
+        l.state.consecutive_failures, 0,
+        "one timeout is a kit fault"
+    );
+    assert!(
+        l.on(timeout()).is_empty(),
+        "the second counts as one failure"
+    );
     assert_eq!(l.state.consecutive_failures, 1);
     let actions = l.on(timeout());
     assert_eq!(
         Ladder::kinds(&actions),
         vec![Kind::AppFailed, Kind::RecoveryAttempt]
     );
-    assert!(matches!(&actions[0], Action::Journal(_, d) if d["reason"].as_str().unwrap().starts_with("check timed out 3 times in a row")));
+    assert!(
+        matches!(&actions[0], Action::Journal(_, d) if d["reason"].as_str().unwrap().starts_with("check timed out 3 times in a row"))
+    );
     // Any other answer ends the streak.
     l.on(Event::Checked(CheckOutcome::KitFault("trap".into())));
     l.on(timeout());
