@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use medic::config::Grants;
-use medic::sandbox::{CallScope, Health, KitEngine};
+use medic::sandbox::{CallScope, KitEngine, Verdict};
 use nix::sys::resource::UsageWho;
 use support::{check_http, cpu, median, per_check};
 
@@ -61,11 +61,11 @@ fn kit_cost(
     };
     runtime.block_on(async {
         for _ in 0..50 {
-            assert_eq!(check().await, Ok(Health::Healthy));
+            assert_eq!(check().await, Ok(Verdict::Healthy));
         }
         let before = cpu(UsageWho::RUSAGE_SELF);
         for _ in 0..CHECKS {
-            assert_eq!(check().await, Ok(Health::Healthy));
+            assert_eq!(check().await, Ok(Verdict::Healthy));
         }
         per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
     })

@@ -21,7 +21,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use medic::config::Grants;
-use medic::sandbox::{CallScope, Health, KitEngine};
+use medic::sandbox::{CallScope, KitEngine, Verdict};
 use nix::sys::resource::UsageWho;
 use support::{check_http, cpu, per_check};
 
@@ -59,11 +59,11 @@ fn measure(lang: &str, nginx: &common::nginx::Nginx, checks: u32) -> (f64, f64, 
     };
     let warm = runtime.block_on(async {
         for _ in 0..10 {
-            assert_eq!(check().await, Ok(Health::Healthy), "{lang}");
+            assert_eq!(check().await, Ok(Verdict::Healthy), "{lang}");
         }
         let before = cpu(UsageWho::RUSAGE_SELF);
         for _ in 0..checks {
-            assert_eq!(check().await, Ok(Health::Healthy), "{lang}");
+            assert_eq!(check().await, Ok(Verdict::Healthy), "{lang}");
         }
         per_check(cpu(UsageWho::RUSAGE_SELF) - before, checks)
     });

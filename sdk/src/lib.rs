@@ -88,6 +88,7 @@ mod judge;
 mod legacy;
 #[cfg(feature = "net")]
 pub mod net;
+pub mod testing;
 
 pub use command::{Command, DEFAULT_TIMEOUT_MS};
 pub use context::read_secret;

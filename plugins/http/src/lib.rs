@@ -36,26 +36,25 @@ mod tests {
     use medic_kit::http::{Error, Probe, Response};
 
     /// The check's answer for these settings, up to the GET itself.
-    fn settings(pairs: &[(&str, &str)]) -> Result<(), Health> {
-        let ctx = Context::with_settings("web", pairs);
-        Probe::read(&ctx).map(|_| ()).map_err(Health::from)
+    fn settings_of(ctx: &Context) -> Result<(), Health> {
+        Probe::read(ctx).map(|_| ()).map_err(Health::from)
     }
 
     #[test]
     fn a_setting_the_kit_cannot_use_is_unknown() {
-        for pairs in [
-            &[][..],
-            &[("url", "127.0.0.1:8080/healthz")],
-            &[("url", "http://h/"), ("expect_status", "OK")],
-            &[("url", "http://h/"), ("timeout_ms", "0")],
-        ] {
-            let answer = settings(pairs);
-            assert!(
-                matches!(answer, Err(Health::Unknown(_))),
-                "{pairs:?}: {answer:?}"
-            );
-        }
-        assert_eq!(settings(&[("url", "http://h/")]), Ok(()));
+        medic_kit::testing::assert_unknown_for(
+            &[
+                &[],
+                &[("url", "127.0.0.1:8080/healthz")],
+                &[("url", "http://h/"), ("expect_status", "OK")],
+                &[("url", "http://h/"), ("timeout_ms", "0")],
+            ],
+            settings_of,
+        );
+        assert_eq!(
+            settings_of(&Context::with_settings("web", &[("url", "http://h/")])),
+            Ok(())
+        );
     }
 
     #[test]

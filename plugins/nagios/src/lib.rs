@@ -183,20 +183,16 @@ mod tests {
 
     #[test]
     fn settings_that_say_nothing_to_run_are_unknown() {
-        let check = |pairs: &[(&str, &str)]| run(&Context::with_settings("web", pairs));
-        for pairs in [
-            &[][..],
-            &[("plugin", "")],
-            &[("plugin", "/bin/check"), ("args", "-H 'x")],
-            &[("plugin", "/bin/check"), ("timeout_ms", "0")],
-            &[("plugin", "/bin/check"), ("timeout_ms", "ten")],
-        ] {
-            let answer = check(pairs);
-            assert!(
-                matches!(answer, Err(Health::Unknown(_))),
-                "{pairs:?}: {answer:?}"
-            );
-        }
+        medic_kit::testing::assert_unknown_for(
+            &[
+                &[],
+                &[("plugin", "")],
+                &[("plugin", "/bin/check"), ("args", "-H 'x")],
+                &[("plugin", "/bin/check"), ("timeout_ms", "0")],
+                &[("plugin", "/bin/check"), ("timeout_ms", "ten")],
+            ],
+            run,
+        );
     }
 
     #[test]

@@ -224,18 +224,14 @@ mod tests {
 
     #[test]
     fn bad_settings_are_unknown_before_any_request() {
-        let check = |pairs: &[(&str, &str)]| probe(&Context::with_settings("web", pairs));
-        for pairs in [
-            &[][..],
-            &[("url", "localhost/healthz")],
-            &[("url", "http://h/"), ("expect_status", "two hundred")],
-            &[("url", "http://h/"), ("timeout_ms", "0")],
-        ] {
-            let answer = check(pairs);
-            assert!(
-                matches!(answer, Err(Health::Unknown(_))),
-                "{pairs:?}: {answer:?}"
-            );
-        }
+        medic_kit::testing::assert_unknown_for(
+            &[
+                &[],
+                &[("url", "localhost/healthz")],
+                &[("url", "http://h/"), ("expect_status", "two hundred")],
+                &[("url", "http://h/"), ("timeout_ms", "0")],
+            ],
+            probe,
+        );
     }
 }

@@ -344,20 +344,16 @@ mod tests {
 
     #[test]
     fn settings_that_say_no_agent_are_unknown() {
-        let check = |pairs: &[(&str, &str)]| monitor(&Context::with_settings("web", pairs));
-        for pairs in [
-            &[][..],
-            &[("agent", "nginx")],
-            &[("agent", "heartbeat/")],
-            &[("agent", "heartbeat/nginx"), ("check_level", "deep")],
-            &[("agent", "heartbeat/nginx"), ("timeout_ms", "0")],
-        ] {
-            let answer = check(pairs);
-            assert!(
-                matches!(answer, Err(Health::Unknown(_))),
-                "{pairs:?}: {answer:?}"
-            );
-        }
+        medic_kit::testing::assert_unknown_for(
+            &[
+                &[],
+                &[("agent", "nginx")],
+                &[("agent", "heartbeat/")],
+                &[("agent", "heartbeat/nginx"), ("check_level", "deep")],
+                &[("agent", "heartbeat/nginx"), ("timeout_ms", "0")],
+            ],
+            monitor,
+        );
         let recover = Ocf::recover(&Context::with_settings("web", &[]));
         assert_eq!(recover, Err("missing required setting `agent`".into()));
     }

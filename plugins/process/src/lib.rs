@@ -162,19 +162,15 @@ mod tests {
             target(&ctx(&[("pidfile", "/run/a.pid")])),
             Ok(Target::Pidfile("/run/a.pid"))
         );
-        for pairs in [
-            &[][..],
-            &[("name", "a"), ("pidfile", "/run/a.pid")],
-            &[("name", "")],
-            &[("pidfile", " ")],
-        ] {
-            let settings = ctx(pairs);
-            let answer = target(&settings);
-            assert!(
-                matches!(answer, Err(Health::Unknown(_))),
-                "{pairs:?}: {answer:?}"
-            );
-        }
+        medic_kit::testing::assert_unknown_for(
+            &[
+                &[],
+                &[("name", "a"), ("pidfile", "/run/a.pid")],
+                &[("name", "")],
+                &[("pidfile", " ")],
+            ],
+            |c| target(c).map(|_| ()),
+        );
     }
 
     #[test]

@@ -181,18 +181,15 @@ mod tests {
 
     #[test]
     fn settings_that_say_nothing_to_run_are_unknown() {
-        for pairs in [
-            &[][..],
-            &[("quick_check", " ")],
-            &[("quick_check", "/opt/lk/quickCheck"), ("timeout_ms", "0")],
-            &[("quick_check", "/opt/lk/quickCheck"), ("timeout_ms", "1m")],
-        ] {
-            let answer = quick_check(&ctx(pairs));
-            assert!(
-                matches!(answer, Err(Health::Unknown(_))),
-                "{pairs:?}: {answer:?}"
-            );
-        }
+        medic_kit::testing::assert_unknown_for(
+            &[
+                &[],
+                &[("quick_check", " ")],
+                &[("quick_check", "/opt/lk/quickCheck"), ("timeout_ms", "0")],
+                &[("quick_check", "/opt/lk/quickCheck"), ("timeout_ms", "1m")],
+            ],
+            quick_check,
+        );
     }
 
     #[test]

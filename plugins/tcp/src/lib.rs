@@ -113,22 +113,18 @@ mod tests {
 
     #[test]
     fn settings_that_say_nowhere_are_unknown() {
-        let check = |pairs: &[(&str, &str)]| probe(&Context::with_settings("relay", pairs));
-        for pairs in [
-            &[][..],
-            &[("address", "127.0.0.1")],
-            &[("address", ":514")],
-            &[("address", "[::1:514")],
-            &[("address", "h:99999")],
-            &[("address", "h:1"), ("timeout_ms", "0")],
-            &[("address", "h:1"), ("timeout_ms", "1s")],
-        ] {
-            let answer = check(pairs);
-            assert!(
-                matches!(answer, Err(Health::Unknown(_))),
-                "{pairs:?}: {answer:?}"
-            );
-        }
+        medic_kit::testing::assert_unknown_for(
+            &[
+                &[],
+                &[("address", "127.0.0.1")],
+                &[("address", ":514")],
+                &[("address", "[::1:514")],
+                &[("address", "h:99999")],
+                &[("address", "h:1"), ("timeout_ms", "0")],
+                &[("address", "h:1"), ("timeout_ms", "1s")],
+            ],
+            probe,
+        );
     }
 
     #[test]

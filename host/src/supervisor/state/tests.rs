@@ -282,20 +282,6 @@ fn a_kit_that_escalates_on_a_passing_app_never_resets() {
 }
 
 #[test]
-fn vm_reset_without_any_local_recovery_is_refused_and_held() {
-    let mut l = Ladder::new(Then::VmReset);
-    l.policy.local_attempts = 0;
-    l.fail();
-    let actions = l.fail();
-    assert_eq!(
-        Ladder::kinds(&actions),
-        vec![Kind::AppFailed, Kind::Escalation, Kind::Alert, Kind::Manual]
-    );
-    assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
-    assert!(matches!(&l.state.phase, Phase::Manual(why) if why.contains("vm-reset refused")));
-}
-
-#[test]
 fn unknown_is_journaled_once_and_never_acted_on() {
     let mut l = Ladder::new(Then::VmReset);
     let unknown = || Event::Checked(CheckOutcome::Unknown("AUTH: WRONGPASS".into()));
@@ -425,15 +411,28 @@ fn then_none_just_holds() {
 }
 
 #[test]
-fn zero_local_attempts_alerts_at_once() {
-    let mut l = Ladder::new(Then::Alert);
-    l.policy.local_attempts = 0;
-    l.fail();
-    let actions = l.fail();
-    assert_eq!(
-        Ladder::kinds(&actions),
-        vec![Kind::AppFailed, Kind::Escalation, Kind::Alert, Kind::Manual]
-    );
+fn zero_local_attempts_alert_and_hold_at_once_and_never_reset() {
+    // A VM reset needs evidence that local recovery ran: with no local
+    // attempt allowed there never is any, so it is refused the same way.
+    for then in [Then::Alert, Then::VmReset] {
+        let mut l = Ladder::new(then);
+        l.policy.local_attempts = 0;
+        l.fail();
+        let actions = l.fail();
+        assert_eq!(
+            Ladder::kinds(&actions),
+            vec![Kind::AppFailed, Kind::Escalation, Kind::Alert, Kind::Manual]
+        );
+        assert!(!actions.iter().any(|a| matches!(a, Action::RequestReset(_))));
+        let refused =
+            matches!(&l.state.phase, Phase::Manual(why) if why.contains("vm-reset refused"));
+        assert_eq!(
+            refused,
+            l.policy.then == Then::VmReset,
+            "{:?}",
+            l.state.phase
+        );
+    }
 }
 
 #[test]
