@@ -19,7 +19,7 @@ use crate::process::PinnedProcess;
 
 /// The optional export of the `inspectable-recovery-kit` world, and its
 /// function.
-pub(super) const INSPECT: (&str, &str) = ("medic:kit/inspect@0.1.1", "app-settings");
+pub(super) const INSPECT: (&str, &str) = ("medic:kit/inspect@0.1.2", "app-settings");
 
 /// The optional `calls` export of a 0.1.2 kit, and its functions.
 pub(super) const CALLS: (&str, &str, &str) = ("medic:kit/calls@0.1.2", "check", "recover");
