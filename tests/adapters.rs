@@ -2,7 +2,7 @@
 //! real OCF resource agents driving a real nginx, and admin scripts.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

@@ -5,7 +5,7 @@
 //! daemon, which brings it back.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

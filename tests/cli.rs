@@ -1,7 +1,7 @@
 //! The command-line contract: verbs, output and exit codes.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use common::Setup;
 

@@ -1,7 +1,7 @@
 //! The daemon end to end: real nginx, real guests, the journal on disk.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! codes real agents give on failure, a test agent written here (named so).
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

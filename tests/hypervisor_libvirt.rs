@@ -3,7 +3,7 @@
 //! own for a shut-off domain, and a remote URI nobody serves.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 #[path = "vsphere_fixtures/mod.rs"]
 mod fixtures;
 

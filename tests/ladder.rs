@@ -2,7 +2,7 @@
 //! its start grace, and an app that keeps dying is held as flapping.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use common::Setup;
 use medic::journal::Kind;

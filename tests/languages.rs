@@ -5,7 +5,7 @@
 //! recovery that asks for a restart).
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use common::nginx::Nginx;
 

@@ -3,7 +3,7 @@
 //! that cannot judge never restarts an app or resets the VM.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

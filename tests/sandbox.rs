@@ -3,7 +3,7 @@
 //! and malformed kit files. Each unsafe behaviour is tested as denied.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

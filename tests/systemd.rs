@@ -3,7 +3,7 @@
 //! STOPPING) to a socket the test holds as systemd would.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};

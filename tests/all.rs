@@ -1,0 +1,27 @@
+//! medic's integration tests, one module per area, linked as one binary
+//! (wasmtime and libvirt are linked once, not once per area): real servers,
+//! real hypervisors and real guests built from `plugins/` and
+//! `tests/guests/` when the tests first run. Run one area with
+//! `cargo test -p medic --test all -- sandbox::`.
+#![allow(clippy::unwrap_used)] // a panic is a failed test
+
+mod common;
+
+mod adapters;
+mod admin;
+mod alerts;
+mod alerts_logs;
+mod app_kits;
+mod cli;
+mod daemon;
+mod hypervisor_fence;
+mod hypervisor_libvirt;
+mod hypervisor_qmp;
+mod hypervisor_vsphere;
+mod ladder;
+mod languages;
+mod metrics;
+mod no_harm;
+mod sandbox;
+mod systemd;
+mod wat_guests;
