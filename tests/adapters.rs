@@ -14,6 +14,9 @@ use medic::journal::Kind;
 
 const PLUGINS: &str = "/usr/lib/nagios/plugins";
 const OCF_NGINX: &str = "/usr/lib/ocf/resource.d/heartbeat/nginx";
+/// The environment the ocf kit sets for an agent, as an app grants it.
+const OCF_ENV: &str =
+    "env = [\"OCF_RESKEY_*\", \"OCF_RESOURCE_*\", \"OCF_RA_VERSION_*\", \"OCF_CHECK_LEVEL\"]\n";
 
 /// An app file running `plugin` with `args` through the nagios kit.
 fn nagios_app(plugin: &str, args: &str) -> String {
@@ -21,7 +24,7 @@ fn nagios_app(plugin: &str, args: &str) -> String {
         "kit = \"nagios\"\ninterval = \"200ms\"\ntimeout = \"5s\"\nfailures_before_action = 1\n\
          [recovery]\nlocal_attempts = 0\nthen = \"alert\"\n\
          [settings]\nplugin = \"{PLUGINS}/{plugin}\"\nargs = {args:?}\ntimeout_ms = \"4000\"\n\
-         [grants]\nexec = [\"{PLUGINS}/{plugin}\"]\n"
+         [grants]\nexec = [\"{PLUGINS}/{plugin}\"]\nenv = [\"LC_ALL\"]\n"
     )
 }
 
@@ -136,7 +139,7 @@ fn scripts_check_recover_and_fall_back_to_remove_and_restore() {
         "kit = \"scripts\"\ninterval = \"200ms\"\ntimeout = \"5s\"\nfailures_before_action = 1\n\
          [recovery]\nlocal_attempts = 2\nbackoff = \"50ms\"\nthen = \"alert\"\n\
          [settings]\nquick_check = \"{quick}\"\nrecover = \"{recover}\"\nremove = \"{remove}\"\nrestore = \"{restore}\"\ntag = \"app-tag\"\n\
-         [grants]\nexec = [\"{quick}\", \"{recover}\", \"{remove}\", \"{restore}\"]\n"
+         [grants]\nexec = [\"{quick}\", \"{recover}\", \"{remove}\", \"{restore}\"]\nenv = [\"MEDIC_APP\"]\n"
     );
     let setup = setup.app("gen", &app);
     let (code, line) = setup.check("gen");
@@ -179,7 +182,7 @@ fn ocf_app(nginx: &Nginx, extra: &str) -> String {
         "kit = \"ocf\"\ninterval = \"300ms\"\ntimeout = \"20s\"\nfailures_before_action = 1\n\
          [recovery]\nlocal_attempts = 3\nbackoff = \"100ms\"\nthen = \"alert\"\n\
          [settings]\nagent = \"heartbeat/nginx\"\nconfigfile = \"{conf}\"\nhttpd = \"/usr/sbin/nginx\"\ntimeout_ms = \"15000\"\n{extra}\
-         [grants]\nexec = [\"{OCF_NGINX}\"]\n",
+         [grants]\nexec = [\"{OCF_NGINX}\"]\n{OCF_ENV}",
         conf = nginx.prefix.join("nginx.conf").display(),
     )
 }
@@ -222,7 +225,7 @@ fn ocf_dummy_agent_is_recovered_by_its_own_start() {
         "kit = \"ocf\"\ninterval = \"200ms\"\ntimeout = \"10s\"\nfailures_before_action = 1\n\
          [recovery]\nlocal_attempts = 3\nbackoff = \"50ms\"\nthen = \"alert\"\n\
          [settings]\nagent = \"heartbeat/Dummy\"\nstate = \"{}\"\n\
-         [grants]\nexec = [\"/usr/lib/ocf/resource.d/heartbeat/Dummy\"]\n",
+         [grants]\nexec = [\"/usr/lib/ocf/resource.d/heartbeat/Dummy\"]\n{OCF_ENV}",
         state.display()
     );
     let setup = setup.app("dummy", &app);
@@ -258,7 +261,7 @@ fn ocf_agent_that_cannot_monitor_is_unknown_not_a_failure() {
     );
     let app = |settings: &str| {
         format!(
-            "kit = \"ocf\"\n[settings]\nagent = \"{agent}\"\n{settings}[grants]\nexec = [\"{agent}\"]\n"
+            "kit = \"ocf\"\n[settings]\nagent = \"{agent}\"\n{settings}[grants]\nexec = [\"{agent}\"]\n{OCF_ENV}"
         )
     };
     let setup = setup
@@ -295,12 +298,30 @@ fn inspect_for_app(kit: &str, app: &str) -> (Option<i32>, serde_json::Value) {
     (output.status.code(), json)
 }
 
+/// An app file written before `[grants] env` existed gets a kit fault
+/// that names the variable and the grant to add, never silence.
+#[test]
+fn ocf_without_an_env_grant_is_told_what_to_grant() {
+    let nginx = Nginx::start();
+    let setup = Setup::new("backend = \"dry-run\"")
+        .with_kit("ocf")
+        .app("web", &ocf_app(&nginx, "").replace(OCF_ENV, ""));
+    let (code, line) = setup.check("web");
+    assert_eq!(code, 3, "{line}");
+    assert!(
+        line.contains(&format!(
+            "kit fault: kit was denied: exec {OCF_NGINX} with OCF_"
+        )) && line.ends_with("is not in the app's [grants] env"),
+        "{line}"
+    );
+}
+
 /// The ocf kit lists the agent's parameters from its `meta-data`, asked
 /// with the app's grants; a kit without `inspect` says it has nothing more.
 #[test]
 fn ocf_agent_parameters_come_from_its_meta_data() {
     let agent = "kit = \"ocf\"\n[settings]\nagent = \"heartbeat/nginx\"\n";
-    let granted = format!("{agent}[grants]\nexec = [\"{OCF_NGINX}\"]\n");
+    let granted = format!("{agent}[grants]\nexec = [\"{OCF_NGINX}\"]\n{OCF_ENV}");
     let (code, json) = inspect_for_app("ocf", &granted);
     assert_eq!(code, Some(0), "{json}");
     let settings = json["app"]["settings"].as_array().unwrap();
@@ -312,6 +333,20 @@ fn ocf_agent_parameters_come_from_its_meta_data() {
     );
     assert_eq!(find("httpd").unwrap()["default"], "/usr/sbin/httpd");
     assert!(find("status10url").is_some());
+    let wants = json["wants"].as_array().unwrap();
+    for name in [
+        "OCF_RESKEY_*",
+        "OCF_RESOURCE_*",
+        "OCF_RA_VERSION_*",
+        "OCF_CHECK_LEVEL",
+    ] {
+        assert!(
+            wants
+                .iter()
+                .any(|w| w["grant"] == "env" && w["target"] == name),
+            "kit inspect lists the env grant {name}: {json}"
+        );
+    }
 
     let (code, json) = inspect_for_app("ocf", agent);
     assert_eq!(code, Some(0));

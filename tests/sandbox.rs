@@ -495,6 +495,7 @@ async fn kit_state_persists_across_calls() {
 async fn run_passes_exactly_the_given_environment_and_directory() {
     let grants = Grants {
         exec: vec![PathBuf::from("/usr/bin/env"), PathBuf::from("/bin/pwd")],
+        env: vec!["GREETING".into(), "LANG".into()],
         ..Grants::default()
     };
     let sandbox = misbehave();
@@ -510,8 +511,10 @@ async fn run_passes_exactly_the_given_environment_and_directory() {
         .await;
     assert_eq!(
         degraded_text(env),
-        "run ok: exit Some(0) stdout \"GREETING=hi\\nLANG=C\\n\" truncated false",
-        "nothing inherited from medic"
+        "run ok: exit Some(0) stdout \"GREETING=hi\\nLANG=C\\n\
+         OCF_FUNCTIONS_DIR=/usr/lib/ocf/lib/heartbeat\\nOCF_ROOT=/usr/lib/ocf\\n\
+         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\\n\" truncated false",
+        "medic's fixed PATH and OCF_ROOT, the granted names, nothing inherited from medic"
     );
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path().to_str().unwrap();
@@ -555,7 +558,6 @@ async fn run_caps_output_and_reports_the_exit_code() {
                 &[
                     ("mode", "run"),
                     ("program", program.to_str().unwrap()),
-                    ("env", "PATH=/usr/bin:/bin"),
                     ("output_max", "10"),
                 ],
             )
@@ -569,14 +571,25 @@ async fn run_caps_output_and_reports_the_exit_code() {
 
 #[tokio::test]
 async fn run_refuses_what_would_make_a_granted_program_run_other_code() {
+    // Even a grant that would open them (a hand-built policy: the config
+    // refuses such patterns) does not pass these names.
     let grants = Grants {
         exec: vec![PathBuf::from("/bin/true")],
+        env: vec![
+            "LD_*".into(),
+            "BASH*".into(),
+            "PERL5OPT".into(),
+            "PATH".into(),
+        ],
         ..Grants::default()
     };
     for env in [
         "LD_PRELOAD=/tmp/x.so",
         "BASH_ENV=/tmp/x",
         "BASH_FUNC_f%%=() { id; }",
+        "PERL5OPT=-Mbase;system(q(id))",
+        "PATH=/tmp",
+        "NODE_OPTIONS=--require /tmp/x.js",
     ] {
         let result = misbehave()
             .check(
@@ -585,14 +598,28 @@ async fn run_refuses_what_would_make_a_granted_program_run_other_code() {
             )
             .await;
         let name = env.split('=').next().unwrap();
-        assert_eq!(
-            result,
-            Err(KitFault::Denied(vec![format!(
-                "exec /bin/true with {name}"
-            )])),
-            "{env}"
-        );
+        match result {
+            Err(KitFault::Denied(denied)) => assert!(
+                denied.len() == 1
+                    && denied[0]
+                        .starts_with(&format!("exec /bin/true with {name} can never be granted")),
+                "{env}: {denied:?}"
+            ),
+            other => panic!("{env}: {other:?}"),
+        }
     }
+    let ungranted = misbehave()
+        .check(
+            &grants,
+            &[("mode", "run"), ("program", "/bin/true"), ("env", "LANG=C")],
+        )
+        .await;
+    assert_eq!(
+        ungranted,
+        Err(KitFault::Denied(vec![
+            "exec /bin/true with LANG is not in the app's [grants] env".into()
+        ]))
+    );
     let result = misbehave()
         .check(
             &grants,

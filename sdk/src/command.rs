@@ -15,15 +15,19 @@ use crate::{ExecOutput, ExecRequest, Setting};
 pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
 
 /// A program to run through the host. Nothing is inherited from medic: the
-/// environment is exactly what [`Command::env`] adds, and the working
-/// directory is `/` unless [`Command::current_dir`] says otherwise.
+/// environment is medic's fixed `PATH`, `OCF_ROOT` and `OCF_FUNCTIONS_DIR`
+/// plus what [`Command::env`] adds, each name of which the app's
+/// `[grants] env` must open (list them in [`Kit::env_wanted`](crate::Kit::env_wanted));
+/// names that make a program run other code (`LD_*`, `PERL5OPT`, ...) are
+/// refused whatever the grants say. The working directory is `/` unless
+/// [`Command::current_dir`] says otherwise.
 ///
 /// ```no_run
 /// use medic_kit::Command;
 ///
 /// let output = Command::new("/usr/lib/ocf/resource.d/heartbeat/nginx")
 ///     .arg("monitor")
-///     .env("OCF_ROOT", "/usr/lib/ocf")
+///     .env("OCF_RESKEY_configfile", "/etc/nginx/nginx.conf")
 ///     .timeout_ms(20_000)
 ///     .run();
 /// ```

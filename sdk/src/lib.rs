@@ -176,6 +176,15 @@ pub trait Kit {
         Ok(NextStep::RestartApp)
     }
 
+    /// The environment variables the kit sets for the programs it runs
+    /// through [`Command`] / [`host::run`]: names, or prefixes ending in
+    /// `*` (`OCF_RESKEY_*`). The app's `[grants] env` must open each, so
+    /// `medic kit inspect` lists them among the grants the kit wants. The
+    /// default is none. Like `describe`, it must not touch anything.
+    fn env_wanted() -> Vec<String> {
+        Vec::new()
+    }
+
     /// The settings the kit reads for one app's settings, which
     /// `medic kit inspect KIT --app APP.toml` shows. A kit that wraps
     /// something it can only describe by asking it (an OCF agent's
@@ -199,6 +208,10 @@ impl<T: Kit> bindings::exports::medic::kit::calls::Guest for T {
     fn recover(ctx: Context) -> Result<NextStep, String> {
         deadline::start_call();
         <T as Kit>::recover(&ctx)
+    }
+
+    fn env_wanted() -> Vec<String> {
+        <T as Kit>::env_wanted()
     }
 }
 

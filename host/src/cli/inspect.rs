@@ -94,8 +94,9 @@ fn describe(file: &Path, app: Option<&Path>) -> anyhow::Result<Description> {
             scratch.path().join("state.json"),
             DESCRIBE_MEMORY,
         );
-        let info = kit.describe(scope, DESCRIBE_TIMEOUT).await?;
-        let mut description = from_info(file, kit.sha256(), info);
+        let info = kit.describe(scope.clone(), DESCRIBE_TIMEOUT).await?;
+        let env = kit.env_wanted(scope, DESCRIBE_TIMEOUT).await?;
+        let mut description = from_info(file, kit.sha256(), info, env);
         if let Some(spec) = app {
             let app_runtime = crate::daemon::build_runtime(
                 &spec,
@@ -134,7 +135,7 @@ fn setting_doc(s: crate::sandbox::SettingDoc) -> SettingDoc {
     }
 }
 
-fn from_info(file: &Path, sha256: &str, info: KitInfo) -> Description {
+fn from_info(file: &Path, sha256: &str, info: KitInfo, env: Vec<String>) -> Description {
     Description {
         file: file.display().to_string(),
         sha256: sha256.to_owned(),
@@ -159,6 +160,10 @@ fn from_info(file: &Path, sha256: &str, info: KitInfo) -> Description {
                     target,
                 },
             })
+            .chain(env.into_iter().map(|target| Want {
+                grant: "env",
+                target,
+            }))
             .collect(),
         app: None,
     }

@@ -336,8 +336,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Where the kit tools (`kit inspect`, `kit test`) keep precompiled kits:
 /// the user's own cache (`$XDG_CACHE_HOME/medic/kits`, else
 /// `~/.cache/medic/kits`), so that trying a large kit again does not
-/// compile it again. It is as trusted as the user's own files; `None`
-/// (no caching) when neither variable is set.
+/// compile it again. An artifact there runs only if it and the directory
+/// belong to medic's effective user and nobody else can write them (see
+/// `sandbox::trusted`); `None` (no caching) when neither variable is set.
 fn user_kit_cache() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)

@@ -90,6 +90,11 @@ pub(crate) fn read(
         exec: table
             .list("exec", |s| absolute(s).map(Path::to_path_buf))
             .or(Vec::new()),
+        env: table
+            .list("env", |s| {
+                crate::sandbox::env_grant::check_pattern(s).map(|()| s.to_owned())
+            })
+            .or(Vec::new()),
     };
     table.finish();
     app.finish();

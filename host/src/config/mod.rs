@@ -308,6 +308,10 @@ pub struct Grants {
     pub connect: Vec<String>,
     /// Programs the kit may run (absolute paths).
     pub exec: Vec<PathBuf>,
+    /// Environment variables the kit may set for the programs it runs:
+    /// names, or prefixes ending in `*` (never one that makes a program
+    /// run other code, see `sandbox::env_grant`).
+    pub env: Vec<String>,
 }
 
 /// The text of one configuration file and the name to show for it in

@@ -180,6 +180,7 @@ exec = ["/usr/sbin/nginx"]
                 ("tls".into(), "false".into()),
             ],
             grants: Grants {
+                env: Vec::new(),
                 read: vec![fx.path("conf")],
                 connect: strings(&["127.0.0.1:80", "[::1]:8080", "localhost:443"]),
                 exec: vec![PathBuf::from("/usr/sbin/nginx")],

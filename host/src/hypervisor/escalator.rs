@@ -350,6 +350,31 @@ mod tests {
         assert_eq!(events[0].detail["forced"], json!(true));
     }
 
+    /// Issue 12 item 6: a line torn by a crash, invalid UTF-8 included,
+    /// must not hide the `reset_decided` events after it, or a restarted
+    /// medic would see a refilled budget and reset the VM too often.
+    #[test]
+    fn a_torn_line_does_not_refill_the_reset_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let decided = || {
+            let event = Event::new(Some("web"), Kind::ResetDecided, json!({"reason": "test"}));
+            let mut line = serde_json::to_vec(&event).unwrap();
+            line.push(b'\n');
+            line
+        };
+        let mut bytes = decided();
+        bytes.extend_from_slice(b"{\"ts\":\"2026-01-01T00:00:00.000Z\",\"app\":\"w\xff\xfe\x80");
+        bytes.push(b'\n');
+        bytes.extend(decided());
+        std::fs::write(dir.path().join(crate::journal::FILE_NAME), bytes).unwrap();
+
+        let events = crate::journal::read_all(dir.path()).unwrap();
+        let budget = ResetBudget::from_journal(&settings(2), &events);
+        let now = SystemTime::now();
+        assert_eq!(budget.used(now), 2, "both decisions count");
+        assert_eq!(budget.remaining(now), 0, "the budget stays spent");
+    }
+
     /// A backend whose reset fails with the given kinds, in order, then
     /// succeeds; a unit-test double for the retry logic (the real backends
     /// are tested against real hypervisors in tests/).

@@ -10,7 +10,7 @@
 mod event;
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -58,7 +58,9 @@ impl std::fmt::Debug for Journal {
 }
 
 impl Journal {
-    /// Opens (creating if needed) the journal in `state_dir`.
+    /// Opens (creating if needed) the journal in `state_dir`. A torn last
+    /// line left by a crash (no `\n` at the end) is ended first, durably,
+    /// so the next event starts a line of its own.
     pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
         let path = state_dir.join(FILE_NAME);
         let io = |source| JournalError::Io {
@@ -66,11 +68,14 @@ impl Journal {
             source,
         };
         std::fs::create_dir_all(state_dir).map_err(io)?;
-        let file = OpenOptions::new()
+        // Read as well as append: only to look at the last byte.
+        let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(&path)
             .map_err(io)?;
+        end_torn_tail(&mut file).map_err(io)?;
         Ok(Self {
             path,
             file: Mutex::new(file),
@@ -138,21 +143,88 @@ impl Journal {
     }
 }
 
-/// Reads every complete event of the journal in `state_dir`, oldest first.
-/// A torn last line (a crash mid-write) and lines from a newer medic that
-/// this one cannot parse are skipped, never fatal.
-pub fn read_all(state_dir: &Path) -> Result<Vec<Event>, JournalError> {
+/// Ends a torn last line (a crash mid-append: no `\n` at the end) with a
+/// `\n`, durably, before anything else is appended. Without it the next
+/// event would be glued onto the torn line and lost with it when read,
+/// and a lost `reset_decided` refills the reset budget.
+fn end_torn_tail(file: &mut File) -> std::io::Result<()> {
+    if file.metadata()?.len() == 0 {
+        return Ok(());
+    }
+    let mut last = [0_u8; 1];
+    file.seek(SeekFrom::End(-1))?;
+    file.read_exact(&mut last)?;
+    if last[0] != b'\n' {
+        // O_APPEND: the write goes to the end whatever the read position.
+        file.write_all(b"\n")?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+/// What [`read`] found in a journal.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Contents {
+    /// The events, oldest first.
+    pub events: Vec<Event>,
+    /// Lines that were not an event (torn by a crash, not UTF-8 or JSON,
+    /// or from a newer medic) and were skipped.
+    pub skipped: usize,
+}
+
+/// Reads every event of the journal in `state_dir`, oldest first, and
+/// counts the lines skipped.
+///
+/// Lines are split on bytes and each is parsed on its own, so a line that
+/// is not an event (torn by a crash, invalid UTF-8, half a JSON object, a
+/// kind from a newer medic) is skipped and counted, and reading goes on:
+/// stopping there would hide every later `reset_decided` and refill the
+/// reset budget. Blank lines are ignored and not counted. A missing
+/// journal is empty; an I/O error while reading is an error, not a
+/// shorter journal, for the same reason.
+pub fn read(state_dir: &Path) -> Result<Contents, JournalError> {
     let path = state_dir.join(FILE_NAME);
     let file = match File::open(&path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contents::default()),
         Err(source) => return Err(JournalError::Io { path, source }),
     };
-    Ok(BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .filter_map(|line| serde_json::from_str(&line).ok())
-        .collect())
+    let mut reader = BufReader::new(file);
+    let mut contents = Contents::default();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| JournalError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        if read == 0 {
+            return Ok(contents);
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Event>(&line) {
+            Ok(event) => contents.events.push(event),
+            Err(_) => contents.skipped += 1,
+        }
+    }
+}
+
+/// Reads every event of the journal in `state_dir`, oldest first, as
+/// [`read`] does; skipped lines are logged as one warning.
+pub fn read_all(state_dir: &Path) -> Result<Vec<Event>, JournalError> {
+    let contents = read(state_dir)?;
+    if contents.skipped > 0 {
+        tracing::warn!(
+            path = %state_dir.join(FILE_NAME).display(),
+            "journal: {} unreadable lines skipped",
+            contents.skipped
+        );
+    }
+    Ok(contents.events)
 }
 
 #[cfg(test)]
@@ -185,5 +257,56 @@ mod tests {
         assert_eq!(events[0].kind, Kind::AppFailed);
         assert_eq!(events[0].app.as_deref(), Some("web"));
         assert_eq!(events[1].kind, Kind::DaemonStarted);
+        assert_eq!(read(dir.path()).unwrap().skipped, 1);
+    }
+
+    /// One event as the journal writes it, `\n` included.
+    fn line(kind: Kind) -> Vec<u8> {
+        let mut line = serde_json::to_vec(&Event::new(Some("web"), kind, json!({}))).unwrap();
+        line.push(b'\n');
+        line
+    }
+
+    /// Issue 12 item 6: a torn line with invalid UTF-8 in the middle of the
+    /// journal is skipped and counted; the events after it are still read.
+    #[test]
+    fn a_torn_line_with_invalid_utf8_hides_no_later_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = line(Kind::ResetDecided);
+        bytes.extend_from_slice(b"{\"ts\":\"2026-01-01T00:00:00.000Z\",\"app\":\"w\xff\xfe\x80\n");
+        bytes.extend_from_slice(b"\n");
+        bytes.extend(line(Kind::ResetDecided));
+        std::fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
+
+        let contents = read(dir.path()).unwrap();
+        let kinds: Vec<_> = contents.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [Kind::ResetDecided, Kind::ResetDecided]);
+        assert_eq!(contents.skipped, 1, "the torn line, not the blank one");
+        assert_eq!(read_all(dir.path()).unwrap(), contents.events);
+    }
+
+    /// Issue 12 item 6: opening a journal whose last line is torn (no
+    /// `\n`) ends that line first, so the next event is not glued onto it.
+    #[test]
+    fn open_ends_a_torn_tail_so_the_next_event_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = line(Kind::ResetDecided);
+        bytes.extend_from_slice(b"{\"ts\":\"2026-01-01T00:00:00.000Z\",\"app\":\"w\xff");
+        std::fs::write(&path, bytes).unwrap();
+
+        let journal = Journal::open(dir.path()).unwrap();
+        journal
+            .append(&Event::new(Some("web"), Kind::ResetDecided, json!({})))
+            .unwrap();
+        let contents = read(dir.path()).unwrap();
+        let kinds: Vec<_> = contents.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [Kind::ResetDecided, Kind::ResetDecided]);
+        assert_eq!(contents.skipped, 1);
+
+        // An intact journal is left as it is: no blank lines on reopening.
+        let before = std::fs::read(&path).unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

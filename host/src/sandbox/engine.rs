@@ -5,6 +5,10 @@
 //! keyed by the sha256 of the `.wasm` and the engine's compatibility hash,
 //! never from the plugins directory: loading precompiled code is as trusting
 //! as running native code, and the plugins directory is an admin drop box.
+//! For the same reason an artifact is loaded only when medic's own user
+//! wrote it (see `trusted.rs`); any other is ignored and the kit is
+//! compiled from its `.wasm`, and nothing is cached into a directory that
+//! others control.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -19,6 +23,7 @@ use super::LoadError;
 use super::bindings::{RecoveryKit, RecoveryKitIndices};
 use super::kit::{CALLS, CallsIndices, INSPECT, Kit};
 use super::store::KitStore;
+use super::trusted::TrustedDir;
 
 /// How often the epoch advances: the longest a guest runs before yielding
 /// to the runtime, and so the granularity of call deadlines.
@@ -123,21 +128,35 @@ impl KitEngine {
         };
         let (interface, function) = INSPECT;
         let app_settings = optional(interface, function);
-        let (interface, check, recover) = CALLS;
+        let (interface, [check, recover, env_wanted]) = CALLS;
         let calls = optional(interface, check)
             .zip(optional(interface, recover))
-            .map(|(check, recover)| CallsIndices { check, recover });
+            .zip(optional(interface, env_wanted))
+            .map(|((check, recover), env_wanted)| CallsIndices {
+                check,
+                recover,
+                env_wanted,
+            });
         Ok(Kit::new(sha256, pre, indices, app_settings, calls))
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
-        let cached = self.cache_path(sha256);
-        if let Some(cached) = cached.as_deref().filter(|path| path.exists()) {
-            match self.deserialize(cached) {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(path = %cached.display(), error = %e, "precompiled kit unusable; recompiling")
-                }
+        let name = self.cache_file_name(sha256);
+        let cache = self.trusted_cache_dir();
+        if let Some(dir) = &cache {
+            let path = dir.path().join(&name);
+            match dir.read(&name) {
+                Ok(None) => {}
+                Ok(Some(artifact)) => match self.deserialize(&artifact) {
+                    Ok(component) => return Ok(component),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "precompiled kit unusable; recompiling")
+                    }
+                },
+                Err(why) => tracing::warn!(
+                    "ignoring precompiled kit {}: it {why}; recompiling",
+                    path.display()
+                ),
             }
         }
         if !bytes.starts_with(b"\0asm") {
@@ -145,35 +164,60 @@ impl KitEngine {
         }
         let component = Component::new(&self.inner.engine, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        if let Some(cached) = cached {
+        if let Some(dir) = cache {
+            // Replaces an artifact that was refused above: the directory is
+            // medic's, so what sits in it is for medic to overwrite.
+            let path = dir.path().join(&name);
             let written = component
                 .serialize()
-                .and_then(|artifact| Ok(crate::fsutil::write_atomic(&cached, &artifact)?));
+                .and_then(|artifact| Ok(crate::fsutil::write_atomic(&path, &artifact)?));
             if let Err(e) = written {
-                tracing::warn!(path = %cached.display(), error = %e, "cannot cache precompiled kit");
+                tracing::warn!(path = %path.display(), error = %e, "cannot cache precompiled kit");
             }
         }
         Ok(component)
     }
 
-    #[allow(unsafe_code)]
-    fn deserialize(&self, path: &Path) -> wasmtime::Result<Component> {
-        // SAFETY: the file lives in medic's own cache directory under
-        // `state_dir` (writable only by medic), was written by
-        // `Component::serialize` of an engine with the same compatibility
-        // hash (part of the file name), and is never one of the files that
-        // admins drop into the plugins directory.
-        unsafe { Component::deserialize_file(&self.inner.engine, path) }
+    /// The cache directory, opened and checked, when there is one and it is
+    /// medic's alone: an artifact in a directory that another user can
+    /// write to could be theirs, so such a directory is neither read from
+    /// nor written to.
+    fn trusted_cache_dir(&self) -> Option<TrustedDir> {
+        let path = self.inner.cache_dir.as_deref()?;
+        TrustedDir::open(path)
+            .inspect_err(|why| {
+                tracing::warn!(
+                    "not using kit cache directory {}: it {why}; compiling kits without caching them",
+                    path.display()
+                )
+            })
+            .ok()
     }
 
-    fn cache_path(&self, sha256: &str) -> Option<PathBuf> {
+    #[allow(unsafe_code)]
+    fn deserialize(&self, artifact: &[u8]) -> wasmtime::Result<Component> {
+        // SAFETY: `artifact` was read from one open descriptor of a regular
+        // file (opened without following symbolic links, relative to the
+        // open descriptor of its directory) that `fstat` showed is owned by
+        // medic's effective user and not writable by group or others, in a
+        // directory that is the same (`TrustedDir`). Only medic's own user,
+        // who can run native code anyway, can have written it; medic writes
+        // it only from `Component::serialize` of an engine with the same
+        // compatibility hash (part of the file name), never from the files
+        // that admins drop into the plugins directory.
+        unsafe { Component::deserialize(&self.inner.engine, artifact) }
+    }
+
+    /// The artifact's file name in the cache directory: the kit's sha256
+    /// and the engine's compatibility hash, so that another wasmtime version
+    /// or configuration never reads it.
+    fn cache_file_name(&self, sha256: &str) -> String {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         self.inner
             .engine
             .precompile_compatibility_hash()
             .hash(&mut hasher);
-        let dir = self.inner.cache_dir.as_ref()?;
-        Some(dir.join(format!("{sha256}-{:016x}.cwasm", hasher.finish())))
+        format!("{sha256}-{:016x}.cwasm", hasher.finish())
     }
 }
 

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::bindings::medic::kit::{host, types};
 use super::bindings::{ExecOutput, ExecRequest, HttpResponse, Level};
+use super::env_grant;
 use super::lean_http;
 use super::store::{
     ANNOTATION_KEY_MAX, ANNOTATION_VALUE_MAX, ANNOTATIONS_MAX, KitStore, LOG_MESSAGE_MAX,
@@ -68,15 +69,12 @@ impl host::Host for KitStore {
             self.denials.record(format!("exec {}", request.program));
             return Err(format!("exec of {} is not granted", request.program));
         }
-        if let Some(name) = request
-            .env
-            .iter()
-            .map(|v| &v.key)
-            .find(|n| runs_other_code(n))
-        {
-            self.denials
-                .record(format!("exec {} with {name}", request.program));
-            return Err(format!("environment variable {name} is refused"));
+        for name in request.env.iter().map(|v| &v.key) {
+            if let Err(why) = self.scope.policy.env.allows(name) {
+                self.denials
+                    .record(format!("exec {} with {why}", request.program));
+                return Err(format!("environment variable {why}"));
+            }
         }
         let cwd = request.cwd.as_deref().unwrap_or("/");
         if !Path::new(cwd).is_absolute() {
@@ -148,16 +146,8 @@ impl host::Host for KitStore {
     }
 }
 
-/// Whether an environment variable would make a granted program load or
-/// run code of the kit's choosing (the dynamic loader's and shells' hooks).
-fn runs_other_code(name: &str) -> bool {
-    name.starts_with("LD_")
-        || name.starts_with("BASH_FUNC_")
-        || matches!(name, "BASH_ENV" | "ENV" | "GCONV_PATH")
-}
-
-/// Runs a program without a shell, with exactly the request's environment
-/// and stdin closed, keeping at most `output-max` (at most
+/// Runs a program without a shell, with medic's fixed `PATH` and `OCF_ROOT`
+/// plus exactly the request's (granted) environment, and stdin closed, keeping at most `output-max` (at most
 /// [`EXEC_OUTPUT_MAX`]) bytes of each output stream. The child is killed
 /// after `timeout` (the request's, cut to the call's deadline) and whenever
 /// the call is abandoned.
@@ -170,7 +160,13 @@ async fn run_capped(
     let mut child = tokio::process::Command::new(program)
         .args(&request.args)
         .env_clear()
-        .envs(request.env.iter().map(|v| (&v.key, &v.value)))
+        .envs(env_grant::base_env())
+        .envs(
+            request
+                .env
+                .iter()
+                .map(|v| (v.key.as_str(), v.value.clone())),
+        )
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -22,7 +22,8 @@ use crate::process::PinnedProcess;
 pub(super) const INSPECT: (&str, &str) = ("medic:kit/inspect@0.1.2", "app-settings");
 
 /// The optional `calls` export of a 0.1.2 kit, and its functions.
-pub(super) const CALLS: (&str, &str, &str) = ("medic:kit/calls@0.1.2", "check", "recover");
+pub(super) const CALLS: (&str, [&str; 3]) =
+    ("medic:kit/calls@0.1.2", ["check", "recover", "env-wanted"]);
 
 /// Where a 0.1.2 kit's `calls.check` and `calls.recover` are: called instead
 /// of `kit.check` and `kit.recover`, they tell the kit its deadline and let
@@ -33,6 +34,8 @@ pub(super) struct CallsIndices {
     pub(super) check: ComponentExportIndex,
     /// `calls.recover`.
     pub(super) recover: ComponentExportIndex,
+    /// `calls.env-wanted`.
+    pub(super) env_wanted: ComponentExportIndex,
 }
 
 /// A compiled, linked kit, ready to be instantiated for each call.
@@ -84,6 +87,8 @@ struct Check(CallContext);
 struct Recover(CallContext);
 /// `inspect.app-settings(ctx)`.
 struct AppSettings(CallContext);
+/// `calls.env-wanted()`.
+struct EnvWanted;
 
 impl Kit {
     /// The `kit` interface of a fresh instance.
@@ -189,6 +194,22 @@ impl Export for AppSettings {
     }
 }
 
+impl Export for EnvWanted {
+    type Output = Vec<String>;
+    async fn invoke(
+        self,
+        kit: &Kit,
+        instance: Instance,
+        store: &mut Store<KitStore>,
+    ) -> wasmtime::Result<Vec<String>> {
+        let Some(calls) = kit.calls else {
+            return Ok(Vec::new());
+        };
+        let func = instance.get_typed_func::<(), (Vec<String>,)>(&mut *store, calls.env_wanted)?;
+        Ok(func.call_async(&mut *store, ()).await?.0)
+    }
+}
+
 impl Kit {
     pub(super) fn new(
         sha256: String,
@@ -214,6 +235,16 @@ impl Kit {
     /// Calls `describe`.
     pub async fn describe(&self, scope: CallScope, timeout: Duration) -> Result<KitInfo, KitFault> {
         self.call(scope, timeout, Describe).await
+    }
+
+    /// Calls `calls.env-wanted`: the environment names the kit sets for the
+    /// programs it runs, for `[grants] env`; empty for a kit before 0.1.2.
+    pub async fn env_wanted(
+        &self,
+        scope: CallScope,
+        timeout: Duration,
+    ) -> Result<Vec<String>, KitFault> {
+        self.call(scope, timeout, EnvWanted).await
     }
 
     /// Calls `check` for the app in `scope`.

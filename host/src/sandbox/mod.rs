@@ -7,6 +7,7 @@
 
 mod bindings;
 mod engine;
+pub mod env_grant;
 mod host_impl;
 mod http;
 mod kit;
@@ -14,6 +15,7 @@ mod kit_state;
 pub mod lean_http;
 mod policy;
 mod store;
+mod trusted;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -9,6 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::env_grant::EnvGrant;
 use crate::config::Grants;
 
 /// The grants of one app in the form the sandbox checks them on every call.
@@ -20,6 +21,8 @@ pub struct Policy {
     pub connect: ConnectPolicy,
     /// Programs `host.exec` may run, by exact absolute path.
     pub exec: Vec<PathBuf>,
+    /// Environment variables a kit may set for the programs it runs.
+    pub env: EnvGrant,
 }
 
 impl Policy {
@@ -30,6 +33,7 @@ impl Policy {
             read: grants.read.clone(),
             connect: ConnectPolicy::new(&grants.connect),
             exec: grants.exec.clone(),
+            env: EnvGrant::new(&grants.env),
         }
     }
 

@@ -25,14 +25,19 @@ use medic_kit::{
 /// Where Debian's monitoring-plugins live, for the docs.
 const PLUGIN_DIR: &str = "/usr/lib/nagios/plugins";
 
-/// The environment plugins run with: a fixed PATH and the C locale, so
-/// their output does not depend on medic's own environment.
-const ENV: [(&str, &str); 2] = [("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), ("LC_ALL", "C")];
+/// The environment plugins run with besides the `PATH` medic sets: the C
+/// locale, so their output does not depend on the system's. The app's
+/// `[grants] env` must open it.
+const ENV: [(&str, &str); 1] = [("LC_ALL", "C")];
 
 /// The kit; all state lives in the app's settings.
 struct Nagios;
 
 impl Kit for Nagios {
+    fn env_wanted() -> Vec<String> {
+        ENV.iter().map(|(key, _)| (*key).to_owned()).collect()
+    }
+
     fn describe() -> KitInfo {
         KitInfo {
             name: "nagios".into(),

@@ -39,7 +39,21 @@ const TIMEOUT_MS: u32 = 20_000;
 /// The kit; all state lives in the app's settings.
 struct Ocf;
 
+/// What the kit sets for an agent besides `PATH`, `OCF_ROOT` and
+/// `OCF_FUNCTIONS_DIR`, which medic sets itself: the app's `[grants] env`
+/// must open these.
+const ENV_WANTED: [&str; 4] = [
+    "OCF_RESKEY_*",
+    "OCF_RESOURCE_*",
+    "OCF_RA_VERSION_*",
+    "OCF_CHECK_LEVEL",
+];
+
 impl Kit for Ocf {
+    fn env_wanted() -> Vec<String> {
+        ENV_WANTED.iter().map(|name| (*name).to_owned()).collect()
+    }
+
     fn describe() -> KitInfo {
         KitInfo {
             name: "ocf".into(),
@@ -181,9 +195,6 @@ fn command(ctx: &Context, name: &str) -> Result<(String, Command), CannotJudge> 
     let mut command = Command::new(&path)
         .arg(name)
         .timeout_ms(timeout_ms)
-        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("OCF_ROOT", OCF_ROOT)
-        .env("OCF_FUNCTIONS_DIR", &format!("{OCF_ROOT}/lib/heartbeat"))
         .env("OCF_RA_VERSION_MAJOR", "1")
         .env("OCF_RA_VERSION_MINOR", "1")
         .env("OCF_RESOURCE_INSTANCE", &ctx.app)

@@ -21,13 +21,18 @@ use medic_kit::{
     SettingDoc, export,
 };
 
-/// The environment scripts run with: a fixed PATH and the app's name.
-const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+/// What the kit tells every script besides the `PATH` medic sets: the app's
+/// name. The app's `[grants] env` must open it.
+const APP_VARIABLE: &str = "MEDIC_APP";
 
 /// The kit; all state lives in the app's settings.
 struct Scripts;
 
 impl Kit for Scripts {
+    fn env_wanted() -> Vec<String> {
+        vec![APP_VARIABLE.to_owned()]
+    }
+
     fn describe() -> KitInfo {
         let script = |key: &str, doc: &str| {
             SettingDoc::optional(
@@ -140,8 +145,7 @@ fn command(ctx: &Context, script: &str) -> Result<Command, medic_kit::CannotJudg
     let id = ctx.setting("id").unwrap_or(tag);
     Ok(Command::new(script)
         .args(["-t", tag, "-i", id])
-        .env("PATH", PATH)
-        .env("MEDIC_APP", &ctx.app)
+        .env(APP_VARIABLE, &ctx.app)
         .timeout_ms(ctx.timeout_ms_setting("timeout_ms", TIMEOUT_MS)?))
 }
 

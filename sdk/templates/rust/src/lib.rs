@@ -43,6 +43,11 @@ impl calls::Guest for Kit {
         // No repair of its own: medic runs the app's `stop` and `start`.
         Ok(NextStep::RestartApp)
     }
+
+    fn env_wanted() -> Vec<String> {
+        // It runs no programs, so it sets no environment.
+        Vec::new()
+    }
 }
 
 /// What older hosts call, and `describe` for all.
