@@ -16,6 +16,7 @@ mod cache_trust;
 mod cli;
 mod daemon;
 mod env_grant;
+mod hostile_text;
 mod hypervisor_fence;
 mod hypervisor_libvirt;
 mod hypervisor_qmp;

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use super::bindings::medic::kit::{host, types};
 use super::bindings::{ExecOutput, ExecRequest, HttpResponse, Level};
 use super::env_grant;
+use super::kit_text::tame;
 use super::lean_http;
 use super::store::{
     ANNOTATION_KEY_MAX, ANNOTATION_VALUE_MAX, ANNOTATIONS_MAX, KitStore, LOG_MESSAGE_MAX,
@@ -31,7 +32,7 @@ impl host::Host for KitStore {
             self.log_dropped += 1;
             return Ok(());
         }
-        let message = truncate(
+        let message = tame(
             &message,
             LOG_MESSAGE_MAX.min(LOG_TOTAL_MAX - self.log_bytes),
         );
@@ -127,8 +128,8 @@ impl host::Host for KitStore {
     fn annotate(&mut self, key: String, value: String) -> wasmtime::Result<()> {
         if self.annotations.len() < ANNOTATIONS_MAX {
             self.annotations.push((
-                truncate(&key, ANNOTATION_KEY_MAX).to_owned(),
-                truncate(&value, ANNOTATION_VALUE_MAX).to_owned(),
+                tame(&key, ANNOTATION_KEY_MAX),
+                tame(&value, ANNOTATION_VALUE_MAX),
             ));
         }
         Ok(())
@@ -219,13 +220,4 @@ async fn read_capped(stream: Option<impl AsyncRead + Unpin>, cap: usize) -> (Str
         cut |= n > room;
     }
     (String::from_utf8_lossy(&kept).into_owned(), cut)
-}
-
-/// Cuts `text` to at most `max` bytes on a character boundary.
-fn truncate(text: &str, max: usize) -> &str {
-    let mut end = max.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }

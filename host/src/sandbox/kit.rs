@@ -14,6 +14,7 @@ use super::bindings::{
     Verdict,
 };
 use super::engine::EPOCH_TICK;
+use super::kit_text::{REASON_MAX, Tamed, tame};
 use super::store::{CallDeadline, CallScope, KitStore};
 use crate::process::PinnedProcess;
 
@@ -66,10 +67,20 @@ pub struct Checked {
     pub annotations: Vec<(String, String)>,
 }
 
+impl Tamed for Checked {
+    fn tamed(self) -> Self {
+        // Annotations were tamed as they were added.
+        Self {
+            health: self.health.tamed(),
+            ..self
+        }
+    }
+}
+
 /// One of the kit's exports with its arguments, and what it answers.
 trait Export {
-    /// The export's answer.
-    type Output;
+    /// The export's answer, tamed before the host keeps it.
+    type Output: Tamed;
     /// Calls the export on `instance`, a fresh instance of `kit`.
     fn invoke<'a>(
         self,
@@ -329,8 +340,11 @@ impl Kit {
                 Err(KitFault::MemoryLimit(data.scope.memory_limit))
             }
             _ if !denied.is_empty() => Err(KitFault::Denied(denied)),
-            Ok(Err(error)) => Err(KitFault::Trap(trap_reason(&error, &data.stderr.contents()))),
-            Ok(Ok(response)) => Ok(response),
+            Ok(Err(error)) => Err(KitFault::Trap(tame(
+                &trap_reason(&error, &data.stderr.contents()),
+                REASON_MAX,
+            ))),
+            Ok(Ok(response)) => Ok(response.tamed()),
         };
         if data.log_dropped > 0 {
             tracing::warn!(

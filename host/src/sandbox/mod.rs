@@ -12,6 +12,7 @@ mod host_impl;
 mod http;
 mod kit;
 mod kit_state;
+mod kit_text;
 pub mod lean_http;
 mod policy;
 mod store;

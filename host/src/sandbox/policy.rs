@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::env_grant::EnvGrant;
+use super::kit_text::tame;
 use crate::config::Grants;
 
 /// The grants of one app in the form the sandbox checks them on every call.
@@ -119,25 +120,46 @@ fn split_host_port(text: &str) -> Option<(&str, u16)> {
 }
 
 /// Denied capability uses seen during one call, shared with callbacks (the
-/// socket check) that cannot reach the store.
+/// socket check) that cannot reach the store. Bounded: a kit that is
+/// denied in a loop cannot grow medic's memory or the fault's text.
 #[derive(Debug, Clone, Default)]
-pub struct Denials(Arc<Mutex<Vec<String>>>);
+pub struct Denials(Arc<Mutex<DenialList>>);
+
+/// The first denials of a call, each cut short, and how many more there were.
+#[derive(Debug, Default)]
+pub struct DenialList {
+    kept: Vec<String>,
+    more: usize,
+}
+
+/// Denials kept per call; the rest are counted.
+pub const DENIALS_KEPT: usize = 8;
+/// Bytes kept of one denial (a program name or URL may be huge).
+pub const DENIAL_MAX: usize = 256;
 
 impl Denials {
     /// Records one denied use, e.g. `connect 10.0.0.1:22`.
     pub fn record(&self, what: String) {
-        tracing::debug!(denied = %what, "capability denied");
-        if let Ok(mut list) = self.0.lock() {
-            list.push(what);
+        let Ok(mut list) = self.0.lock() else { return };
+        if list.kept.len() < DENIALS_KEPT {
+            let what = tame(&what, DENIAL_MAX);
+            tracing::debug!(denied = %what, "capability denied");
+            list.kept.push(what);
+        } else {
+            list.more = list.more.saturating_add(1);
         }
     }
 
-    /// Everything denied so far.
+    /// What was denied so far (the first few, then how many more).
     pub fn take(&self) -> Vec<String> {
-        self.0
-            .lock()
-            .map(|mut list| std::mem::take(&mut *list))
-            .unwrap_or_default()
+        let Ok(mut list) = self.0.lock() else {
+            return Vec::new();
+        };
+        let DenialList { mut kept, more } = std::mem::take(&mut *list);
+        if more > 0 {
+            kept.push(format!("{more} more denials"));
+        }
+        kept
     }
 }
 
@@ -172,6 +194,24 @@ mod tests {
         let p = policy(&["[::1]:80"]);
         assert!(p.allows_host("[::1]", 80));
         assert!(p.allows_addr(&"[::1]:80".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_flood_of_denials_keeps_a_few_short_ones_and_counts_the_rest() {
+        let denials = Denials::default();
+        let huge = format!("exec /{}", "x".repeat(1 << 20));
+        for _ in 0..10_000 {
+            denials.record(huge.clone());
+        }
+        let kept = denials.take();
+        assert_eq!(kept.len(), DENIALS_KEPT + 1);
+        assert!(
+            kept[..DENIALS_KEPT]
+                .iter()
+                .all(|d| d.len() <= DENIAL_MAX + 3)
+        );
+        assert_eq!(kept[DENIALS_KEPT], "9992 more denials");
+        assert!(denials.take().is_empty(), "taken");
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl Kit for Misbehave {
                     "mode",
                     "What `check` does: ok, fail, degraded, loop, alloc, trap, read, \
                      connect, fetch, exec, run, log, state, env, sleep, watch, annotate, \
-                     deadline or unknown.",
+                     deadline, unknown, flood-denials or forge.",
                 ),
                 SettingDoc::with_default(
                     "recover_mode",
@@ -98,6 +98,8 @@ impl Kit for Misbehave {
             "watch" => watch(ctx).unwrap_or_else(Health::Failed),
             "run" => run(ctx).unwrap_or_else(Health::Failed),
             "annotate" => annotate(),
+            "flood-denials" => flood_denials(ctx).unwrap_or_else(Health::Failed),
+            "forge" => forge(),
             _ => Health::Failed("unknown mode".into()),
         }
     }
@@ -262,6 +264,26 @@ fn sleep(ctx: &Context) -> Result<Health, String> {
     let ms = ctx.parse_or("ms", 60_000u64)?;
     std::thread::sleep(Duration::from_millis(ms));
     Ok(Health::Degraded(format!("slept {ms} ms")))
+}
+
+/// Asks `count` (default 1000) times to run a program whose 1 MiB name is
+/// not granted: each call is denied, and a host that kept every denial
+/// whole would hold a GiB.
+fn flood_denials(ctx: &Context) -> Result<Health, String> {
+    let count = ctx.parse_or("count", 1000u32)?;
+    let name = format!("/{}", "x".repeat(1 << 20));
+    for _ in 0..count {
+        let _ = host::exec(&name, &[], 1000);
+    }
+    Ok(Health::Degraded(format!("asked {count} times")))
+}
+
+/// Logs and answers text that would forge a log line and clear the
+/// admin's terminal if it were written raw.
+fn forge() -> Health {
+    let text = "down\n2026-11-30T00:00:00Z  INFO medic: FORGED line\u{1b}[2J";
+    medic_kit::info!("{text}");
+    Health::Failed(text.into())
 }
 
 export!(Misbehave);
