@@ -659,7 +659,12 @@ async fn annotations_come_back_capped() {
         checked.annotations[0],
         ("perfdata".to_owned(), "time=0.5s;1;2".to_owned())
     );
-    assert_eq!(checked.annotations[1].1.len(), 1024);
+    let long = &checked.annotations[1].1;
+    assert!(
+        long.len() == 1024 + '…'.len_utf8() && long.ends_with('…'),
+        "cut at 1 KiB and marked: {} bytes",
+        long.len()
+    );
 }
 
 #[tokio::test]
@@ -764,4 +769,74 @@ fn a_component_of_another_world_is_not_a_kit() {
         .err()
         .expect("another world must be refused");
     assert!(matches!(error, LoadError::NotAKit(_)), "{error}");
+}
+
+/// A granted program that leaves a grandchild behind: whether it exits at
+/// once or hangs until its timeout, its whole process group is killed, so
+/// nothing it started outlives the call (or holds its pipes open).
+#[tokio::test]
+async fn a_granted_program_leaves_no_grandchild_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild.pid");
+    let script = |name: &str, tail: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\nsleep 300 &\necho $! > {}\necho started\n{tail}",
+                pidfile.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        path
+    };
+    let quick = script("quick", "exit 0\n");
+    let hung = script("hung", "sleep 300\n");
+    let grants = Grants {
+        exec: vec![quick.clone(), hung.clone()],
+        ..Grants::default()
+    };
+    for (program, expect) in [
+        (
+            &quick,
+            "run ok: exit Some(0) stdout \"started\\n\" truncated false",
+        ),
+        (&hung, "run ok: exit None stdout \"\" truncated false"),
+    ] {
+        let started = Instant::now();
+        let text = degraded_text(
+            misbehave()
+                .check_within(
+                    &grants,
+                    &[
+                        ("mode", "run"),
+                        ("program", program.to_str().unwrap()),
+                        ("timeout_ms", "1000"),
+                    ],
+                    Duration::from_secs(5),
+                )
+                .await,
+        );
+        assert_eq!(text, expect, "{}", program.display());
+        let grandchild: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            common::wait_for(Duration::from_secs(2), || !medic::process::is_alive(
+                grandchild
+            )),
+            "{}: grandchild {grandchild} still runs",
+            program.display()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{}: its pipes did not hold the call",
+            program.display()
+        );
+        std::fs::remove_file(&pidfile).unwrap();
+    }
 }

@@ -113,6 +113,38 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
+/// The process group of a child medic started in a group of its own
+/// (`process_group(0)`): killed whole when the guard is dropped, so nothing
+/// a program started (a grandchild holding its pipes, a daemon it forked)
+/// outlives a timeout, an abandoned call or the end of the program itself.
+#[derive(Debug)]
+pub struct GroupGuard(Option<rustix::process::Pid>);
+
+impl GroupGuard {
+    /// Guards the group led by the child `pid` (`None`: it has exited).
+    pub fn new(pid: Option<u32>) -> Self {
+        Self(pid.and_then(|pid| Pid::from_raw(i32::try_from(pid).ok()?)))
+    }
+
+    /// Kills the whole group now; already gone is fine.
+    pub fn kill(&mut self) {
+        if let Some(group) = self.0.take() {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        }
+    }
+
+    /// Leaves the group alone from now on: what it started may go on.
+    pub fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

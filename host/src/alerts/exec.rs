@@ -8,6 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use super::error::DeliveryError;
+use crate::process::GroupGuard;
 
 /// How long to wait for the rest of stderr after the command exited: a
 /// background child that inherited the pipe must not hold up the sink.
@@ -51,7 +52,7 @@ impl Exec {
             })?;
         // Kills the group if this attempt ends early: timeout, or the
         // delivery task aborted at shutdown.
-        let mut group = GroupGuard(child.id());
+        let mut group = GroupGuard::new(child.id());
         let stdin = child.stdin.take();
         let stderr = child
             .stderr
@@ -134,31 +135,4 @@ async fn first_line(mut pipe: impl AsyncRead + Unpin) -> Option<String> {
         end -= 1;
     }
     Some(line[..end].to_owned())
-}
-
-/// Kills a command's process group when dropped, unless disarmed.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn kill(&mut self) {
-        if let Some(group) = self
-            .0
-            .take()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            // Already gone is fine: there is nothing left to end.
-            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-        }
-    }
-
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

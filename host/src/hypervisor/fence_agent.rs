@@ -15,6 +15,7 @@ use tokio::process::Command;
 use super::{ErrorKind, Hypervisor, HypervisorError, PowerState};
 use crate::config::FenceAgentSettings;
 use crate::credentials::Credentials;
+use crate::process::GroupGuard;
 
 /// At most this much of the agent's stderr goes into an error message.
 const STDERR_LIMIT: usize = 2048;
@@ -73,6 +74,9 @@ impl FenceAgent {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own group, killed whole if the call is abandoned or once
+            // the agent is done, so nothing it started outlives it.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -81,6 +85,7 @@ impl FenceAgent {
                     format!("{agent}: cannot run {}: {e}", self.settings.agent.display()),
                 )
             })?;
+        let _group = GroupGuard::new(child.id());
         if let Some(mut stdin) = child.stdin.take() {
             // An agent that exits without reading its stdin is judged by
             // its exit code, not by the broken pipe.

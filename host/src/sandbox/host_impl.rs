@@ -17,7 +17,7 @@ use super::store::{
     ANNOTATION_KEY_MAX, ANNOTATION_VALUE_MAX, ANNOTATIONS_MAX, KitStore, LOG_MESSAGE_MAX,
     LOG_TOTAL_MAX,
 };
-use crate::process::PinnedProcess;
+use crate::process::{GroupGuard, PinnedProcess};
 
 /// Bytes of stdout and of stderr kept from one `exec`.
 pub const EXEC_OUTPUT_MAX: usize = 64 * 1024;
@@ -172,9 +172,14 @@ async fn run_capped(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        // Its own group, killed whole when the program ends, at the
+        // timeout or when the call is abandoned: nothing it started
+        // outlives it or holds its pipes open.
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot start {program}: {e}"))?;
+    let mut group = GroupGuard::new(child.id());
     let cap = match usize::try_from(request.output_max) {
         Ok(0) | Err(_) => EXEC_OUTPUT_MAX,
         Ok(max) => max.min(EXEC_OUTPUT_MAX),
@@ -182,9 +187,13 @@ async fn run_capped(
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let run = async {
-        let (out, err) = tokio::join!(read_capped(stdout, cap), read_capped(stderr, cap));
-        let status = child.wait().await;
-        (out, err, status)
+        let waited = async {
+            let status = child.wait().await;
+            // What the program left behind would hold the pipes open.
+            group.kill();
+            status
+        };
+        tokio::join!(read_capped(stdout, cap), read_capped(stderr, cap), waited)
     };
     match tokio::time::timeout(timeout, run).await {
         Ok(((stdout, out_cut), (stderr, err_cut), status)) => Ok(ExecOutput {

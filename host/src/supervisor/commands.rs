@@ -9,6 +9,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::process::GroupGuard;
+
 /// Runs `argv` and waits for it to exit within `timeout`. `Err` says what
 /// failed, with the last line the command wrote.
 pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Result<(), String> {
@@ -32,16 +34,16 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
         .env_remove("WATCHDOG_PID")
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
+    // The command runs in its own process group: a timeout ends all of it,
+    // while what a `start` that finished started (the app) stays.
+    let mut group = GroupGuard::new(child.id());
     let status = match tokio::time::timeout(timeout, child.wait()).await {
-        Ok(status) => status.map_err(|e| format!("{program}: {e}"))?,
+        Ok(status) => {
+            group.disarm();
+            status.map_err(|e| format!("{program}: {e}"))?
+        }
         Err(_) => {
-            // The command runs in its own process group: end all of it.
-            if let Some(group) = child
-                .id()
-                .and_then(|pid| rustix::process::Pid::from_raw(pid as i32))
-            {
-                let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
-            }
+            group.kill();
             let _ = child.start_kill();
             return Err(format!(
                 "{program} did not finish within {}",
