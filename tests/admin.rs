@@ -195,6 +195,30 @@ fn maintenance_holds_recovery_expires_and_survives_a_restart() {
     );
 }
 
+/// A maintenance window far in the future (a typo) is a clear error, not
+/// a panic: the daemon keeps running and saves no window.
+#[test]
+fn an_absurd_maintenance_window_is_refused_and_the_daemon_lives() {
+    let setup = setup("ok");
+    let mut daemon = started(&setup);
+    for absurd in ["10000y", "300000000000y", "0s"] {
+        let out = client(&setup, &["maintenance", "on", "--for", absurd]);
+        let said = String::from_utf8_lossy(&out.stderr).into_owned()
+            + &String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{absurd}: {said}");
+        assert!(
+            said.contains("too long; the maximum is 10years")
+                || said.contains("too short")
+                || said.contains("invalid duration"),
+            "{absurd}: {said}"
+        );
+    }
+    assert!(daemon.is_running(), "{}", daemon.log_text());
+    let status = wait_state(&setup, "healthy");
+    assert_eq!(status["apps"][0]["maintenance"], Value::Null);
+    assert!(!setup.kinds("web").contains(&Kind::MaintenanceStarted));
+}
+
 #[test]
 fn events_follow_streams_new_events() {
     let setup = setup("ok");

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use axum::Json;
@@ -234,14 +234,16 @@ async fn maintenance(
             "maintenance needs an end: give `for` (e.g. 30m)".to_owned(),
         )
     })?;
-    let duration = humantime::parse_duration(text).map_err(|e| {
+    let duration = crate::config::parse_duration(text, Duration::from_secs(1))
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+    let until = SystemTime::now().checked_add(duration).ok_or_else(|| {
         Failure(
             StatusCode::BAD_REQUEST,
-            format!("invalid duration {text:?}: {e}"),
+            format!("{text:?} is too far ahead"),
         )
     })?;
     let window = Window {
-        until: SystemTime::now() + duration,
+        until,
         reason: request.reason.unwrap_or_default(),
         by: peer.name(),
     };

@@ -11,6 +11,8 @@ mod dependencies;
 mod error;
 mod main_file;
 mod reader;
+
+pub use reader::{DURATION_MAX, parse_duration};
 #[cfg(test)]
 mod tests;
 

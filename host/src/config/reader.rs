@@ -413,12 +413,25 @@ pub(crate) fn non_empty(s: &str) -> Result<&str, String> {
     }
 }
 
-fn parse_duration(s: &str, min: Duration) -> Result<Duration, String> {
+/// The longest duration medic takes anywhere (config keys, `maintenance
+/// --for`): ten years. Longer ones are typos, and times that far out cannot
+/// be added to the clock or written as RFC 3339.
+pub const DURATION_MAX: Duration = Duration::from_secs(315_576_000); // 10 × 365.25 days
+
+/// Parses a duration such as `30s` or `10m`, at least `min` and at most
+/// [`DURATION_MAX`]; the error is worded for the admin.
+pub fn parse_duration(s: &str, min: Duration) -> Result<Duration, String> {
     let d = humantime::parse_duration(s).map_err(|e| format!("invalid duration {s:?}: {e}"))?;
     if d < min {
         return Err(format!(
             "duration {s:?} is too short; the minimum is {}",
             humantime::format_duration(min)
+        ));
+    }
+    if d > DURATION_MAX {
+        return Err(format!(
+            "duration {s:?} is too long; the maximum is {}",
+            humantime::format_duration(DURATION_MAX)
         ));
     }
     Ok(d)

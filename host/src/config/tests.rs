@@ -781,6 +781,26 @@ fn a_kit_wait_that_cannot_end_before_the_deadline_is_an_error_at_its_line() {
 }
 
 #[test]
+fn durations_past_ten_years_are_typos() {
+    let fx = Fixture::standard();
+    fx.app(
+        "web.toml",
+        "kit = \"http\"\ninterval = \"10000y\"\nstop_grace = \"300000000000y\"\n",
+    );
+    let at = fx.at("web.toml");
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        errors[0],
+        format!("{at}:2:12: interval: duration \"10000y\" is too long; the maximum is 10years")
+    );
+    assert!(
+        errors[1].starts_with(&format!("{at}:3:14: stop_grace: ")),
+        "{errors:?}"
+    );
+}
+
+#[test]
 fn kit_memory_override() {
     let fx = Fixture::new(
         "[daemon]\nplugins_dir = \"kits\"\napps_dir = \"apps.d\"\nkit_memory_mib = 16\n",
@@ -1129,4 +1149,82 @@ fn dependencies_must_exist_and_not_cycle() {
         errors[0].ends_with("a.toml:2:14: depends_on: dependency cycle: a → b → c → a"),
         "{errors:?}"
     );
+}
+
+/// No app file, however broken, panics the reader: each gives a config or
+/// errors located in that file.
+mod any_input {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Keys medic reads, a few it does not, and values of every TOML type,
+    /// so the walk reaches deep into the reader instead of stopping at a
+    /// syntax error.
+    fn line() -> impl Strategy<Value = String> {
+        let key = prop::sample::select(vec![
+            "kit",
+            "interval",
+            "timeout",
+            "stop_grace",
+            "start",
+            "stop",
+            "pidfile",
+            "failures_before_action",
+            "timeouts_before_failure",
+            "depends_on",
+            "kit_memory_mib",
+            "[recovery]",
+            "[settings]",
+            "[grants]",
+            "window",
+            "then",
+            "read",
+            "connect",
+            "exec",
+            "env",
+            "timeout_ms",
+            "zzz",
+        ]);
+        let value = prop_oneof![
+            "\\PC{0,20}".prop_map(|s| format!("{s:?}")),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| f.to_string()),
+            Just("true".to_owned()),
+            Just("[\"/bin/true\", 3, []]".to_owned()),
+            Just("{ a = 1 }".to_owned()),
+            "[0-9]{1,25}(ns|ms|s|m|h|d|y|years)".prop_map(|d| format!("{d:?}")),
+        ];
+        (key, value).prop_map(|(key, value)| {
+            if key.starts_with('[') {
+                key.to_owned()
+            } else {
+                format!("{key} = {value}")
+            }
+        })
+    }
+
+    fn loads_or_locates(text: &str) {
+        let fx = Fixture::standard();
+        fx.app("web.toml", text);
+        if let Err(errors) = fx.load() {
+            for error in errors.0 {
+                assert!(error.line >= 1 && error.col >= 1, "{error}");
+                assert!(!error.message.is_empty(), "{error}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn arbitrary_text(text in "\\PC{0,300}") {
+            loads_or_locates(&text);
+        }
+
+        #[test]
+        fn arbitrary_keys_and_values(lines in prop::collection::vec(line(), 0..12)) {
+            loads_or_locates(&format!("kit = \"http\"\n{}", lines.join("\n")));
+        }
+    }
 }

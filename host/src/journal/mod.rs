@@ -309,4 +309,38 @@ mod tests {
         drop(Journal::open(dir.path()).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
+
+    mod any_bytes {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Whatever bytes the file holds (a crash, a disk error, an
+            /// editor), reading never panics, every valid event line is
+            /// read, and opening it for appending works.
+            #[test]
+            fn any_file_reads_without_panic(
+                noise in prop::collection::vec(any::<u8>(), 0..2048),
+                at in 0usize..4,
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let valid = serde_json::to_vec(&Event::new(None, Kind::ResetDecided, json!({}))).unwrap();
+                let mut bytes = Vec::new();
+                for i in 0..4 {
+                    if i == at {
+                        bytes.extend_from_slice(&noise);
+                        bytes.push(b'\n');
+                    }
+                    bytes.extend_from_slice(&valid);
+                    bytes.push(b'\n');
+                }
+                std::fs::write(dir.path().join(FILE_NAME), &bytes).unwrap();
+                let contents = read(dir.path()).unwrap();
+                prop_assert!(contents.events.iter().filter(|e| e.kind == Kind::ResetDecided).count() >= 4);
+                prop_assert!(Journal::open(dir.path()).is_ok());
+            }
+        }
+    }
 }
