@@ -335,3 +335,56 @@ fn a_refused_login_never_restarts_the_app_or_resets_the_vm() {
         assert!(reasons[0].contains(refusal), "{app}: {reasons:?}");
     }
 }
+
+/// The programs medic starts itself (`start`, an `exec` alert sink) get an
+/// explicit environment: a secret in medic's own (a credential read with
+/// `env:PREFIX`) or systemd's notify socket never reaches them.
+#[test]
+fn no_secret_of_medic_reaches_the_programs_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let dump = |name: &str| {
+        let file = dir.path().join(name);
+        let argv = common::argv_toml(&[
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("env > {}.tmp && mv {0}.tmp {0}", file.display()),
+        ]);
+        (file, argv)
+    };
+    let (start_env, start) = dump("start.env");
+    let (sink_env, sink) = dump("sink.env");
+    let setup = Setup::new(&format!(
+        "backend = \"dry-run\"\n\n[[alert]]\nkind = \"exec\"\ncommand = {sink}\nevents = [\"app_failed\"]\n"
+    ))
+    .with_kit("misbehave")
+    .app(
+        "web",
+        &format!(
+            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\nstart = {start}\n\
+             [recovery]\nlocal_attempts = 1\nthen = \"none\"\n[settings]\nmode = \"fail\"\n"
+        ),
+    );
+    let log = setup.dir.path().join("daemon.log");
+    let child = common::medic()
+        .args(["daemon", "--config"])
+        .arg(setup.config())
+        .env("MEDIC_VSPHERE_PASSWORD", "hunter2-secret")
+        .env("NOTIFY_SOCKET", "/run/not-for-apps")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let daemon = common::Daemon::from_child(child, log);
+    assert!(
+        common::wait_for(Duration::from_secs(30), || start_env.exists()
+            && sink_env.exists()),
+        "{}",
+        daemon.log_text()
+    );
+    for file in [&start_env, &sink_env] {
+        let env = std::fs::read_to_string(file).unwrap();
+        assert!(env.lines().any(|l| l.starts_with("PATH=")), "{env}");
+        assert!(!env.contains("hunter2-secret"), "{}: {env}", file.display());
+        assert!(!env.contains("NOTIFY_SOCKET"), "{}: {env}", file.display());
+    }
+}

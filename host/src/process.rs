@@ -113,6 +113,29 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
+/// Names of medic's own environment that the programs it starts itself
+/// (app `start`/`stop`, `exec` alert sinks, fence agents) inherit: what a
+/// command needs to find programs, speak the locale and know its user.
+/// Nothing else passes: not a credential (`env:PREFIX`), not systemd's
+/// notify socket or watchdog, not whatever the shell that started medic set.
+const CHILD_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TZ", "LANG", "LANGUAGE", "LC_*",
+];
+
+/// The environment of a program medic starts itself: [`CHILD_ENV`] out of
+/// medic's own, for `Command::env_clear().envs(..)`.
+pub fn child_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(name, _)| {
+        let name = name.to_string_lossy();
+        CHILD_ENV
+            .iter()
+            .any(|allowed| match allowed.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == *allowed,
+            })
+    })
+}
+
 /// The process group of a child medic started in a group of its own
 /// (`process_group(0)`): killed whole when the guard is dropped, so nothing
 /// a program started (a grandchild holding its pipes, a daemon it forked)
@@ -148,6 +171,23 @@ impl Drop for GroupGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn children_inherit_only_the_allowed_names() {
+        let names: Vec<String> = child_env()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n == "PATH"), "{names:?}");
+        assert!(
+            names.iter().all(|n| n == "PATH"
+                || n.starts_with("LC_")
+                || [
+                    "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TZ", "LANG", "LANGUAGE"
+                ]
+                .contains(&n.as_str())),
+            "{names:?}"
+        );
+    }
 
     #[test]
     fn pins_only_live_processes() {

@@ -44,6 +44,9 @@ impl Exec {
             // Its own group: a signal meant for medic does not reach it, and
             // a timeout can end everything it started.
             .process_group(0)
+            // An explicit environment: nothing of medic's but the basics.
+            .env_clear()
+            .envs(crate::process::child_env())
             .kill_on_drop(true)
             .spawn()
             .map_err(|source| DeliveryError::Spawn {

@@ -77,6 +77,9 @@ impl FenceAgent {
             // Its own group, killed whole if the call is abandoned or once
             // the agent is done, so nothing it started outlives it.
             .process_group(0)
+            // An explicit environment: its credentials come on stdin only.
+            .env_clear()
+            .envs(crate::process::child_env())
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {

@@ -28,10 +28,10 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
         .stdout(output)
         .stderr(errors)
         .process_group(0)
-        // systemd's notify socket and watchdog are medic's, not the app's.
-        .env_remove("NOTIFY_SOCKET")
-        .env_remove("WATCHDOG_USEC")
-        .env_remove("WATCHDOG_PID")
+        // An explicit environment: no credential, and systemd's notify
+        // socket and watchdog are medic's, not the app's.
+        .env_clear()
+        .envs(crate::process::child_env())
         .spawn()
         .map_err(|e| format!("cannot run {program}: {e}"))?;
     // The command runs in its own process group: a timeout ends all of it,
