@@ -7,7 +7,7 @@
 //! in a [`SecretString`] so it never reaches a log line or `medic events`.
 
 use std::fmt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
@@ -113,14 +113,22 @@ fn load_file(path: &Path) -> Result<Credentials, CredentialsError> {
         path: path.to_path_buf(),
         source,
     };
-    let metadata = std::fs::metadata(path).map_err(unreadable)?;
+    // Opened once, not through a symbolic link, and judged by the open
+    // descriptor: what is checked is what is read.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(unreadable)?;
+    let metadata = file.metadata().map_err(unreadable)?;
     if let Some(problem) = unsafe_permissions(metadata.mode(), metadata.uid()) {
         return Err(CredentialsError::Unsafe {
             path: path.to_path_buf(),
             problem,
         });
     }
-    let text = std::fs::read_to_string(path).map_err(unreadable)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(unreadable)?;
     // toml's message quotes the offending line, which may hold the
     // password: report only where the problem is.
     let parsed: CredentialsFile = toml::from_str(&text).map_err(|e| {
@@ -185,6 +193,16 @@ mod tests {
         assert_eq!(credentials.username, "medic");
         assert_eq!(credentials.password.expose_secret(), "s3<c>&");
         assert!(!format!("{credentials:?}").contains("s3<c>"));
+    }
+
+    #[test]
+    fn a_file_reached_through_a_symbolic_link_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "username = \"u\"\npassword = \"p\"\n", 0o600);
+        let link = dir.path().join("link.toml");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let error = Source::File(link).load().unwrap_err().to_string();
+        assert!(error.contains("link.toml"), "{error}");
     }
 
     #[test]

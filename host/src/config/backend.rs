@@ -118,7 +118,10 @@ fn libvirt(escalation: &mut Table<'_, '_>) -> Option<LibvirtSettings> {
 fn vsphere(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Option<VsphereSettings> {
     let mut vsphere = escalation.table("vsphere");
     let url = vsphere.required("url", |s| match s.split_once("://") {
-        Some(("https" | "http", rest)) if !rest.is_empty() => Ok(s.to_owned()),
+        Some(("https", rest)) if !rest.is_empty() => Ok(s.to_owned()),
+        Some(("http", _)) => Err(format!(
+            "url {s:?} is plain http: the vSphere password would cross the network in clear text; use https://HOST[:PORT]/sdk"
+        )),
         _ => Err(format!(
             "invalid url {s:?}: expected https://HOST[:PORT]/sdk"
         )),

@@ -936,6 +936,21 @@ fn qmp_backend_by_socket_or_address() {
 }
 
 /// Loads `[escalation]` with `body` (relative paths against `base`).
+#[test]
+fn a_plain_http_vsphere_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let errors = escalation_in(
+        dir.path(),
+        "backend = \"vsphere\"\n[escalation.vsphere]\nurl = \"http://vc.example/sdk\"\ncredentials = \"env:VC\"\nvm = \"auto\"",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("medic.toml:4:7: escalation.vsphere.url: url \"http://vc.example/sdk\" is plain http: the vSphere password would cross the network in clear text"),
+        "{errors}"
+    );
+}
+
 fn escalation_in(base: &Path, body: &str) -> Result<Config, ConfigErrors> {
     let main = Source {
         origin: "medic.toml".into(),

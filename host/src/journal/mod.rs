@@ -11,6 +11,7 @@ mod event;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -73,6 +74,8 @@ impl Journal {
             .create(true)
             .read(true)
             .append(true)
+            // Readable by medic's group (admins), whatever the umask.
+            .mode(0o640)
             .open(&path)
             .map_err(io)?;
         end_torn_tail(&mut file).map_err(io)?;
@@ -308,6 +311,18 @@ mod tests {
         let before = std::fs::read(&path).unwrap();
         drop(Journal::open(dir.path()).unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_new_journal_is_not_readable_by_others_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        drop(Journal::open(dir.path()).unwrap());
+        let mode = std::fs::metadata(dir.path().join(FILE_NAME))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777 & !0o640, 0, "mode {mode:o}");
     }
 
     mod any_bytes {

@@ -5,6 +5,7 @@
 //! and output kept in `state_dir/logs/APP.STEP.log` for the admin: a daemon
 //! that forks keeps its output pipes open, so medic never waits on pipes.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -19,8 +20,14 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    let output =
-        std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let output = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        // Readable by medic's group (admins), whatever the umask.
+        .mode(0o640)
+        .open(log)
+        .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
     let errors = output.try_clone().map_err(|e| e.to_string())?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
