@@ -110,6 +110,24 @@ mod tests {
             .unwrap()
     }
 
+    /// Whether every process of group `pgid` (and at least two) is stopped.
+    fn group_stopped(pgid: u32) -> bool {
+        let states: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| {
+                let fields: Vec<String> = stat
+                    .rsplit_once(')')?
+                    .1
+                    .split_whitespace()
+                    .map(str::to_owned)
+                    .collect();
+                (fields.get(2)? == &pgid.to_string()).then(|| fields[0].clone())
+            })
+            .collect();
+        states.len() >= 2 && states.iter().all(|state| state == "T")
+    }
+
     fn instance(child: &std::process::Child) -> Instance {
         let watch = ProcessWatch::pinned(PinnedProcess::open(child.id()).unwrap()).unwrap();
         Instance::of(watch).unwrap()
@@ -136,6 +154,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         let group = Pid::from_raw(child.id() as i32).unwrap();
         rustix::process::kill_process_group(group, Signal::STOP).unwrap();
+        // A SIGTERM still pending beside the SIGSTOP would be taken first
+        // (lower number): wait until the group has really stopped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !group_stopped(child_pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the group did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let instance = instance(&child);
         instance.terminate();
         let reaper = std::thread::spawn(move || child.wait().unwrap());
