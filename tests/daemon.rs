@@ -299,3 +299,89 @@ fn hostile_and_broken_kits_never_stop_the_daemon_or_delay_other_apps() {
     });
     assert!(load_failed, "the broken kit is journaled");
 }
+
+/// A second daemon on the same state (a typo'd unit, a manual start beside
+/// systemd's) is refused before it touches anything: the first one keeps
+/// its socket, journal and apps.
+#[test]
+fn a_second_daemon_on_the_same_state_is_refused() {
+    let setup = Setup::new("backend = \"dry-run\"")
+        .with_kit("misbehave")
+        .app(
+            "web",
+            "kit = \"misbehave\"\ninterval = \"100ms\"\n[settings]\nmode = \"ok\"\n",
+        );
+    let mut first = setup.daemon();
+    setup.wait_kit_loaded();
+    let second = setup.run(&["daemon"]);
+    let said = String::from_utf8_lossy(&second.stderr).into_owned()
+        + &String::from_utf8_lossy(&second.stdout);
+    assert_eq!(second.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "another medic daemon already runs on {} (pid {})",
+            setup.state_dir().display(),
+            first.pid()
+        )),
+        "{said}"
+    );
+    assert!(first.is_running());
+    let started = setup
+        .events()
+        .iter()
+        .filter(|e| e.kind == Kind::DaemonStarted)
+        .count();
+    assert_eq!(started, 1, "the second one journaled nothing");
+    let status = common::medic()
+        .args(["status", "--socket"])
+        .arg(setup.dir.path().join("medic.sock"))
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0), "the first one still answers");
+}
+
+/// A `start` that hangs is killed at `command_timeout` with its whole
+/// process group (what it left in the background too), and the last line
+/// it wrote reaches the journal.
+#[test]
+fn a_hanging_start_is_killed_as_a_group_and_its_last_line_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let background = dir.path().join("bg.pid");
+    let start = common::argv_toml(&[
+        "/bin/sh".into(),
+        "-c".into(),
+        format!(
+            "echo 'waiting for the lock held by pid 42'; sleep 300 & echo $! > {}; sleep 300",
+            background.display()
+        ),
+    ]);
+    let setup = Setup::new("backend = \"dry-run\"").with_kit("misbehave").app(
+        "web",
+        &format!(
+            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\nstart = {start}\n\
+             command_timeout = \"1s\"\n[recovery]\nlocal_attempts = 1\nthen = \"none\"\n\
+             [settings]\nmode = \"fail\"\nrecover_mode = \"restart\"\n"
+        ),
+    );
+    let events = setup.daemon_until("web", Kind::RecoveryFailed);
+    let failed = events
+        .iter()
+        .find(|e| e.kind == Kind::RecoveryFailed)
+        .unwrap();
+    assert_eq!(failed.detail["step"], "restart");
+    assert!(
+        failed.detail["error"].as_str().unwrap().ends_with(
+            "did not finish within 1s (killed with its process group): waiting for the lock held by pid 42"
+        ),
+        "{failed:?}"
+    );
+    let pid: u32 = std::fs::read_to_string(&background)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(2), || !medic::process::is_alive(pid)),
+        "the background sleep {pid} went with the group"
+    );
+}

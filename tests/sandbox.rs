@@ -207,8 +207,8 @@ async fn reading_outside_the_granted_dir_is_denied_and_inside_works() {
 
 #[tokio::test]
 async fn granted_dir_is_read_only() {
-    // The guest has no write mode; a read-only preopen is asserted through
-    // the policy: only DirPerms::READ is ever granted. Reading stays possible.
+    // Writing into a granted directory, over a file or beside it, fails;
+    // reading stays possible.
     let granted = tempfile::tempdir().unwrap();
     std::fs::write(granted.path().join("f"), "x").unwrap();
     let grants = Grants {
@@ -225,6 +225,17 @@ async fn granted_dir_is_read_only() {
             .await,
     );
     assert_eq!(text, "read ok: 1 bytes");
+    let text = failed_text(
+        misbehave()
+            .check(
+                &grants,
+                &[("mode", "write"), ("path", path.to_str().unwrap())],
+            )
+            .await,
+    );
+    assert!(text.starts_with("write denied: "), "{text}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "x", "unchanged");
+    assert!(!granted.path().join("f.new").exists(), "nothing created");
 }
 
 /// A one-shot HTTP server on 127.0.0.1 answering 200 to every request.

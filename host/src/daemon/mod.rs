@@ -2,6 +2,7 @@
 //! runs until SIGTERM or Ctrl-C.
 
 mod fleet;
+mod lock;
 mod registry;
 mod systemd;
 mod watch;
@@ -36,6 +37,8 @@ const ALERT_GRACE: Duration = Duration::from_secs(5);
 /// Runs the daemon on a validated config until a termination signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let state_dir = &config.daemon.state_dir;
+    // Before anything is touched: the socket, the journal, the apps.
+    let _lock = lock::StateLock::acquire(state_dir)?;
     let journal = Arc::new(Journal::open(state_dir)?);
     let past = journal::read_all(state_dir)?;
     let escalator = Arc::new(

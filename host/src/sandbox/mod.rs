@@ -26,6 +26,12 @@ pub use engine::KitEngine;
 pub use kit::{Checked, Kit};
 pub use store::{CallScope, deadline_margin};
 
+/// A line of text from outside medic (an app's output), shown to admins:
+/// control characters escaped and cut at 1 KiB, as kits' reasons are.
+pub fn tame_text(text: &str) -> String {
+    kit_text::tame(text, kit_text::REASON_MAX)
+}
+
 /// Something went wrong inside a kit (not in the app it watches).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KitFault {

@@ -52,25 +52,36 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
         Err(_) => {
             group.kill();
             let _ = child.start_kill();
-            return Err(format!(
-                "{program} did not finish within {}",
-                humantime::format_duration(timeout)
+            let _ = child.wait().await;
+            return Err(with_last_line(
+                format!(
+                    "{program} did not finish within {} (killed with its process group)",
+                    humantime::format_duration(timeout)
+                ),
+                log,
             ));
         }
     };
     if status.success() {
         return Ok(());
     }
-    let last_line = std::fs::read_to_string(log)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .map(str::to_owned)
-        })
-        .unwrap_or_default();
-    Err(format!("{program} exited with {status}: {last_line}")
-        .trim_end_matches(": ")
-        .to_owned())
+    Err(with_last_line(
+        format!("{program} exited with {status}"),
+        log,
+    ))
+}
+
+/// `what` failed, followed by the last line the command wrote, the admin's
+/// first clue (`could not bind()`, `lock held by pid 42`).
+fn with_last_line(what: String, log: &Path) -> String {
+    let last_line = std::fs::read_to_string(log).ok().and_then(|text| {
+        text.lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .map(crate::sandbox::tame_text)
+    });
+    match last_line {
+        Some(line) => format!("{what}: {line}"),
+        None => what,
+    }
 }

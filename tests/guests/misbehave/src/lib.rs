@@ -25,7 +25,7 @@ impl Kit for Misbehave {
                     "mode",
                     "What `check` does: ok, fail, degraded, loop, alloc, trap, read, \
                      connect, fetch, exec, run, log, state, env, sleep, watch, annotate, \
-                     deadline, unknown, flood-denials or forge.",
+                     deadline, unknown, flood-denials, forge or write.",
                 ),
                 SettingDoc::with_default(
                     "recover_mode",
@@ -83,6 +83,7 @@ impl Kit for Misbehave {
             "alloc" => alloc(ctx).unwrap_or_else(Health::Failed),
             "trap" => panic!("told to trap"),
             "read" => read(ctx).unwrap_or_else(Health::Failed),
+            "write" => write(ctx).unwrap_or_else(Health::Failed),
             "connect" => connect(ctx).unwrap_or_else(Health::Failed),
             "fetch" => fetch(ctx, http::get).unwrap_or_else(Health::Failed),
             "fetch-wasi" => fetch(ctx, http::get_wasi).unwrap_or_else(Health::Failed),
@@ -264,6 +265,18 @@ fn sleep(ctx: &Context) -> Result<Health, String> {
     let ms = ctx.parse_or("ms", 60_000u64)?;
     std::thread::sleep(Duration::from_millis(ms));
     Ok(Health::Degraded(format!("slept {ms} ms")))
+}
+
+/// Tries to overwrite, then to create beside it, the file `path`.
+fn write(ctx: &Context) -> Result<Health, String> {
+    let path = std::path::Path::new(ctx.require("path")?);
+    let beside = path.with_extension("new");
+    Ok(
+        match (std::fs::write(path, "kit"), std::fs::write(&beside, "kit")) {
+            (Err(over), Err(new)) => Health::Failed(format!("write denied: {over}; {new}")),
+            _ => Health::Degraded("write ok".into()),
+        },
+    )
 }
 
 /// Asks `count` (default 1000) times to run a program whose 1 MiB name is
