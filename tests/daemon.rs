@@ -375,13 +375,8 @@ fn a_hanging_start_is_killed_as_a_group_and_its_last_line_journaled() {
         ),
         "{failed:?}"
     );
-    let pid: u32 = std::fs::read_to_string(&background)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
     assert!(
-        common::wait_for(Duration::from_secs(2), || !medic::process::is_alive(pid)),
-        "the background sleep {pid} went with the group"
+        common::gone_soon(&background),
+        "the background sleep went with the group"
     );
 }

@@ -281,6 +281,13 @@ pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// Whether the process whose pid `pidfile` holds is gone within 2 s (a
+/// zombie counts as gone).
+pub fn gone_soon(pidfile: &Path) -> bool {
+    let pid = read_pid(pidfile).unwrap();
+    wait_for(Duration::from_secs(2), || !medic::process::is_alive(pid))
+}
+
 /// A hypervisor that accepts connections and never answers: the "slow
 /// hypervisor" of the escalation tests. Each connection is held for
 /// `hold`, then closed, so no blocked client outlives the test by long.
