@@ -207,4 +207,59 @@ mod tests {
             Some(ErrorKind::ServerError)
         );
     }
+
+    mod any_answer {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pieces of SOAP a broken or hostile vCenter could send, in any
+        /// order and nesting, so the parser is driven past its first check.
+        fn soapish() -> impl Strategy<Value = String> {
+            let piece = prop::sample::select(vec![
+                "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\">",
+                "</soapenv:Envelope>",
+                "<soapenv:Body>",
+                "</soapenv:Body>",
+                "<soapenv:Fault>",
+                "</soapenv:Fault>",
+                "<faultstring>",
+                "</faultstring>",
+                "<detail>",
+                "</detail>",
+                "<returnval type=\"VirtualMachine\">",
+                "</returnval>",
+                "<x xsi:type=\"\">",
+                "</x>",
+                "&amp;",
+                "&#xD800;",
+                "<![CDATA[",
+                "]]>",
+                "<?xml version=\"1.0\"?>",
+                "text",
+                "<",
+                ">",
+            ]);
+            prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever comes back, reading it ends in an answer or an
+            /// error that says why, never a panic.
+            #[test]
+            fn any_text_gives_an_answer_or_an_error(text in "\\PC{0,300}") {
+                if let Err(why) = read_answer(&text) {
+                    prop_assert!(!why.is_empty());
+                }
+            }
+
+            #[test]
+            fn any_soapish_text_gives_an_answer_or_an_error(text in soapish()) {
+                if let Err(why) = read_answer(&text) {
+                    prop_assert!(!why.is_empty());
+                }
+            }
+        }
+    }
 }
