@@ -380,3 +380,45 @@ fn a_hanging_start_is_killed_as_a_group_and_its_last_line_journaled() {
         "the background sleep went with the group"
     );
 }
+
+/// SIGTERM while a restart is under way: the `start` in flight gets its
+/// grace and finishes, the daemon exits 0, and `daemon_stopped` is the
+/// last event of the journal.
+#[test]
+fn a_graceful_shutdown_lets_work_in_flight_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let begun = dir.path().join("begun");
+    let finished = dir.path().join("finished");
+    let start = common::argv_toml(&[
+        "/bin/sh".into(),
+        "-c".into(),
+        format!(
+            "touch {}; sleep 2; touch {}",
+            begun.display(),
+            finished.display()
+        ),
+    ]);
+    let setup = Setup::new("backend = \"dry-run\"").with_kit("misbehave").app(
+        "web",
+        &format!(
+            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\nstart = {start}\n\
+             [recovery]\nlocal_attempts = 1\nthen = \"none\"\n\
+             [settings]\nmode = \"fail\"\nrecover_mode = \"restart\"\n"
+        ),
+    );
+    let mut daemon = setup.daemon();
+    assert!(
+        common::wait_for(Duration::from_secs(30), || begun.exists()),
+        "{}",
+        daemon.log_text()
+    );
+    let status = daemon.stop().unwrap();
+    assert!(status.success(), "{status:?}: {}", daemon.log_text());
+    assert!(finished.exists(), "the start in flight finished");
+    let events = setup.events();
+    assert_eq!(
+        events.last().map(|e| e.kind),
+        Some(Kind::DaemonStopped),
+        "{events:?}"
+    );
+}
