@@ -57,13 +57,20 @@ pub fn pids_by_name(name: &str) -> Vec<u32> {
 /// Whether any live process (zombies count as gone) is in process group
 /// `pgid`.
 pub fn group_alive(pgid: u32) -> bool {
+    group_states(pgid).iter().any(|state| running(state))
+}
+
+/// The `/proc/PID/stat` state (`R`, `S`, `T`, `Z`...) of every process in
+/// process group `pgid`.
+pub(crate) fn group_states(pgid: u32) -> Vec<String> {
     let pgid = pgid.to_string();
-    all_pids().any(|pid| {
-        stat_fields(pid).is_some_and(|fields| {
+    all_pids()
+        .filter_map(|pid| {
+            let fields = stat_fields(pid)?;
             // State first, then ppid, then the process group.
-            fields.get(2) == Some(&pgid) && fields.first().is_some_and(|state| running(state))
+            (fields.get(2) == Some(&pgid)).then(|| fields.first().cloned())?
         })
-    })
+        .collect()
 }
 
 /// Every pid in `/proc` now.
@@ -129,10 +136,7 @@ pub fn child_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsStri
         let name = name.to_string_lossy();
         CHILD_ENV
             .iter()
-            .any(|allowed| match allowed.strip_suffix('*') {
-                Some(prefix) => name.starts_with(prefix),
-                None => name == *allowed,
-            })
+            .any(|allowed| crate::sandbox::env_grant::covers(allowed, &name))
     })
 }
 

@@ -58,7 +58,7 @@ pub fn base_env() -> [(&'static str, String); 3] {
 }
 
 /// Whether `pattern` (a name, or a prefix ending in `*`) covers `name`.
-fn covers(pattern: &str, name: &str) -> bool {
+pub(crate) fn covers(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => name.starts_with(prefix),
         None => name == pattern,

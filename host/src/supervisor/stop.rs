@@ -112,19 +112,7 @@ mod tests {
 
     /// Whether every process of group `pgid` (and at least two) is stopped.
     fn group_stopped(pgid: u32) -> bool {
-        let states: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|entry| std::fs::read_to_string(entry.ok()?.path().join("stat")).ok())
-            .filter_map(|stat| {
-                let fields: Vec<String> = stat
-                    .rsplit_once(')')?
-                    .1
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect();
-                (fields.get(2)? == &pgid.to_string()).then(|| fields[0].clone())
-            })
-            .collect();
+        let states = crate::process::group_states(pgid);
         states.len() >= 2 && states.iter().all(|state| state == "T")
     }
 
