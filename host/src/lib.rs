@@ -18,4 +18,5 @@ pub mod maintenance;
 pub mod metrics;
 pub mod process;
 pub mod sandbox;
+pub mod signing;
 pub mod supervisor;

@@ -59,7 +59,7 @@ const EXAMPLE_LANGS: &[&str] = &["rust", "python", "js", "c"];
 /// Debian packages the tests and the benchmark use besides: the servers and
 /// checkers compared against, and the hypervisors escalation is tested on
 /// (QEMU, fence-agents' fence_dummy, govmomi's vCenter simulator, built
-/// with Go).
+/// with Go), and `minisign`, which signs the kits of the signing tests.
 const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "redis-server",
@@ -71,6 +71,7 @@ const TEST_PACKAGES: &[&str] = &[
     "fence-agents",
     "golang-go",
     "golang-github-vmware-govmomi-dev",
+    "minisign",
 ];
 
 fn main() -> anyhow::Result<()> {

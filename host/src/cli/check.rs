@@ -9,6 +9,7 @@ use hyper::Method;
 use super::admin::{self, Target};
 use crate::api::client::Client;
 use crate::sandbox::KitEngine;
+use crate::signing::KitTrust;
 use crate::supervisor::{CheckOutcome, LastCheck};
 
 /// Nagios plugin exit codes.
@@ -82,7 +83,8 @@ fn check(config_path: &Path, app: &str) -> (u8, String) {
     let outcome = super::runtime().and_then(|rt| {
         rt.block_on(async {
             let engine = KitEngine::new(Some(state_dir.join("cache")))?;
-            let kit = engine.load(&spec.kit_path)?;
+            let trust = KitTrust::load(&config.daemon.trusted_keys, config.daemon.require_signed)?;
+            let kit = engine.load_trusted(&spec.kit_path, &trust)?;
             let runtime = crate::daemon::build_runtime(
                 spec,
                 kit,

@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Grants;
-use crate::sandbox::{CallScope, Capability, KitEngine, KitInfo};
+use crate::sandbox::{CallScope, Capability, Kit, KitEngine, KitInfo};
+use crate::signing::KitTrust;
 
 /// How long `describe` may take.
 pub(super) const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -23,6 +24,10 @@ const DESCRIBE_MEMORY: usize = 64 << 20;
 struct Description {
     file: String,
     sha256: String,
+    /// Who signed the file (`kit.wasm.minisig`).
+    signer: serde_json::Value,
+    #[serde(skip)]
+    signer_text: String,
     name: String,
     version: String,
     summary: String,
@@ -58,8 +63,8 @@ struct Want {
     target: String,
 }
 
-pub(super) fn run(file: &Path, app: Option<&Path>, json: bool) -> ExitCode {
-    match describe(file, app) {
+pub(super) fn run(file: &Path, app: Option<&Path>, config: Option<&Path>, json: bool) -> ExitCode {
+    match describe(file, app, config) {
         Ok(description) if json => match serde_json::to_string_pretty(&description) {
             Ok(text) => {
                 println!("{text}");
@@ -81,12 +86,19 @@ pub(super) fn run(file: &Path, app: Option<&Path>, json: bool) -> ExitCode {
     }
 }
 
-fn describe(file: &Path, app: Option<&Path>) -> anyhow::Result<Description> {
+fn describe(file: &Path, app: Option<&Path>, config: Option<&Path>) -> anyhow::Result<Description> {
     let app = app.map(crate::config::load_app).transpose()?;
+    let trust = match config {
+        Some(path) => {
+            let daemon = crate::config::load(path)?.daemon;
+            KitTrust::load(&daemon.trusted_keys, daemon.require_signed)?
+        }
+        None => KitTrust::default(),
+    };
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let engine = KitEngine::new(super::user_kit_cache())?;
-        let kit = engine.load(file)?;
+        let kit = engine.load_trusted(file, &trust)?;
         let scratch = tempfile::tempdir()?;
         let scope = CallScope::new(
             "inspect",
@@ -96,7 +108,7 @@ fn describe(file: &Path, app: Option<&Path>) -> anyhow::Result<Description> {
         );
         let info = kit.describe(scope.clone(), DESCRIBE_TIMEOUT).await?;
         let env = kit.env_wanted(scope, DESCRIBE_TIMEOUT).await?;
-        let mut description = from_info(file, kit.sha256(), info, env);
+        let mut description = from_info(file, &kit, info, env);
         if let Some(spec) = app {
             let app_runtime = crate::daemon::build_runtime(
                 &spec,
@@ -135,10 +147,12 @@ fn setting_doc(s: crate::sandbox::SettingDoc) -> SettingDoc {
     }
 }
 
-fn from_info(file: &Path, sha256: &str, info: KitInfo, env: Vec<String>) -> Description {
+fn from_info(file: &Path, kit: &Kit, info: KitInfo, env: Vec<String>) -> Description {
     Description {
         file: file.display().to_string(),
-        sha256: sha256.to_owned(),
+        sha256: kit.sha256().to_owned(),
+        signer: kit.provenance().to_json(),
+        signer_text: kit.provenance().to_string(),
         name: info.name,
         version: info.version,
         summary: info.summary,
@@ -190,7 +204,10 @@ fn render(d: &Description) -> String {
             (None, None) => out += "  the kit does not describe settings per app\n",
         }
     }
-    out += &format!("\nfile:   {}\nsha256: {}\n", d.file, d.sha256);
+    out += &format!(
+        "\nfile:   {}\nsha256: {}\nsigner: {}\n",
+        d.file, d.sha256, d.signer_text
+    );
     out
 }
 

@@ -48,7 +48,7 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
         Read::Valid(_, at) => Some(doc.position(at)),
     };
     let fallback = defaults();
-    let daemon_settings = DaemonSettings {
+    let mut daemon_settings = DaemonSettings {
         plugins_dir: plugins_dir.or(fallback.daemon.plugins_dir),
         apps_dir: apps_dir.or(fallback.daemon.apps_dir),
         state_dir: daemon.path("state_dir", base).or(fallback.daemon.state_dir),
@@ -62,7 +62,21 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
             .u32_in("alert_queue", 1..=1_000_000)
             .or(fallback.daemon.alert_queue),
         reload_on_change: daemon.bool("reload_on_change").or(true),
+        trusted_keys: daemon
+            .list("trusted_keys", |pattern| trusted_key_pattern(pattern, base))
+            .or(fallback.daemon.trusted_keys),
+        require_signed: false,
     };
+    if let Read::Valid(true, at) = daemon.bool("require_signed") {
+        daemon_settings.require_signed = true;
+        if daemon_settings.trusted_keys.is_empty() {
+            doc.error(
+                at,
+                &daemon.field("require_signed"),
+                "require_signed is on but trusted_keys names no key: every kit would be refused",
+            );
+        }
+    }
     daemon.finish();
 
     let mut escalation = root.table("escalation");
@@ -116,6 +130,8 @@ fn defaults() -> MainFile {
             socket_group: None,
             alert_queue: 256,
             reload_on_change: true,
+            trusted_keys: Vec::new(),
+            require_signed: false,
         },
         escalation: EscalationSettings::default(),
         alerts: Vec::new(),
@@ -134,4 +150,18 @@ fn group_id(name: &str) -> Result<u32, String> {
         Ok(None) => Err(format!("no group named `{name}` on this system")),
         Err(e) => Err(format!("cannot look up group `{name}`: {e}")),
     }
+}
+
+/// A `trusted_keys` pattern made absolute against `base`, when every file
+/// it matches is a minisign public key and it matches at least one.
+fn trusted_key_pattern(pattern: &str, base: &Path) -> Result<String, String> {
+    if pattern.is_empty() {
+        return Err("pattern must not be empty".to_owned());
+    }
+    let pattern = base.join(pattern).to_string_lossy().into_owned();
+    let files = crate::signing::key_files(&pattern).map_err(|e| e.to_string())?;
+    for file in files {
+        crate::signing::check_key_file(&file).map_err(|e| e.to_string())?;
+    }
+    Ok(pattern)
 }

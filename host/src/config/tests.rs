@@ -138,6 +138,8 @@ exec = ["/usr/sbin/nginx"]
             socket_group: None,
             alert_queue: 256,
             reload_on_change: true,
+            trusted_keys: Vec::new(),
+            require_signed: false,
         },
         escalation: EscalationSettings {
             backend: Backend::DryRun,
@@ -212,6 +214,8 @@ fn daemon_and_escalation_defaults() {
             socket_group: None,
             alert_queue: 256,
             reload_on_change: true,
+            trusted_keys: Vec::new(),
+            require_signed: false,
         }
     );
     assert_eq!(

@@ -9,7 +9,8 @@ use serde_json::json;
 
 use crate::config::{AppSpec, Config};
 use crate::journal::{Event, Journal, Kind};
-use crate::sandbox::{CallScope, Kit, KitEngine};
+use crate::sandbox::{CallScope, Kit, KitEngine, LoadError};
+use crate::signing::KitTrust;
 use crate::supervisor::{AppRuntime, Policy};
 
 /// Loads each distinct kit file the apps name, journaling each outcome. A
@@ -21,24 +22,40 @@ pub async fn load_kits(
 ) -> HashMap<PathBuf, Kit> {
     let paths: BTreeSet<&PathBuf> = config.apps.iter().map(|a| &a.kit_path).collect();
     let mut kits = HashMap::new();
+    // Key files are read anew each time, so a key added or removed takes
+    // effect with a reload; keys that cannot be read refuse every kit.
+    let trust = KitTrust::load(&config.daemon.trusted_keys, config.daemon.require_signed)
+        .map_err(|e| LoadError::Signature(e).to_string());
     for path in paths {
-        let loader = engine.clone();
-        let owned = path.clone();
-        // Compiling a large kit takes seconds of CPU: keep it off the runtime.
-        let loaded = tokio::task::spawn_blocking(move || loader.load(&owned)).await;
+        let loaded = match &trust {
+            Ok(trust) => {
+                let loader = engine.clone();
+                let owned = path.clone();
+                let trust = trust.clone();
+                // Compiling a large kit takes seconds of CPU: keep it off the runtime.
+                tokio::task::spawn_blocking(move || loader.load_trusted(&owned, &trust))
+                    .await
+                    .map(|loaded| loaded.map_err(|e| e.to_string()))
+            }
+            Err(why) => Ok(Err(why.clone())),
+        };
         match loaded {
             Ok(Ok(kit)) => {
                 journal.record(Event::new(
                     None,
                     Kind::KitLoaded,
-                    json!({"path": path.display().to_string(), "sha256": kit.sha256()}),
+                    json!({
+                        "path": path.display().to_string(),
+                        "sha256": kit.sha256(),
+                        "signer": kit.provenance().to_json(),
+                    }),
                 ));
                 kits.insert(path.clone(), kit);
             }
             Ok(Err(e)) => journal.record(Event::new(
                 None,
                 Kind::KitLoadFailed,
-                json!({"path": path.display().to_string(), "error": e.to_string()}),
+                json!({"path": path.display().to_string(), "error": e}),
             )),
             Err(e) => tracing::error!(path = %path.display(), "kit loader panicked: {e}"),
         }

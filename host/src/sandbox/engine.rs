@@ -24,6 +24,7 @@ use super::bindings::{RecoveryKit, RecoveryKitIndices};
 use super::kit::{CALLS, CallsIndices, INSPECT, Kit};
 use super::store::KitStore;
 use super::trusted::TrustedDir;
+use crate::signing::KitTrust;
 
 /// How often the epoch advances: the longest a guest runs before yielding
 /// to the runtime, and so the granularity of call deadlines.
@@ -82,6 +83,7 @@ impl KitEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        super::name_lookup::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         RecoveryKit::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
 
@@ -104,14 +106,22 @@ impl KitEngine {
         })
     }
 
-    /// Loads a kit file: validates it is a component of the `recovery-kit`
-    /// world whose imports this host satisfies, using the cache when the same
-    /// bytes were compiled before by a compatible engine.
+    /// Loads a kit file with no trusted keys: a signature by a key medic
+    /// cannot check is shown, not required (`medic kit test`, tests).
     pub fn load(&self, path: &Path) -> Result<Kit, LoadError> {
+        self.load_trusted(path, &KitTrust::default())
+    }
+
+    /// Loads a kit file: judges its signature under `trust`, then validates
+    /// it is a component of the `recovery-kit` world whose imports this host
+    /// satisfies, using the cache when the same bytes were compiled before
+    /// by a compatible engine. The bytes judged are the bytes compiled.
+    pub fn load_trusted(&self, path: &Path, trust: &KitTrust) -> Result<Kit, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
+        let provenance = trust.judge(path, &bytes)?;
         let sha256 = hex(&Sha256::digest(&bytes));
         let component = self.compile_cached(&bytes, &sha256)?;
         let pre = self
@@ -137,7 +147,14 @@ impl KitEngine {
                 recover,
                 env_wanted,
             });
-        Ok(Kit::new(sha256, pre, indices, app_settings, calls))
+        Ok(Kit {
+            sha256,
+            provenance,
+            pre,
+            indices,
+            app_settings,
+            calls,
+        })
     }
 
     fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {

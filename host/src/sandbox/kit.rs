@@ -17,6 +17,7 @@ use super::engine::EPOCH_TICK;
 use super::kit_text::{REASON_MAX, Tamed, tame};
 use super::store::{CallDeadline, CallScope, KitStore};
 use crate::process::PinnedProcess;
+use crate::signing::Provenance;
 
 /// The optional export of the `inspectable-recovery-kit` world, and its
 /// function.
@@ -42,14 +43,18 @@ pub(super) struct CallsIndices {
 /// A compiled, linked kit, ready to be instantiated for each call.
 #[derive(Clone)]
 pub struct Kit {
-    sha256: String,
-    pre: InstancePre<KitStore>,
+    /// The sha256 of the file.
+    pub(super) sha256: String,
+    /// Who signed the file, as judged when it loaded.
+    pub(super) provenance: Provenance,
+    /// The linked component, instantiated afresh for each call.
+    pub(super) pre: InstancePre<KitStore>,
     /// Where the `kit` interface's exports are, found once at load.
-    indices: RecoveryKitIndices,
+    pub(super) indices: RecoveryKitIndices,
     /// `inspect.app-settings`, for a kit that exports it.
-    app_settings: Option<ComponentExportIndex>,
+    pub(super) app_settings: Option<ComponentExportIndex>,
     /// `calls`, for a 0.1.2 kit that exports it.
-    calls: Option<CallsIndices>,
+    pub(super) calls: Option<CallsIndices>,
 }
 
 /// What one `check` found.
@@ -222,25 +227,14 @@ impl Export for EnvWanted {
 }
 
 impl Kit {
-    pub(super) fn new(
-        sha256: String,
-        pre: InstancePre<KitStore>,
-        indices: RecoveryKitIndices,
-        app_settings: Option<ComponentExportIndex>,
-        calls: Option<CallsIndices>,
-    ) -> Self {
-        Self {
-            sha256,
-            pre,
-            indices,
-            app_settings,
-            calls,
-        }
-    }
-
     /// The sha256 of the kit file, which identifies exactly what runs.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Who signed the kit file, for the journal and `medic kit inspect`.
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
     }
 
     /// Calls `describe`.
