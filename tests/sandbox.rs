@@ -8,11 +8,14 @@ use crate::common;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use medic::config::Grants;
 use medic::sandbox::{CallScope, Kit, KitEngine, KitFault, LoadError, NextStep, Verdict};
+
+mod connect_grants;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -240,17 +243,25 @@ async fn granted_dir_is_read_only() {
 
 /// A one-shot HTTP server on 127.0.0.1 answering 200 to every request.
 fn http_server() -> u16 {
+    counting_http_server().0
+}
+
+/// [`http_server`], and how many connections it has accepted.
+fn counting_http_server() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
     std::thread::spawn(move || {
         for mut stream in listener.incoming().flatten() {
+            count.fetch_add(1, Ordering::SeqCst);
             let mut buf = [0u8; 1024];
             let _ = stream.read(&mut buf);
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
         }
     });
-    port
+    (port, accepted)
 }
 
 #[tokio::test]

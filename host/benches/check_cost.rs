@@ -91,7 +91,8 @@ fn host_get(port: u16, runtime: &tokio::runtime::Runtime) -> f64 {
     runtime.block_on(async {
         let before = cpu(UsageWho::RUSAGE_SELF);
         for _ in 0..CHECKS {
-            let response = medic::sandbox::lean_http::get(&uri, Duration::from_secs(2), 65536)
+            let to = [std::net::SocketAddr::from(([127, 0, 0, 1], port))];
+            let response = medic::sandbox::lean_http::get(&uri, &to, Duration::from_secs(2), 65536)
                 .await
                 .unwrap();
             assert_eq!(response.status, 200);

@@ -94,17 +94,16 @@ impl host::Host for KitStore {
         max_body: u32,
     ) -> Result<HttpResponse, String> {
         let uri = lean_http::parse_url(&url)?;
-        if let Err(denied) = self.scope.policy.connect.allows_uri(&uri) {
-            self.denials.record(denied.clone());
-            return Err(format!("{denied} is not granted"));
-        }
+        let to = (self.scope.policy.connect)
+            .http_destination(&uri, &self.denials)
+            .map_err(|refused| refused.to_string())?;
         let max_body = usize::try_from(max_body)
             .unwrap_or(usize::MAX)
             .min(HTTP_BODY_MAX);
         let timeout = self
             .deadline
             .clamp(Duration::from_millis(timeout_ms.into()));
-        lean_http::get(&uri, timeout, max_body).await
+        lean_http::get(&uri, &to, timeout, max_body).await
     }
 
     fn processes(&mut self, name: String) -> wasmtime::Result<Vec<u32>> {

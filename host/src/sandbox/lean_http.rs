@@ -5,7 +5,11 @@
 //! wasi:http the same GET costs a dozen resources, polls and spawned tasks
 //! (several times the CPU, see docs/benchmarks.md). hyper does the HTTP;
 //! the connection is driven in the caller's task, nothing is spawned.
+//!
+//! Nothing is resolved here: the caller says which addresses to connect to
+//! (those the app's `connect` grant resolved to when it loaded).
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,34 +37,34 @@ pub fn parse_url(url: &str) -> Result<http::Uri, GetError> {
     }
 }
 
-/// GETs `uri` with `Connection: close`, keeping at most `max_body` bytes.
+/// GETs `uri` from the first of `to` that accepts, with
+/// `Connection: close`, keeping at most `max_body` bytes.
 pub async fn get(
     uri: &http::Uri,
+    to: &[SocketAddr],
     timeout: Duration,
     max_body: usize,
 ) -> Result<HttpResponse, GetError> {
-    tokio::time::timeout(timeout, exchange(uri, max_body))
+    tokio::time::timeout(timeout, exchange(uri, to, max_body))
         .await
         .map_err(|_| format!("no complete response within {} ms", timeout.as_millis()))?
 }
 
-async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetError> {
+async fn exchange(
+    uri: &http::Uri,
+    to: &[SocketAddr],
+    max_body: usize,
+) -> Result<HttpResponse, GetError> {
     // The kit names the URL in its own reason; errors say only what failed.
     let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
-    let host = uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']');
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host, port))
+    let stream = tokio::net::TcpStream::connect(to)
         .await
         .map_err(|e| fail("connect", &e))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
             .await
             .map_err(|e| fail("handshake", &e))?;
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or(host);
+    let authority = uri.authority().map_or("", |a| a.as_str());
     let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
         .header(http::header::HOST, authority)
         .header(http::header::CONNECTION, "close")
@@ -103,5 +107,22 @@ async fn exchange(uri: &http::Uri, max_body: usize) -> Result<HttpResponse, GetE
             Err(e) => Err(fail("connection", &e)),
             Ok(()) => response.await,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::pinned_http::tests::host_echo;
+
+    #[tokio::test]
+    async fn a_name_is_fetched_from_the_given_address_with_its_host_header() {
+        let port = host_echo().await;
+        // `app.test` resolves nowhere: only the address given can serve.
+        let uri = parse_url(&format!("http://app.test:{port}/health")).unwrap();
+        let to = [SocketAddr::from(([127, 0, 0, 1], port))];
+        let response = get(&uri, &to, Duration::from_secs(5), 1024).await.unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.body, format!("app.test:{port}").as_bytes());
     }
 }

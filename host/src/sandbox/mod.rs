@@ -14,6 +14,8 @@ mod kit;
 mod kit_state;
 mod kit_text;
 pub mod lean_http;
+mod name_lookup;
+mod pinned_http;
 mod policy;
 mod store;
 mod trusted;
@@ -80,4 +82,7 @@ pub enum LoadError {
     /// The component does not export the `medic:kit/kit` interface.
     #[error("component is not a medic kit (world medic:kit/recovery-kit): {0}")]
     NotAKit(String),
+    /// The kit's signature refused it (`require_signed`, `trusted_keys`).
+    #[error("signature: {0}")]
+    Signature(#[from] crate::signing::SigningError),
 }

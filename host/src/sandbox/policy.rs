@@ -1,11 +1,12 @@
 //! Turns an app's `[grants]` into what the sandbox enforces.
 //!
 //! Everything not granted is denied. The same [`ConnectPolicy`] guards WASI
-//! sockets (by resolved address) and wasi-http (by the request's authority),
-//! because the socket check never sees the connections wasi-http makes.
+//! sockets (by resolved address), WASI name lookups (granted names only)
+//! and HTTP (by the request's authority), because the socket check never
+//! sees the connections wasi-http and `http-get` make.
 
-use std::collections::HashSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -46,34 +47,92 @@ impl Policy {
     }
 }
 
-/// The `host:port` pairs an app may connect to.
+/// The `host:port` pairs an app may connect to, each pinned to the
+/// addresses it resolved to when the app loaded.
+///
+/// Only these names are ever resolved, and only then: a kit's name lookups
+/// are answered from here (an ungranted name is denied without a DNS
+/// query, so lookups are no channel out of the sandbox), and HTTP to a
+/// granted name connects to these addresses, so a DNS answer that changes
+/// later (rebinding) cannot move a granted name somewhere else.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectPolicy {
-    /// Entries as granted, host lower-cased, without IPv6 brackets.
-    names: HashSet<(String, u16)>,
-    /// The same entries resolved to socket addresses when the app loaded.
+    /// Each grant, host lower-cased without IPv6 brackets, with the
+    /// addresses it resolved to (none when it did not resolve).
+    granted: BTreeMap<(String, u16), Vec<SocketAddr>>,
+    /// All those addresses: where a socket may connect.
     addrs: HashSet<SocketAddr>,
 }
 
-impl ConnectPolicy {
-    /// Builds the policy from `host:port` grants. An entry that does not
-    /// resolve still allows HTTP to that exact name; it just allows no socket.
-    pub fn new(grants: &[String]) -> Self {
-        let mut policy = Self::default();
-        for grant in grants {
-            if let Some((host, port)) = split_host_port(grant) {
-                policy.names.insert((host.to_ascii_lowercase(), port));
-            }
-            if let Ok(addrs) = grant.to_socket_addrs() {
-                policy.addrs.extend(addrs);
-            }
+/// Why an HTTP request (wasi-http or `http-get`) does not go out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpRefusal {
+    /// The URI names no host at all.
+    #[error("request to {0} has no host")]
+    NoHost(String),
+    /// The authority carries user info (`user@host`). Never sent, whatever
+    /// is granted: the host check would see only `host` while the text
+    /// before `@` went out in the request (or to a resolver).
+    #[error("http {0}: user info (user@host) is refused")]
+    UserInfo(String),
+    /// `host:port` is not granted.
+    #[error("http {0} is not granted")]
+    NotGranted(String),
+    /// `host:port` is granted, but its name resolved to no address when
+    /// the app loaded, and names are not resolved again per request.
+    #[error("{0} did not resolve when the app was loaded (reload medic once it does)")]
+    Unresolved(String),
+}
+
+impl HttpRefusal {
+    /// What is journaled as denied: every refusal but [`Self::Unresolved`],
+    /// which is granted and so not the kit's doing.
+    fn denial(&self) -> Option<String> {
+        match self {
+            Self::NoHost(_) => Some(self.to_string()),
+            Self::UserInfo(authority) => Some(format!("http {authority} (user info)")),
+            Self::NotGranted(host_port) => Some(format!("http {host_port}")),
+            Self::Unresolved(_) => None,
         }
-        policy
+    }
+}
+
+/// How a grant's name is resolved when the app loads: the system resolver.
+fn resolve_now(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    Ok((host, port).to_socket_addrs()?.collect())
+}
+
+impl ConnectPolicy {
+    /// Builds the policy from `host:port` grants, resolving each name now
+    /// with the system resolver, once. An entry that does not resolve
+    /// allows no socket, and HTTP to it fails until the next load.
+    pub fn new(grants: &[String]) -> Self {
+        Self::resolving(grants, resolve_now)
     }
 
-    /// Whether any connection at all is granted.
-    pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+    /// [`Self::new`] with names resolved by `resolve` (tests stand in for
+    /// DNS with it).
+    pub fn resolving(
+        grants: &[String],
+        resolve: impl Fn(&str, u16) -> std::io::Result<Vec<SocketAddr>>,
+    ) -> Self {
+        let mut policy = Self::default();
+        for grant in grants {
+            let Some((host, port)) = split_host_port(grant) else {
+                continue;
+            };
+            let addrs = resolve(host, port).unwrap_or_else(|e| {
+                tracing::warn!(grant, "connect grant does not resolve: {e}");
+                Vec::new()
+            });
+            policy.addrs.extend(&addrs);
+            policy
+                .granted
+                .entry((host.to_ascii_lowercase(), port))
+                .or_default()
+                .extend(addrs);
+        }
+        policy
     }
 
     /// Whether a socket may connect to `addr`.
@@ -81,33 +140,69 @@ impl ConnectPolicy {
         self.addrs.contains(addr)
     }
 
-    /// Whether an HTTP request may go to `host` on `port`: either the name
-    /// is granted as written, or it is an IP literal that a grant resolved to.
-    pub fn allows_host(&self, host: &str, port: u16) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if self.names.contains(&(host.to_ascii_lowercase(), port)) {
-            return true;
+    /// What a kit's name lookup of `name` answers: an IP address itself
+    /// (nothing to resolve), a granted name the addresses its grants
+    /// resolved to at load, any other name `None` (denied; nothing is
+    /// asked of DNS).
+    pub fn lookup(&self, name: &str) -> Option<Vec<IpAddr>> {
+        let bare = name.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = bare.parse::<IpAddr>() {
+            return Some(vec![ip]);
         }
-        host.parse()
-            .is_ok_and(|ip| self.addrs.contains(&SocketAddr::new(ip, port)))
+        let name = name.to_ascii_lowercase();
+        let mut found = None;
+        for ((host, _), addrs) in &self.granted {
+            if *host == name {
+                let ips: &mut Vec<IpAddr> = found.get_or_insert_with(Vec::new);
+                for ip in addrs.iter().map(SocketAddr::ip) {
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
+            }
+        }
+        found
     }
-}
 
-impl ConnectPolicy {
-    /// Checks an HTTP(S) URI by its authority (default port by scheme).
-    /// `Err` names the refused `host:port` in the form journaled as denied.
-    pub fn allows_uri(&self, uri: &http::Uri) -> Result<(), String> {
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("request to {uri} has no host"))?;
+    /// Where an HTTP(S) request to `uri` connects: the addresses its
+    /// granted `host:port` resolved to at load (default port by scheme),
+    /// or the address itself when the host is an IP address a grant
+    /// resolved to. A refusal that is a denial is recorded in `denials`.
+    pub fn http_destination(
+        &self,
+        uri: &http::Uri,
+        denials: &Denials,
+    ) -> Result<Vec<SocketAddr>, HttpRefusal> {
+        let destination = self.destination(uri);
+        if let Some(denied) = destination.as_ref().err().and_then(HttpRefusal::denial) {
+            denials.record(denied);
+        }
+        destination
+    }
+
+    fn destination(&self, uri: &http::Uri) -> Result<Vec<SocketAddr>, HttpRefusal> {
+        let (Some(authority), Some(host)) = (uri.authority(), uri.host()) else {
+            return Err(HttpRefusal::NoHost(uri.to_string()));
+        };
+        if authority.as_str().contains('@') {
+            return Err(HttpRefusal::UserInfo(authority.to_string()));
+        }
         let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
             Some("https") => 443,
             _ => 80,
         });
-        if self.allows_host(host, port) {
-            Ok(())
-        } else {
-            Err(format!("http {host}:{port}"))
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Some(addrs) = self.granted.get(&(host.to_ascii_lowercase(), port)) {
+            if addrs.is_empty() {
+                return Err(HttpRefusal::Unresolved(format!("{host}:{port}")));
+            }
+            return Ok(addrs.clone());
+        }
+        match host.parse() {
+            Ok(ip) if self.addrs.contains(&SocketAddr::new(ip, port)) => {
+                Ok(vec![SocketAddr::new(ip, port)])
+            }
+            _ => Err(HttpRefusal::NotGranted(format!("{host}:{port}"))),
         }
     }
 }
@@ -171,29 +266,132 @@ mod tests {
         ConnectPolicy::new(&grants.iter().map(|g| g.to_string()).collect::<Vec<_>>())
     }
 
+    /// A policy whose names resolve through a fake DNS: `app.test` to
+    /// 10.1.2.3 and 10.1.2.4, `down.test` to nothing.
+    fn pinned(grants: &[&str]) -> ConnectPolicy {
+        let grants: Vec<String> = grants.iter().map(|g| g.to_string()).collect();
+        ConnectPolicy::resolving(&grants, |host, port| match host {
+            "app.test" => Ok(vec![
+                SocketAddr::from(([10, 1, 2, 3], port)),
+                SocketAddr::from(([10, 1, 2, 4], port)),
+            ]),
+            _ => Err(std::io::Error::other("NXDOMAIN")),
+        })
+    }
+
+    fn uri(text: &str) -> http::Uri {
+        text.parse().unwrap()
+    }
+
+    /// Where `url` may go under `p`, and what was denied on the way.
+    fn destination(
+        p: &ConnectPolicy,
+        url: &str,
+    ) -> (Result<Vec<SocketAddr>, HttpRefusal>, Vec<String>) {
+        let denials = Denials::default();
+        let result = p.http_destination(&uri(url), &denials);
+        (result, denials.take())
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
     #[test]
     fn granted_ip_allows_socket_and_http_but_not_other_ports() {
         let p = policy(&["127.0.0.1:8080"]);
-        assert!(p.allows_addr(&"127.0.0.1:8080".parse().unwrap()));
-        assert!(!p.allows_addr(&"127.0.0.1:8081".parse().unwrap()));
-        assert!(p.allows_host("127.0.0.1", 8080));
-        assert!(!p.allows_host("127.0.0.1", 80));
-        assert!(!p.allows_host("127.0.0.2", 8080));
+        assert!(p.allows_addr(&addr("127.0.0.1:8080")));
+        assert!(!p.allows_addr(&addr("127.0.0.1:8081")));
+        assert_eq!(
+            destination(&p, "http://127.0.0.1:8080/").0,
+            Ok(vec![addr("127.0.0.1:8080")])
+        );
+        assert_eq!(
+            destination(&p, "http://127.0.0.1/"),
+            (
+                Err(HttpRefusal::NotGranted("127.0.0.1:80".into())),
+                vec!["http 127.0.0.1:80".to_string()]
+            )
+        );
+        assert!(destination(&p, "http://127.0.0.2:8080/").0.is_err());
     }
 
     #[test]
     fn granted_name_allows_its_resolved_addresses() {
         let p = policy(&["localhost:9000"]);
-        assert!(p.allows_host("LOCALHOST", 9000));
-        assert!(p.allows_addr(&"127.0.0.1:9000".parse().unwrap()));
-        assert!(p.allows_host("127.0.0.1", 9000));
+        assert!(p.allows_addr(&addr("127.0.0.1:9000")));
+        let to = destination(&p, "http://LOCALHOST:9000/x").0.unwrap();
+        assert!(to.contains(&addr("127.0.0.1:9000")), "{to:?}");
+        assert_eq!(
+            destination(&p, "http://127.0.0.1:9000/").0,
+            Ok(vec![addr("127.0.0.1:9000")])
+        );
+    }
+
+    #[test]
+    fn http_to_a_granted_name_goes_to_the_addresses_resolved_at_load() {
+        // The system resolver cannot resolve `app.test`: only what the
+        // grant resolved to when the policy was built can answer.
+        let p = pinned(&["app.test:8080"]);
+        assert_eq!(
+            destination(&p, "https://app.test:8080/health"),
+            (
+                Ok(vec![addr("10.1.2.3:8080"), addr("10.1.2.4:8080")]),
+                vec![]
+            )
+        );
+        assert!(p.allows_addr(&addr("10.1.2.4:8080")));
+    }
+
+    #[test]
+    fn a_granted_name_that_did_not_resolve_is_refused_but_not_denied() {
+        let p = pinned(&["down.test:80"]);
+        assert_eq!(
+            destination(&p, "http://down.test/"),
+            (Err(HttpRefusal::Unresolved("down.test:80".into())), vec![])
+        );
+        assert_eq!(p.lookup("down.test"), Some(vec![]));
+    }
+
+    #[test]
+    fn user_info_is_a_denial_naming_it_even_for_a_granted_host() {
+        let p = policy(&["127.0.0.1:8080"]);
+        assert_eq!(
+            destination(&p, "http://exfil:secret@127.0.0.1:8080/"),
+            (
+                Err(HttpRefusal::UserInfo("exfil:secret@127.0.0.1:8080".into())),
+                vec!["http exfil:secret@127.0.0.1:8080 (user info)".to_string()]
+            )
+        );
+    }
+
+    #[test]
+    fn lookups_answer_granted_names_only_from_what_load_resolved() {
+        let p = pinned(&["app.test:8080", "APP.test:9090", "10.9.9.9:22"]);
+        let ips = |list: &[&str]| {
+            list.iter()
+                .map(|ip| ip.parse::<IpAddr>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            p.lookup("App.Test"),
+            Some(ips(&["10.1.2.3", "10.1.2.4"])),
+            "each address once, whatever the port or case"
+        );
+        assert_eq!(p.lookup("exfil-secret.example"), None);
+        assert_eq!(p.lookup("app.test.attacker.example"), None);
+        assert_eq!(p.lookup("192.0.2.1"), Some(ips(&["192.0.2.1"])), "no DNS");
+        assert_eq!(p.lookup("[::1]"), Some(ips(&["::1"])));
     }
 
     #[test]
     fn ipv6_in_brackets() {
         let p = policy(&["[::1]:80"]);
-        assert!(p.allows_host("[::1]", 80));
-        assert!(p.allows_addr(&"[::1]:80".parse().unwrap()));
+        assert_eq!(
+            destination(&p, "http://[::1]/").0,
+            Ok(vec![addr("[::1]:80")])
+        );
+        assert!(p.allows_addr(&addr("[::1]:80")));
     }
 
     #[test]
@@ -217,7 +415,8 @@ mod tests {
     #[test]
     fn nothing_granted_denies_everything() {
         let p = policy(&[]);
-        assert!(p.is_empty());
-        assert!(!p.allows_host("127.0.0.1", 80));
+        assert!(!p.allows_addr(&addr("127.0.0.1:80")));
+        assert!(destination(&p, "http://127.0.0.1/").0.is_err());
+        assert_eq!(p.lookup("localhost"), None);
     }
 }

@@ -20,6 +20,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::http::GuardedHttp;
 use super::kit_state::KitStateStore;
+use super::name_lookup::GrantedNames;
 use super::policy::{Denials, Policy};
 use crate::config::Grants;
 use crate::process::PinnedProcess;
@@ -145,12 +146,13 @@ impl KitStore {
         // TCP is always "enabled" so that every attempt reaches the address
         // check and a denied one is recorded as such (a kit fault), instead
         // of the guest seeing a bare permission error that it would report
-        // as the app being down.
+        // as the app being down. Name lookups never reach wasmtime-wasi's
+        // resolver: the linker answers them from the grants (name_lookup).
         let policy = scope.policy.clone();
         let socket_denials = denials.clone();
         wasi.allow_tcp(true)
             .allow_udp(false)
-            .allow_ip_name_lookup(!scope.policy.connect.is_empty())
+            .allow_ip_name_lookup(false)
             .socket_addr_check(move |addr: SocketAddr, usage: SocketAddrUse| {
                 let allowed = match usage {
                     // Connecting first binds an ephemeral local port.
@@ -184,6 +186,17 @@ impl KitStore {
             deadline,
             busy_ticks: 0,
         })
+    }
+}
+
+impl KitStore {
+    /// What the kit's `wasi:sockets/ip-name-lookup` sees: the grants only.
+    pub(super) fn granted_names(&mut self) -> GrantedNames<'_> {
+        GrantedNames {
+            connect: &self.scope.policy.connect,
+            denials: &self.denials,
+            table: &mut self.table,
+        }
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use medic_kit::{
     Capability, Command, Context, Health, Kit, KitInfo, Level, NextStep, SettingDoc, export, host,
-    http,
+    http, net,
 };
 
 /// The kit; every behaviour is chosen by settings.
@@ -24,8 +24,9 @@ impl Kit for Misbehave {
                 SettingDoc::required(
                     "mode",
                     "What `check` does: ok, fail, degraded, loop, alloc, trap, read, \
-                     connect, fetch, exec, run, log, state, env, sleep, watch, annotate, \
-                     deadline, unknown, flood-denials, forge or write.",
+                     connect, lookup, fetch, fetch-wasi, fetch-raw, fetch-wasi-raw, exec, \
+                     run, log, state, env, sleep, watch, annotate, deadline, unknown, \
+                     flood-denials, forge or write.",
                 ),
                 SettingDoc::with_default(
                     "recover_mode",
@@ -39,7 +40,8 @@ impl Kit for Misbehave {
                 ),
                 SettingDoc::optional("path", "File to read (mode read)."),
                 SettingDoc::optional("address", "`host:port` to connect to (mode connect)."),
-                SettingDoc::optional("url", "URL to GET (mode fetch)."),
+                SettingDoc::optional("host", "Name to look up (mode lookup)."),
+                SettingDoc::optional("url", "URL to GET (modes fetch*)."),
                 SettingDoc::optional("pid", "Process id to report to the host (mode watch)."),
                 SettingDoc::optional("env", "`K=V,K=V` environment (mode run)."),
                 SettingDoc::optional("cwd", "Working directory (mode run)."),
@@ -87,6 +89,9 @@ impl Kit for Misbehave {
             "connect" => connect(ctx).unwrap_or_else(Health::Failed),
             "fetch" => fetch(ctx, http::get).unwrap_or_else(Health::Failed),
             "fetch-wasi" => fetch(ctx, http::get_wasi).unwrap_or_else(Health::Failed),
+            "fetch-raw" => fetch_raw(ctx).unwrap_or_else(Health::Failed),
+            "fetch-wasi-raw" => fetch_wasi_raw(ctx).unwrap_or_else(Health::Failed),
+            "lookup" => lookup(ctx).unwrap_or_else(Health::Failed),
             "exec" => exec(ctx).unwrap_or_else(Health::Failed),
             "log" => log(ctx).unwrap_or_else(Health::Failed),
             "state" => state(),
@@ -166,6 +171,60 @@ fn fetch(ctx: &Context, get: Getter) -> Result<Health, String> {
     Ok(match get(url, timeout, 64 * 1024) {
         Ok(response) => Health::Degraded(format!("fetch ok: status {}", response.status)),
         Err(e) => Health::Failed(format!("fetch denied: {e:?}")),
+    })
+}
+
+/// GETs `url` through the host's `http-get` as written, past the SDK's
+/// own checks (which refuse user info before the host could).
+fn fetch_raw(ctx: &Context) -> Result<Health, String> {
+    let url = ctx.require("url")?;
+    let timeout_ms = ctx.parse_or("timeout_ms", 5000u32)?;
+    Ok(match host::http_get(url, timeout_ms, 64 * 1024) {
+        Ok(response) => Health::Degraded(format!("fetch ok: status {}", response.status)),
+        Err(e) => Health::Failed(format!("fetch denied: {e}")),
+    })
+}
+
+/// GETs an `http://` `url` through raw wasi:http, its authority set as
+/// written (`user@host:port` included), past the SDK's own checks.
+fn fetch_wasi_raw(ctx: &Context) -> Result<Health, String> {
+    use wasi::http::outgoing_handler;
+    use wasi::http::types::{Fields, OutgoingRequest, Scheme};
+    let url = ctx.require("url")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("url must start with http://")?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let request = OutgoingRequest::new(Fields::new());
+    request
+        .set_scheme(Some(&Scheme::Http))
+        .map_err(|()| "scheme refused")?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| format!("authority {authority:?} refused"))?;
+    request
+        .set_path_with_query(Some(&format!("/{path}")))
+        .map_err(|()| "path refused")?;
+    let pending = match outgoing_handler::handle(request, None) {
+        Ok(pending) => pending,
+        Err(code) => return Ok(Health::Failed(format!("fetch denied: {code:?}"))),
+    };
+    pending.subscribe().block();
+    Ok(match pending.get() {
+        Some(Ok(Ok(response))) => {
+            Health::Degraded(format!("fetch ok: status {}", response.status()))
+        }
+        Some(Ok(Err(code))) => Health::Failed(format!("fetch denied: {code:?}")),
+        _ => Health::Failed("fetch: no response".into()),
+    })
+}
+
+/// Resolves `host` through `wasi:sockets/ip-name-lookup`.
+fn lookup(ctx: &Context) -> Result<Health, String> {
+    let host = ctx.require("host")?;
+    Ok(match net::lookup(host, net::deadline_after(5000)) {
+        Ok(ips) => Health::Degraded(format!("lookup ok: {ips:?}")),
+        Err(e) => Health::Failed(format!("lookup denied: {e:?}")),
     })
 }
 
