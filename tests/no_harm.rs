@@ -342,39 +342,21 @@ fn a_refused_login_never_restarts_the_app_or_resets_the_vm() {
 #[test]
 fn no_secret_of_medic_reaches_the_programs_it_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let dump = |name: &str| {
-        let file = dir.path().join(name);
-        let argv = common::argv_toml(&[
-            "/bin/sh".into(),
-            "-c".into(),
-            format!("env > {}.tmp && mv {0}.tmp {0}", file.display()),
-        ]);
-        (file, argv)
-    };
-    let (start_env, start) = dump("start.env");
-    let (sink_env, sink) = dump("sink.env");
-    let setup = Setup::new(&format!(
-        "backend = \"dry-run\"\n\n[[alert]]\nkind = \"exec\"\ncommand = {sink}\nevents = [\"app_failed\"]\n"
-    ))
-    .with_kit("misbehave")
-    .app(
-        "web",
+    let sink = dumping(dir.path(), "sink");
+    let setup = failing_app(
         &format!(
-            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\nstart = {start}\n\
-             [recovery]\nlocal_attempts = 1\nthen = \"none\"\n[settings]\nmode = \"fail\"\n"
+            "backend = \"dry-run\"\n\n[[alert]]\nkind = \"exec\"\ncommand = {sink}\nevents = [\"app_failed\"]\n"
         ),
+        &dumping(dir.path(), "start"),
     );
-    let log = setup.dir.path().join("daemon.log");
-    let child = common::medic()
-        .args(["daemon", "--config"])
-        .arg(setup.config())
-        .env("MEDIC_VSPHERE_PASSWORD", "hunter2-secret")
-        .env("NOTIFY_SOCKET", "/run/not-for-apps")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let daemon = common::Daemon::from_child(child, log);
+    let daemon = daemon_with_env(
+        &setup,
+        &[
+            ("MEDIC_VSPHERE_PASSWORD", "hunter2-secret"),
+            ("NOTIFY_SOCKET", "/run/not-for-apps"),
+        ],
+    );
+    let (start_env, sink_env) = (dir.path().join("start.env"), dir.path().join("sink.env"));
     assert!(
         common::wait_for(Duration::from_secs(30), || start_env.exists()
             && sink_env.exists()),
@@ -387,4 +369,112 @@ fn no_secret_of_medic_reaches_the_programs_it_starts() {
         assert!(!env.contains("hunter2-secret"), "{}: {env}", file.display());
         assert!(!env.contains("NOTIFY_SOCKET"), "{}: {env}", file.display());
     }
+}
+
+/// A setup with `escalation` and the app `web`, whose check always fails
+/// and which is restarted once with `start` (a TOML array).
+fn failing_app(escalation: &str, start: &str) -> Setup {
+    Setup::new(escalation).with_kit("misbehave").app(
+        "web",
+        &format!(
+            "kit = \"misbehave\"\ninterval = \"100ms\"\nfailures_before_action = 1\nstart = {start}\n\
+             [recovery]\nlocal_attempts = 1\nthen = \"none\"\n[settings]\nmode = \"fail\"\n"
+        ),
+    )
+}
+
+/// Starts `medic daemon` on `setup` with `env` added to the test's own
+/// environment.
+fn daemon_with_env(setup: &Setup, env: &[(&str, &str)]) -> common::Daemon {
+    let log = setup.dir.path().join("daemon.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let child = common::medic()
+        .args(["daemon", "--config"])
+        .arg(setup.config())
+        .env("MEDIC_LOG", "medic=debug,warn")
+        .envs(env.iter().copied())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    common::Daemon::from_child(child, log)
+}
+
+/// A command (a TOML array) that runs [`environment_dump`] for `name`.
+fn dumping(dir: &Path, name: &str) -> String {
+    common::argv_toml(&["/bin/sh".into(), "-c".into(), environment_dump(dir, name)])
+}
+
+/// A shell script that writes its environment to `DIR/NAME.env`, which
+/// appears whole.
+fn environment_dump(dir: &Path, name: &str) -> String {
+    let file = dir.join(name).display().to_string();
+    format!("env > {file}.env.tmp && mv {file}.env.tmp {file}.env")
+}
+
+/// Credentials read with `env:PREFIX` leave medic's environment when the
+/// daemon starts. The fence agent still gets them (on its stdin), but
+/// neither it nor an app's `start` inherits them. The prefix is under
+/// `LC_*`, a pattern programs medic starts inherit, so only the withdrawal
+/// keeps the variables out.
+#[test]
+fn env_credentials_leave_medic_s_environment() {
+    const USERNAME: &str = "hv-user-4711";
+    const PASSWORD: &str = "s3cret-Pa55-0815";
+    let dir = tempfile::tempdir().unwrap();
+    let agent = dir.path().join("fence_env");
+    std::fs::write(
+        &agent,
+        format!(
+            "#!/bin/sh\ncat > {stdin}.tmp && mv {stdin}.tmp {stdin}\n{dump}\nexit 0\n",
+            stdin = dir.path().join("agent.stdin").display(),
+            dump = environment_dump(dir.path(), "agent"),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&agent, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let setup = failing_app(
+        &format!(
+            "backend = \"fence-agent\"\n[escalation.fence-agent]\nagent = \"{}\"\ncredentials = \"env:LC_MEDIC_HV\"\n",
+            agent.display()
+        ),
+        &dumping(dir.path(), "start"),
+    );
+    let mut daemon = daemon_with_env(
+        &setup,
+        &[
+            ("LC_MEDIC_HV_USERNAME", USERNAME),
+            ("LC_MEDIC_HV_PASSWORD", PASSWORD),
+        ],
+    );
+    let written = |name: &str| dir.path().join(format!("{name}.env")).exists();
+    assert!(
+        common::wait_for(Duration::from_secs(30), || written("agent")
+            && written("start")),
+        "{}",
+        daemon.log_text()
+    );
+    daemon.stop();
+
+    let stdin = std::fs::read_to_string(dir.path().join("agent.stdin")).unwrap();
+    assert!(
+        stdin.contains(&format!("username={USERNAME}\npassword={PASSWORD}\n")),
+        "the agent got the credentials: {stdin}"
+    );
+    for name in ["agent.env", "start.env"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(!text.contains(PASSWORD), "{name}: {text}");
+        assert!(!text.contains(USERNAME), "{name}: {text}");
+    }
+    for name in ["agent.env", "start.env"] {
+        let env = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(env.lines().any(|l| l.starts_with("PATH=")), "{name}: {env}");
+        assert!(!env.contains("LC_MEDIC_HV"), "{name}: {env}");
+    }
+    let log = daemon.log_text();
+    assert!(
+        log.contains("LC_MEDIC_HV_PASSWORD, LC_MEDIC_HV_USERNAME moved out of the environment"),
+        "{log}"
+    );
+    assert!(!log.contains(PASSWORD), "{log}");
 }

@@ -5,12 +5,19 @@
 //! by someone other than root or medic's own user: a password that others
 //! can read, or replace, is worse than no escalation. The password is kept
 //! in a [`SecretString`] so it never reaches a log line or `medic events`.
+//!
+//! Variables named by `env:PREFIX` are taken out of medic's environment when
+//! the daemon starts ([`withdraw_from_environment`]) and kept in memory, so
+//! no program medic starts can inherit them, however its environment is
+//! built.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// A username and password for a hypervisor API.
 #[derive(Clone)]
@@ -72,6 +79,27 @@ pub enum CredentialsError {
     MissingVariable(String),
 }
 
+/// Why [`withdraw_from_environment`] could not hide every variable. The
+/// values are kept in memory either way, so credentials still load.
+#[derive(Debug, thiserror::Error)]
+pub enum WithdrawError {
+    /// Other threads run: removing a variable while one may read the
+    /// environment is undefined behaviour, so they stay.
+    #[error(
+        "credentials: {names} stay in medic's environment: {threads} threads run, and a variable is removed only while one does"
+    )]
+    Threaded {
+        /// The variables left, comma-separated.
+        names: String,
+        /// How many threads ran.
+        threads: usize,
+    },
+}
+
+/// Values of `env:PREFIX` variables that [`withdraw_from_environment`] took
+/// out of the environment, by name; [`Source::load`] reads here first.
+static WITHDRAWN: Mutex<BTreeMap<String, SecretString>> = Mutex::new(BTreeMap::new());
+
 impl Source {
     /// Reads `value` as written in a `credentials` key: `env:PREFIX` or a
     /// path (relative to `base`).
@@ -82,22 +110,100 @@ impl Source {
         }
     }
 
-    /// Loads the credentials, checking a file's permissions first.
+    /// Loads the credentials, checking a file's permissions first. An
+    /// `env:PREFIX` source reads what was withdrawn from the environment at
+    /// start, else the environment (the one-shot verbs).
     pub fn load(&self) -> Result<Credentials, CredentialsError> {
         match self {
             Self::File(path) => load_file(path),
             Self::Environment(prefix) => {
-                let var = |suffix: &str| {
-                    let name = format!("{prefix}_{suffix}");
-                    std::env::var(&name).map_err(|_| CredentialsError::MissingVariable(name))
-                };
+                let [username, password] = variable_names(prefix).map(|name| variable(&name));
                 Ok(Credentials {
-                    username: var("USERNAME")?,
-                    password: SecretString::from(var("PASSWORD")?),
+                    username: username?.expose_secret().to_owned(),
+                    password: password?,
                 })
             }
         }
     }
+
+    /// The environment variables this source reads: none for a file.
+    fn variables(&self) -> Vec<String> {
+        match self {
+            Self::File(_) => Vec::new(),
+            Self::Environment(prefix) => variable_names(prefix).to_vec(),
+        }
+    }
+}
+
+/// `PREFIX_USERNAME` and `PREFIX_PASSWORD`.
+fn variable_names(prefix: &str) -> [String; 2] {
+    ["USERNAME", "PASSWORD"].map(|suffix| format!("{prefix}_{suffix}"))
+}
+
+/// The value of variable `name`: withdrawn, else from the environment.
+fn variable(name: &str) -> Result<SecretString, CredentialsError> {
+    let withdrawn = WITHDRAWN
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(name)
+        .cloned();
+    match withdrawn {
+        Some(value) => Ok(value),
+        None => std::env::var(name)
+            .map(SecretString::from)
+            .map_err(|_| CredentialsError::MissingVariable(name.to_owned())),
+    }
+}
+
+/// Moves the variables every `env:PREFIX` source in `sources` reads out of
+/// medic's environment into memory, where [`Source::load`] finds them, and
+/// returns their names. From then on no program medic starts can inherit
+/// them, whatever its environment is built from. The block the kernel set
+/// up at exec (`/proc/PID/environ`) keeps the values: only root and
+/// medic's own user can read it, and they can read medic's memory anyway.
+///
+/// Call it while medic runs one thread, before the async runtime starts:
+/// changing the environment while another thread may read it is undefined
+/// behaviour. With more threads the values are still kept in memory, the
+/// variables stay, and [`WithdrawError::Threaded`] says so.
+pub fn withdraw_from_environment<'a>(
+    sources: impl IntoIterator<Item = &'a Source>,
+) -> Result<Vec<String>, WithdrawError> {
+    let mut names: Vec<String> = Vec::new();
+    {
+        let mut withdrawn = WITHDRAWN.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in sources.into_iter().flat_map(Source::variables) {
+            if let Ok(value) = std::env::var(&name) {
+                withdrawn.insert(name.clone(), SecretString::from(value));
+                names.push(name);
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    if names.is_empty() {
+        return Ok(names);
+    }
+    let threads = std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count);
+    if threads != 1 {
+        return Err(WithdrawError::Threaded {
+            names: names.join(", "),
+            threads,
+        });
+    }
+    for name in &names {
+        remove_variable(name);
+    }
+    Ok(names)
+}
+
+/// Removes `name` from medic's environment.
+#[allow(unsafe_code)]
+fn remove_variable(name: &str) {
+    // SAFETY: the only caller checked that this is the process's one
+    // thread (`/proc/self/task`), and only this thread could start another,
+    // so nothing reads or writes the environment meanwhile.
+    unsafe { std::env::remove_var(name) }
 }
 
 /// The file's contents as TOML; only these two keys are allowed.
@@ -232,6 +338,39 @@ mod tests {
         let error = Source::File(path).load().unwrap_err().to_string();
         assert!(error.contains("line 2"), "{error}");
         assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn withdrawn_variables_are_read_from_memory() {
+        WITHDRAWN.lock().unwrap().extend([
+            (
+                "MEDIC_TEST_WITHDRAWN_USERNAME".to_owned(),
+                "hv".to_owned().into(),
+            ),
+            (
+                "MEDIC_TEST_WITHDRAWN_PASSWORD".to_owned(),
+                "p4ss".to_owned().into(),
+            ),
+        ]);
+        let credentials = Source::Environment("MEDIC_TEST_WITHDRAWN".to_owned())
+            .load()
+            .unwrap();
+        assert_eq!(credentials.username, "hv");
+        assert_eq!(credentials.password.expose_secret(), "p4ss");
+    }
+
+    #[test]
+    fn withdrawing_what_is_not_set_changes_nothing() {
+        let sources = [
+            Source::Environment("MEDIC_TEST_NEVER_SET".to_owned()),
+            Source::File(PathBuf::from("/nonexistent")),
+        ];
+        assert!(withdraw_from_environment(&sources).unwrap().is_empty());
+        assert!(
+            Source::Environment("MEDIC_TEST_NEVER_SET".to_owned())
+                .load()
+                .is_err()
+        );
     }
 
     #[test]

@@ -19,6 +19,8 @@
 pub mod client;
 mod peer;
 mod server;
+#[cfg(test)]
+mod tests;
 
 use serde::{Deserialize, Serialize};
 

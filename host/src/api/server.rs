@@ -86,19 +86,75 @@ pub fn bind(path: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
 
 /// Serves the API on `listener` until the future is dropped.
 pub async fn serve(listener: UnixListener, state: Shared) -> std::io::Result<()> {
-    let app = Router::new()
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<Peer>(),
+    )
+    .await
+}
+
+/// Every route, behind the caller check and with every refusal as
+/// `{"error": ...}`; apart from the socket so tests can call it in-process
+/// (with the caller as `MockConnectInfo<Peer>`).
+pub(super) fn router(state: Shared) -> Router {
+    Router::new()
         .route("/v1/status", get(status))
         .route("/v1/apps/{app}/check", post(check))
         .route("/v1/apps/{app}/recover", post(recover))
         .route("/v1/maintenance", post(maintenance))
         .route("/v1/events", get(events))
         .route("/v1/reload", post(reload))
+        .fallback(unknown_route)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             permitted,
         ))
-        .with_state(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<Peer>()).await
+        .layer(axum::middleware::from_fn(json_errors))
+        .with_state(state)
+}
+
+/// At most this much of a refusal's text is kept when it is rewritten as
+/// JSON (axum's own refusals are a line).
+const REFUSAL_TEXT_MAX: usize = 64 * 1024;
+
+/// Gives every refusal the API's shape, `{"error": "..."}`: axum's own
+/// (a body that is not the JSON a route reads, a bad query or path, a
+/// wrong method, a body too large) come as plain text or empty, which a
+/// client could only show as it is.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
+    if response.status().is_success() || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = match axum::body::to_bytes(body, REFUSAL_TEXT_MAX).await {
+        Ok(bytes) if !bytes.trim_ascii().is_empty() => {
+            String::from_utf8_lossy(bytes.trim_ascii()).into_owned()
+        }
+        _ => parts
+            .status
+            .canonical_reason()
+            .unwrap_or("refused")
+            .to_owned(),
+    };
+    // The refusal's other headers (`Allow` of a 405) stay.
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    let (json, body) = Failure(parts.status, text).into_response().into_parts();
+    parts.headers.extend(json.headers);
+    Response::from_parts(parts, body)
+}
+
+/// A path the API does not have.
+async fn unknown_route(request: Request) -> Failure {
+    Failure(
+        StatusCode::NOT_FOUND,
+        format!("no route {} {}", request.method(), request.uri().path()),
+    )
 }
 
 /// Refuses callers that are not root, medic's user or in the socket group.

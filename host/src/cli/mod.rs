@@ -161,6 +161,10 @@ enum KitCommand {
         /// An app file (as in apps.d/) to ask the kit about.
         #[arg(long)]
         app: Option<PathBuf>,
+        /// Judge the kit's signature as the daemon with this medic.toml
+        /// would (its trusted_keys and require_signed).
+        #[arg(long)]
+        config: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -230,8 +234,14 @@ impl Cli {
                 reason.as_deref(),
             ),
             Command::Kit {
-                command: KitCommand::Inspect { file, app, json },
-            } => inspect::run(&file, app.as_deref(), json),
+                command:
+                    KitCommand::Inspect {
+                        file,
+                        app,
+                        config,
+                        json,
+                    },
+            } => inspect::run(&file, app.as_deref(), config.as_deref(), json),
             Command::Kit {
                 command: KitCommand::Test { file, app, recover },
             } => kit_test::run(&file, &app, recover),
@@ -303,12 +313,31 @@ fn daemon(path: Option<PathBuf>) -> ExitCode {
     if crate::demo::is_demo(&config) {
         crate::demo::print_banner(&config);
     }
+    // Before the runtime starts threads: only then may the environment change.
+    withdraw_credentials(&config);
     match runtime().and_then(|rt| rt.block_on(crate::daemon::run(config))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("medic: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Takes the escalation backend's `env:PREFIX` credentials out of medic's
+/// environment into memory, so no program the daemon starts can inherit
+/// them. What cannot be hidden is logged, and the daemon runs on: the
+/// programs it starts get an explicit environment regardless.
+fn withdraw_credentials(config: &Config) {
+    match crate::credentials::withdraw_from_environment(config.escalation.backend.credentials()) {
+        Ok(names) if !names.is_empty() => {
+            tracing::info!(
+                "credentials: {} moved out of the environment",
+                names.join(", ")
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("{e}"),
     }
 }
 

@@ -63,6 +63,11 @@ pub struct DaemonSettings {
     /// Reload when a file in `plugins_dir` or `apps_dir` changes (besides
     /// SIGHUP and `medic reload`).
     pub reload_on_change: bool,
+    /// Glob patterns (absolute) of the minisign public keys whose kit
+    /// signatures medic trusts; the files are read at each start and reload.
+    pub trusted_keys: Vec<String>,
+    /// Refuse a kit that a trusted key did not sign.
+    pub require_signed: bool,
 }
 
 /// The `[escalation]` table of `medic.toml`: resetting the VM when local
@@ -131,6 +136,16 @@ impl Backend {
             Backend::Libvirt(_) => "libvirt",
             Backend::Vsphere(_) => "vsphere",
             Backend::FenceAgent(_) => "fence-agent",
+        }
+    }
+
+    /// Where the backend's credentials come from, if it takes any: what
+    /// the daemon withdraws from its environment at start.
+    pub fn credentials(&self) -> Option<&crate::credentials::Source> {
+        match self {
+            Backend::Vsphere(vsphere) => Some(&vsphere.credentials),
+            Backend::FenceAgent(agent) => agent.credentials.as_ref(),
+            Backend::DryRun | Backend::Qmp(_) | Backend::Libvirt(_) => None,
         }
     }
 }
