@@ -25,6 +25,8 @@ mod ladder;
 mod languages;
 mod metrics;
 mod no_harm;
+mod reset_guard;
 mod sandbox;
+mod signing;
 mod systemd;
 mod wat_guests;

@@ -37,6 +37,14 @@ const ALERT_GRACE: Duration = Duration::from_secs(5);
 /// Runs the daemon on a validated config until a termination signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let state_dir = &config.daemon.state_dir;
+    // A file size limit (`LimitFSIZE=`, `ulimit -f`) reached by the journal
+    // must fail that write, which refuses a reset, not kill medic with
+    // SIGXFSZ. A handler, not SIG_IGN: programs medic starts get the default
+    // back at exec.
+    let _file_size_limit = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(
+        rustix::process::Signal::XFSZ.as_raw(),
+    ))
+    .context("handling SIGXFSZ")?;
     // Before anything is touched: the socket, the journal, the apps.
     let _lock = lock::StateLock::acquire(state_dir)?;
     let journal = Arc::new(Journal::open(state_dir)?);

@@ -191,6 +191,13 @@ impl Escalator {
             // resetting now could start a loop.
             let why = format!("cannot journal the reset decision first: {e}");
             tracing::error!("{why}");
+            // The app is down and the last resort is refused: a human must
+            // act. The alert sinks hear of it even if the journal cannot.
+            self.journal.record(Event::new(
+                request.app,
+                Kind::Alert,
+                json!({"reason": format!("vm-reset refused: {why}")}),
+            ));
             return ResetOutcome::Refused(why);
         }
         budget.spend(decision.ts);
@@ -403,6 +410,56 @@ mod tests {
             let kind = failures.remove(0);
             Err(HypervisorError::new(kind, format!("{kind:?}")))
         }
+    }
+
+    /// A `reset_decided` that cannot be written (the journal on a full
+    /// disk, here `/dev/full`) refuses the reset before the backend is
+    /// called, and the alert saying why still reaches the observers (the
+    /// alert sinks), though it is not on disk either.
+    #[tokio::test]
+    async fn a_decision_that_cannot_be_journaled_is_no_reset_and_is_alerted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", dir.path().join(crate::journal::FILE_NAME))
+            .unwrap();
+        let journal = Arc::new(Journal::open(dir.path()).unwrap());
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let observed = told.clone();
+        journal.observe(Box::new(move |event| {
+            observed.lock().unwrap().push(event.clone());
+        }));
+        let calls = Arc::new(AtomicU32::new(0));
+        let backend = Scripted {
+            failures: std::sync::Mutex::new(Vec::new()),
+            calls: calls.clone(),
+        };
+        let escalator = Escalator::new(
+            Box::new(backend),
+            journal,
+            ResetBudget::new(1, HOUR, Vec::new()),
+            NO_RETRY,
+        );
+        let outcome = escalator.request_reset("web", "test").await;
+        let ResetOutcome::Refused(why) = outcome else {
+            panic!("reset without its decision on disk: {outcome:?}");
+        };
+        assert!(
+            why.starts_with("cannot journal the reset decision first")
+                && why.contains("No space left on device"),
+            "{why}"
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "the backend was not called"
+        );
+        let told = told.lock().unwrap();
+        let kinds: Vec<_> = told.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [Kind::Alert], "no reset_decided is told of");
+        assert_eq!(told[0].app.as_deref(), Some("web"));
+        assert_eq!(
+            told[0].detail["reason"],
+            json!(format!("vm-reset refused: {why}"))
+        );
     }
 
     /// Escalates once over [`Scripted`]; returns the outcome, the calls

@@ -34,8 +34,9 @@ pub enum JournalError {
     },
 }
 
-/// Something told of every event once it is on disk (metrics, alerts); it
-/// must return at once, never block.
+/// Something told of every event once it is on disk, or once [`Journal::record`]
+/// failed to put it there (metrics, alerts); it must return at once, never
+/// block.
 pub type Observer = Box<dyn Fn(&Event) + Send + Sync>;
 
 /// How many events a follower (`medic events --follow`) may fall behind
@@ -45,7 +46,7 @@ const FOLLOW_BUFFER: usize = 1024;
 /// An open journal; appends are serialised and durable.
 pub struct Journal {
     path: PathBuf,
-    file: Mutex<File>,
+    file: Mutex<Tail>,
     observers: std::sync::RwLock<Vec<Observer>>,
     followers: tokio::sync::broadcast::Sender<Event>,
 }
@@ -81,13 +82,13 @@ impl Journal {
         end_torn_tail(&mut file).map_err(io)?;
         Ok(Self {
             path,
-            file: Mutex::new(file),
+            file: Mutex::new(Tail { file, torn: false }),
             observers: std::sync::RwLock::new(Vec::new()),
             followers: tokio::sync::broadcast::channel(FOLLOW_BUFFER).0,
         })
     }
 
-    /// Tells `observer` of every event appended from now on.
+    /// Tells `observer` of every event recorded from now on.
     pub fn observe(&self, observer: Observer) {
         self.observers
             .write()
@@ -95,13 +96,15 @@ impl Journal {
             .push(observer);
     }
 
-    /// Events appended from now on, for followers; one that falls more
+    /// Events recorded from now on, for followers; one that falls more
     /// than 1024 events behind is told how many it missed.
     pub fn follow(&self) -> tokio::sync::broadcast::Receiver<Event> {
         self.followers.subscribe()
     }
 
-    /// Appends one event and waits until it is on disk.
+    /// Appends one event and waits until it is on disk; observers and
+    /// followers are told only once it is there, so a failed append tells
+    /// no one of something that did not happen (a refused reset).
     pub fn append(&self, event: &Event) -> Result<(), JournalError> {
         let io = |source| JournalError::Io {
             path: self.path.clone(),
@@ -109,13 +112,34 @@ impl Journal {
         };
         let mut line = serde_json::to_vec(event).map_err(|e| io(e.into()))?;
         line.push(b'\n');
-        let mut file = self
+        let mut tail = self
             .file
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        file.write_all(&line).map_err(io)?;
-        file.sync_data().map_err(io)?;
-        drop(file);
+        tail.write(&line).map_err(io)?;
+        drop(tail);
+        self.publish(event);
+        Ok(())
+    }
+
+    /// Appends an event; a journal that cannot be written (a full disk) is
+    /// logged loudly, with the whole event so the log keeps what the
+    /// journal could not, but does not stop supervision (an unwatched app
+    /// is worse). Observers and followers are told either way: a full
+    /// disk is exactly when the alert sinks must still hear of it.
+    pub fn record(&self, event: Event) {
+        let app = event.app.as_deref().unwrap_or("-");
+        match self.append(&event) {
+            Ok(()) => tracing::info!(app, kind = %event.kind, detail = %event.detail, "event"),
+            Err(e) => {
+                tracing::error!(error = %e, app, kind = %event.kind, detail = %event.detail, "event NOT journaled");
+                self.publish(&event);
+            }
+        }
+    }
+
+    /// Tells the observers and followers of `event`.
+    fn publish(&self, event: &Event) {
         for observer in self
             .observers
             .read()
@@ -126,23 +150,36 @@ impl Journal {
         }
         // No follower is the usual case, not an error.
         let _ = self.followers.send(event.clone());
-        Ok(())
-    }
-
-    /// Appends an event; a journal that cannot be written is logged loudly
-    /// but does not stop supervision (an unwatched app is worse).
-    pub fn record(&self, event: Event) {
-        match self.append(&event) {
-            Ok(()) => {
-                tracing::info!(app = event.app.as_deref().unwrap_or("-"), kind = %event.kind, detail = %event.detail, "event")
-            }
-            Err(e) => tracing::error!(error = %e, kind = %event.kind, "event NOT journaled"),
-        }
     }
 
     /// The file this journal writes.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// The journal file and whether a failed append may have left part of a
+/// line at its end.
+struct Tail {
+    file: File,
+    torn: bool,
+}
+
+impl Tail {
+    /// Writes `line` and syncs it. A write that fails part way (a full
+    /// disk, a file size limit) leaves a torn line; it is ended before the
+    /// next line, or that line would be glued onto it and lost with it
+    /// once space is back.
+    fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.torn {
+            end_torn_tail(&mut self.file)?;
+            self.torn = false;
+        }
+        if let Err(e) = self.file.write_all(line) {
+            self.torn = true;
+            return Err(e);
+        }
+        self.file.sync_data()
     }
 }
 

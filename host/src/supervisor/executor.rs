@@ -425,6 +425,13 @@ pub async fn supervise(
                         events.push_back(Event::Restarted(result));
                     }
                     Action::RequestReset(reason) => {
+                        // The call may take as long as the escalation
+                        // timeout: meanwhile the app shows as escalating.
+                        let state = super::status::state_name(&ladder, std::time::Instant::now());
+                        channels.status.send_modify(|status| status.state = state);
+                        if let Some(metrics) = &shared.metrics {
+                            metrics.set_state(&name, state);
+                        }
                         events.push_back(Event::ResetDone(
                             shared.escalator.request_reset(&name, &reason).await,
                         ));
