@@ -437,7 +437,7 @@ fn the_daemon_resets_through_vsphere_once_then_refuses() {
         "{proof}"
     );
     assert_eq!(detail["power_state"], "on");
-    let journal = std::fs::read_to_string(setup.state_dir().join("journal.jsonl")).unwrap();
+    let journal = serde_json::to_string(&setup.events()).unwrap();
     assert!(
         !journal.contains(fixtures::PASSWORD),
         "the password is never journaled"

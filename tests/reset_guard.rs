@@ -5,7 +5,6 @@
 
 use crate::common;
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -158,20 +157,13 @@ impl FullDisk {
         common::Daemon::from_child(child, log)
     }
 
-    /// Fills the disk so that the daemon (`pid`) can add only [`LEFT`]
-    /// bytes to `journal`.
-    fn fill(&self, pid: u32, journal: &Path) {
-        let len = std::fs::metadata(journal).unwrap().len();
+    /// Fills the disk so that the daemon (`pid`) cannot grow the
+    /// journal's write-ahead log `wal` by a page: a tmpfs is filled whole;
+    /// under a size limit, files may not grow past [`LEFT`] bytes more than
+    /// the log has.
+    fn fill(&self, pid: u32, wal: &Path) {
         match self {
             Self::Tmpfs(mount) => {
-                // A tmpfs is allocated in pages: blank lines (which the
-                // journal reader ignores) leave LEFT bytes in the last
-                // page, then a file takes every free page.
-                let page = rustix::param::page_size() as u64;
-                let pad = (2 * page - len % page - LEFT) % page;
-                let blank = vec![b'\n'; usize::try_from(pad).unwrap()];
-                let mut file = OpenOptions::new().append(true).open(journal).unwrap();
-                file.write_all(&blank).unwrap();
                 let mut filler = std::fs::File::create(mount.join("filler")).unwrap();
                 let chunk = vec![0_u8; 64 * 1024];
                 loop {
@@ -183,7 +175,10 @@ impl FullDisk {
                     }
                 }
             }
-            Self::SizeLimit => set_file_size_limit(pid, Some(len + LEFT)),
+            Self::SizeLimit => {
+                let len = std::fs::metadata(wal).unwrap().len();
+                set_file_size_limit(pid, Some(len + LEFT));
+            }
         }
     }
 
@@ -261,8 +256,10 @@ fn a_reset_is_refused_when_its_decision_cannot_be_written(disk: impl FnOnce(&Pat
     let disk = disk(&setup.state_dir());
     let mut daemon = disk.daemon(&setup);
     wait_healthy(&setup, &["down", "web"], &daemon);
-    let journal_file = setup.state_dir().join(journal::FILE_NAME);
-    disk.fill(daemon.pid(), &journal_file);
+    let wal = setup
+        .state_dir()
+        .join(format!("{}-wal", journal::FILE_NAME));
+    disk.fill(daemon.pid(), &wal);
 
     // `down` goes down: it stops cleanly (removing its pidfile).
     common::terminate(down.master_pid().unwrap());
@@ -297,16 +294,26 @@ fn a_reset_is_refused_when_its_decision_cannot_be_written(disk: impl FnOnce(&Pat
             .is_ok_and(|sent| sent.contains(refusal))),
         "the alert sink was not told"
     );
-    let sent: Value = serde_json::from_str(
-        std::fs::read_to_string(&alerts)
+    let sent: Vec<Value> = std::fs::read_to_string(&alerts)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    // First the journal itself: it cannot be written, so no reset can be.
+    assert_eq!(sent[0]["kind"], "alert");
+    assert_eq!(sent[0]["app"], Value::Null);
+    assert!(
+        sent[0]["detail"]["reason"]
+            .as_str()
             .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    )
-    .unwrap();
+            .starts_with("the journal cannot be written; resets are refused until it can"),
+        "{sent:?}"
+    );
+    let sent = sent
+        .iter()
+        .find(|alert| alert["app"] == "down")
+        .expect("an alert for `down`");
     assert_eq!(sent["kind"], "alert");
-    assert_eq!(sent["app"], "down");
     assert!(
         sent["detail"]["reason"]
             .as_str()
@@ -351,8 +358,8 @@ fn a_reset_is_refused_when_its_decision_cannot_be_written(disk: impl FnOnce(&Pat
     );
     let contents = journal::read(&setup.state_dir()).unwrap();
     assert_eq!(
-        contents.skipped, 1,
-        "only the event torn by the full disk is lost"
+        contents.skipped, 0,
+        "a write the full disk refused leaves nothing half written"
     );
 
     // The refused decision spent nothing, and resets work again.

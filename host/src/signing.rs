@@ -24,14 +24,14 @@ use minisign_verify::{PublicKey, Signature};
 /// bytes, so anything longer is not one.
 const KEY_FILE_MAX: u64 = 4096;
 
-/// A minisign key id, printed as `minisign` prints it (16 hex digits), so an
-/// admin can match it with `minisign -G`'s output and the `.pub` comment.
+/// A minisign key id, printed as `minisign` prints it (upper-case hex, no
+/// leading zeros), so an admin can match it with the `.pub` comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KeyId(u64);
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016X}", self.0)
+        write!(f, "{:X}", self.0)
     }
 }
 
@@ -339,6 +339,12 @@ mod tests {
         std::fs::write(dir.path().join("keys/ops.pub"), PUBLIC).unwrap();
         let pattern = dir.path().join("keys/*.pub").display().to_string();
         (dir, kit, pattern)
+    }
+
+    /// minisign writes `%PRIX64`: no leading zeros.
+    #[test]
+    fn a_key_id_with_leading_zeros_prints_as_minisign_prints_it() {
+        assert_eq!(KeyId(0x03CD_1F27_90EC_3D09).to_string(), "3CD1F2790EC3D09");
     }
 
     #[test]

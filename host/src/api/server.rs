@@ -340,49 +340,106 @@ async fn reload(
     }
 }
 
+/// `GET /v1/events`: which events, as `medic events` asks for them.
 #[derive(serde::Deserialize)]
 struct EventsQuery {
     app: Option<String>,
+    /// RFC 3339.
+    since: Option<String>,
+    /// RFC 3339.
+    until: Option<String>,
+    /// Kinds, comma-separated.
+    kind: Option<String>,
+    limit: Option<u64>,
     #[serde(default)]
     follow: bool,
 }
 
+impl EventsQuery {
+    /// The journal filter, or a 400 naming the bad parameter.
+    fn filter(&self) -> Result<journal::Filter, Failure> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            Failure(StatusCode::BAD_REQUEST, format!("{what}: {e}"))
+        };
+        let time = |what: &str, text: &Option<String>| {
+            text.as_deref()
+                .map(humantime::parse_rfc3339)
+                .transpose()
+                .map_err(|e| bad(what, &e))
+        };
+        let kinds = match &self.kind {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(|k| k.parse::<Kind>().map_err(|e| bad("kind", &e)))
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(journal::Filter {
+            app: self.app.clone(),
+            kinds,
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            limit: self.limit,
+        })
+    }
+}
+
+/// How many lines the journal reader may have ready before it waits for
+/// the client: the reply is streamed, so its size costs no memory.
+const EVENTS_AHEAD: usize = 256;
+
 /// The journal as JSON lines; with `follow`, new events follow as they are
 /// written. The follower subscribes before the replay, so nothing written in
-/// between is lost; what both would send is sent once.
+/// between is lost; what both would send is sent once. The replay is read
+/// on a blocking thread and streamed, so neither the history's size nor a
+/// slow client holds memory or the runtime.
 async fn events(
     State(state): State<Shared>,
     Query(query): Query<EventsQuery>,
 ) -> Result<Response, Failure> {
     use futures_util::StreamExt as _;
+    let filter = query.filter()?;
     let subscribed = SystemTime::now() - std::time::Duration::from_secs(1);
     let live = query.follow.then(|| state.journal.follow());
-    let past = journal::read_all(&state.state_dir)
-        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let app = query.app;
-    let wanted = move |event: &Event| app.is_none() || event.app == app;
-    let replay: Vec<bytes::Bytes> = past.iter().filter(|e| wanted(e)).map(line).collect();
     // Lines the follower may see again: those written since it subscribed.
-    let recent: std::collections::HashSet<bytes::Bytes> = past
-        .iter()
-        .filter(|e| e.ts >= subscribed && wanted(e))
-        .map(line)
-        .collect();
-    let replay =
-        futures_util::stream::iter(replay.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let recent = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+    let (lines, replay) = tokio::sync::mpsc::channel::<bytes::Bytes>(EVENTS_AHEAD);
+    let state_dir = state.state_dir.clone();
+    let reader_filter = filter.clone();
+    let seen = recent.clone();
+    tokio::task::spawn_blocking(move || {
+        let sent = journal::query(&state_dir, &reader_filter, |event| {
+            let line = line(&event);
+            if event.ts >= subscribed {
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(line.clone());
+            }
+            // A client that went away ends the reply; nothing to do then.
+            let _ = lines.blocking_send(line);
+        });
+        if let Err(e) = sent {
+            tracing::warn!("events: {e}");
+        }
+    });
+    let replay = tokio_stream_of(replay);
     let Some(live) = live else {
         return Ok(Body::from_stream(replay).into_response());
     };
     let follow = futures_util::stream::unfold(live, move |mut live| {
-        let wanted = wanted.clone();
+        let filter = filter.clone();
         let recent = recent.clone();
         async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match live.recv().await {
-                    Ok(event) if wanted(&event) => {
+                    Ok(event) if filter.matches(&event) => {
                         let line = line(&event);
-                        if !recent.contains(&line) {
+                        let again = recent
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .contains(&line);
+                        if !again {
                             return Some((Ok(line), live));
                         }
                     }
@@ -393,6 +450,13 @@ async fn events(
         }
     });
     Ok(Body::from_stream(replay.chain(follow)).into_response())
+}
+
+/// The lines a channel receives, as a body stream.
+fn tokio_stream_of(
+    mut lines: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> {
+    futures_util::stream::poll_fn(move |cx| lines.poll_recv(cx).map(|line| line.map(Ok)))
 }
 
 /// One event as a JSON line, exactly as the journal file has it.

@@ -194,11 +194,13 @@ pub(super) fn maintenance(
 
 /// `medic events` through the daemon: the journal, then (with `follow`)
 /// new events as they happen.
-pub(super) fn events(target: &Target, app: Option<&str>, follow: bool, as_json: bool) -> ExitCode {
-    let mut path = format!("/v1/events?follow={follow}");
-    if let Some(app) = app {
-        path.push_str(&format!("&app={}", url_escape(app)));
-    }
+pub(super) fn events(
+    target: &Target,
+    selection: &super::events::Selection,
+    follow: bool,
+    as_json: bool,
+) -> ExitCode {
+    let path = format!("/v1/events?follow={follow}{}", selection.query());
     target.run(|client| async move {
         client
             .lines(&path, |line| match serde_json::from_str(line) {
@@ -211,7 +213,7 @@ pub(super) fn events(target: &Target, app: Option<&str>, follow: bool, as_json: 
 
 /// App names are `[A-Za-z0-9_.-]+`, which need no escaping in a query; a
 /// name outside that set is escaped byte by byte.
-fn url_escape(text: &str) -> String {
+pub(super) fn url_escape(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),

@@ -1,36 +1,108 @@
 //! `medic events`: the journal, oldest first, for people or (`--json`) for
-//! scripts.
+//! scripts, with the same selection whether read from the file or asked of
+//! the daemon.
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-use crate::journal;
+use crate::journal::{self, Filter, Kind};
 
-pub(super) fn run(config_path: &Path, app: Option<&str>, json: bool) -> ExitCode {
+/// Which events `medic events` prints.
+#[derive(Debug, Clone, clap::Args)]
+pub(super) struct Selection {
+    /// Only this app's events.
+    #[arg(long)]
+    pub(super) app: Option<String>,
+    /// Only events since this time: a duration ago (`1h`, `2d 3h`) or an
+    /// RFC 3339 time (`2026-11-30T08:00:00Z`).
+    #[arg(long, value_parser = when)]
+    since: Option<SystemTime>,
+    /// Only events before this time (same forms as --since).
+    #[arg(long, value_parser = when)]
+    until: Option<SystemTime>,
+    /// Only events of these kinds (repeat, or separate with commas):
+    /// `--kind app_failed,reset_decided`.
+    #[arg(long, value_delimiter = ',')]
+    kind: Vec<Kind>,
+    /// Only the newest N of the events selected (still oldest first).
+    #[arg(long, value_name = "N")]
+    limit: Option<u64>,
+}
+
+impl Selection {
+    /// The journal filter this selection means.
+    pub(super) fn filter(&self) -> Filter {
+        Filter {
+            app: self.app.clone(),
+            kinds: self.kind.clone(),
+            since: self.since,
+            until: self.until,
+            limit: self.limit,
+        }
+    }
+
+    /// The selection as `GET /v1/events` parameters (`&since=...`), times
+    /// absolute so the daemon's clock does not shift them.
+    pub(super) fn query(&self) -> String {
+        let mut query = String::new();
+        if let Some(app) = &self.app {
+            query += &format!("&app={}", super::admin::url_escape(app));
+        }
+        for (name, time) in [("since", self.since), ("until", self.until)] {
+            if let Some(time) = time {
+                query += &format!("&{name}={}", humantime::format_rfc3339_millis(time));
+            }
+        }
+        if !self.kind.is_empty() {
+            let kinds: Vec<String> = self.kind.iter().map(ToString::to_string).collect();
+            query += &format!("&kind={}", kinds.join(","));
+        }
+        if let Some(limit) = self.limit {
+            query += &format!("&limit={limit}");
+        }
+        query
+    }
+}
+
+/// `--since`/`--until`: a duration ago, or an RFC 3339 time.
+fn when(text: &str) -> Result<SystemTime, String> {
+    if let Ok(time) = humantime::parse_rfc3339_weak(text) {
+        return Ok(time);
+    }
+    let ago = crate::config::parse_duration(text, std::time::Duration::ZERO).map_err(|e| {
+        format!("{e}; give a duration ago (`1h`) or an RFC 3339 time (`2026-11-30T08:00:00Z`)")
+    })?;
+    SystemTime::now()
+        .checked_sub(ago)
+        .ok_or_else(|| format!("`{text}` ago is before the epoch"))
+}
+
+pub(super) fn run(config_path: &Path, selection: &Selection, json: bool) -> ExitCode {
     let Some(config) = super::load_or_report(config_path) else {
         return ExitCode::FAILURE;
     };
-    let events = match journal::read_all(&config.daemon.state_dir) {
-        Ok(events) => events,
-        Err(e) => {
-            eprintln!("medic: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for event in events
-        .iter()
-        .filter(|e| app.is_none() || e.app.as_deref() == app)
-    {
+    let printed = journal::query(&config.daemon.state_dir, &selection.filter(), |event| {
         if json {
-            match serde_json::to_string(event) {
+            match serde_json::to_string(&event) {
                 Ok(line) => println!("{line}"),
                 Err(e) => eprintln!("medic: {e}"),
             }
         } else {
-            println!("{}", text(event));
+            println!("{}", text(&event));
+        }
+    });
+    match printed {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(skipped) => {
+            eprintln!("medic: {skipped} unreadable events skipped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("medic: {e}");
+            ExitCode::FAILURE
         }
     }
-    ExitCode::SUCCESS
 }
 
 /// One event as a line for people: time, app, kind, detail.

@@ -97,9 +97,8 @@ enum Command {
     Events {
         #[command(flatten)]
         target: admin::Target,
-        /// Only this app's events.
-        #[arg(long)]
-        app: Option<String>,
+        #[command(flatten)]
+        selection: events::Selection,
         /// One JSON object per line: ts, app, kind, detail.
         #[arg(long)]
         json: bool,
@@ -253,12 +252,12 @@ impl Cli {
             } => kit_new::componentize(&core, &output),
             Command::Events {
                 target,
-                app,
+                selection,
                 json,
                 follow,
             } => match (&target.config, follow) {
-                (Some(config), false) => events::run(config, app.as_deref(), json),
-                _ => admin::events(&target, app.as_deref(), follow, json),
+                (Some(config), false) => events::run(config, &selection, json),
+                _ => admin::events(&target, &selection, follow, json),
             },
             Command::Vm {
                 command: VmCommand::Status { config },

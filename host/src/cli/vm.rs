@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::hypervisor::{Escalator, HypervisorError, ResetRequest};
+use crate::hypervisor::{Escalator, HypervisorError, ResetRequest, budget_filter};
 use crate::journal::{self, Journal};
 use crate::supervisor::ResetOutcome;
 
@@ -88,7 +88,7 @@ async fn manual_reset(config: &Config, yes: bool, force: bool) -> anyhow::Result
 fn escalator(config: &Config) -> anyhow::Result<Escalator> {
     let state_dir = &config.daemon.state_dir;
     let journal = Arc::new(Journal::open(state_dir)?);
-    let past = journal::read_all(state_dir)?;
+    let past = journal::read_filtered(state_dir, &budget_filter(&config.escalation))?;
     Escalator::from_settings(&config.escalation, journal, &past)
         .map_err(explained)
         .context("setting up the escalation backend")

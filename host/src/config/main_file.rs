@@ -27,6 +27,16 @@ const DEFAULT_PLUGINS_DIR: &str = "/usr/lib/medic/kits";
 const DEFAULT_APPS_DIR: &str = "/etc/medic/apps.d";
 const DEFAULT_STATE_DIR: &str = "/var/lib/medic";
 
+/// How long journal events are kept unless configured: a quarter of a
+/// year covers any review of last quarter's incidents.
+const DEFAULT_JOURNAL_KEEP: Duration = Duration::from_secs(90 * 24 * 3600);
+/// How large the journal may grow unless configured: months of a flapping
+/// fleet, small beside any disk medic runs on.
+const DEFAULT_JOURNAL_MAX: u64 = 256 << 20;
+/// The smallest `journal_max`: below it retention would delete a day of an
+/// ordinary host's events.
+const JOURNAL_MAX_MIN: u64 = 1 << 20;
+
 /// The memory cap of each kit instance, in MiB, unless configured.
 pub(crate) const DEFAULT_KIT_MEMORY_MIB: u32 = 64;
 
@@ -66,6 +76,12 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
             .list("trusted_keys", |pattern| trusted_key_pattern(pattern, base))
             .or(fallback.daemon.trusted_keys),
         require_signed: false,
+        journal_keep: daemon
+            .duration("journal_keep", Duration::from_secs(3600))
+            .or(fallback.daemon.journal_keep),
+        journal_max: daemon
+            .parsed("journal_max", journal_size)
+            .or(fallback.daemon.journal_max),
     };
     if let Read::Valid(true, at) = daemon.bool("require_signed") {
         daemon_settings.require_signed = true;
@@ -132,6 +148,8 @@ fn defaults() -> MainFile {
             reload_on_change: true,
             trusted_keys: Vec::new(),
             require_signed: false,
+            journal_keep: DEFAULT_JOURNAL_KEEP,
+            journal_max: DEFAULT_JOURNAL_MAX,
         },
         escalation: EscalationSettings::default(),
         alerts: Vec::new(),
@@ -164,4 +182,15 @@ fn trusted_key_pattern(pattern: &str, base: &Path) -> Result<String, String> {
         crate::signing::check_key_file(&file).map_err(|e| e.to_string())?;
     }
     Ok(pattern)
+}
+
+/// `journal_max`: a size such as `"256MiB"` or `"1GB"`, at least 1 MiB.
+fn journal_size(text: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = text
+        .parse()
+        .map_err(|e| format!("not a size ({e}); write e.g. \"256MiB\" or \"1GB\""))?;
+    if size.as_u64() < JOURNAL_MAX_MIN {
+        return Err(format!("{size} is less than the minimum of 1 MiB"));
+    }
+    Ok(size.as_u64())
 }

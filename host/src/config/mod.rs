@@ -68,6 +68,11 @@ pub struct DaemonSettings {
     pub trusted_keys: Vec<String>,
     /// Refuse a kit that a trusted key did not sign.
     pub require_signed: bool,
+    /// Journal events older than this are deleted.
+    pub journal_keep: Duration,
+    /// The journal's events may take this many bytes; the oldest beyond
+    /// it are deleted.
+    pub journal_max: u64,
 }
 
 /// The `[escalation]` table of `medic.toml`: resetting the VM when local

@@ -140,6 +140,8 @@ exec = ["/usr/sbin/nginx"]
             reload_on_change: true,
             trusted_keys: Vec::new(),
             require_signed: false,
+            journal_keep: Duration::from_secs(90 * 24 * 3600),
+            journal_max: 256 << 20,
         },
         escalation: EscalationSettings {
             backend: Backend::DryRun,
@@ -216,6 +218,8 @@ fn daemon_and_escalation_defaults() {
             reload_on_change: true,
             trusted_keys: Vec::new(),
             require_signed: false,
+            journal_keep: Duration::from_secs(90 * 24 * 3600),
+            journal_max: 256 << 20,
         }
     );
     assert_eq!(

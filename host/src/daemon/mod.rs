@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use crate::alerts::Alerts;
 use crate::api::{self, ApiState};
 use crate::config::Config;
-use crate::hypervisor::Escalator;
+use crate::hypervisor::{Escalator, budget_filter};
 use crate::journal::{self, Event, Journal, Kind};
 use crate::maintenance::Book;
 use crate::metrics::Metrics;
@@ -48,7 +48,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Before anything is touched: the socket, the journal, the apps.
     let _lock = lock::StateLock::acquire(state_dir)?;
     let journal = Arc::new(Journal::open(state_dir)?);
-    let past = journal::read_all(state_dir)?;
+    let past = journal::read_filtered(state_dir, &budget_filter(&config.escalation))?;
+    keep_pruned(
+        &journal,
+        journal::Retention {
+            keep: config.daemon.journal_keep,
+            max_bytes: config.daemon.journal_max,
+            protect: config.escalation.reset_window,
+        },
+    );
     let escalator = Arc::new(
         Escalator::from_settings(&config.escalation, journal.clone(), &past)
             .context("setting up the escalation backend")?,
@@ -216,6 +224,27 @@ async fn reload(
         )),
     }
     outcome
+}
+
+/// How often retention runs (and once at start).
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Applies `retention` to the journal now and every [`PRUNE_EVERY`], on a
+/// blocking thread: deleting a year of events takes a while.
+fn keep_pruned(journal: &Arc<Journal>, retention: journal::Retention) {
+    let journal = journal.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(PRUNE_EVERY);
+        loop {
+            every.tick().await;
+            let pruner = journal.clone();
+            match tokio::task::spawn_blocking(move || pruner.prune(&retention)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!("journal retention: {e}"),
+                Err(e) => tracing::error!("journal retention panicked: {e}"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

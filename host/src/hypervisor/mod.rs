@@ -18,7 +18,7 @@ use crate::config::{Backend, EscalationSettings};
 use crate::credentials;
 
 pub use dry_run::DryRun;
-pub use escalator::{Escalator, ResetBudget, ResetRequest, RetryPolicy};
+pub use escalator::{Escalator, ResetBudget, ResetRequest, RetryPolicy, budget_filter};
 pub use fence_agent::FenceAgent;
 pub use guarded::Guarded;
 pub use libvirt::Libvirt;

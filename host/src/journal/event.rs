@@ -75,12 +75,35 @@ pub enum Kind {
     /// there `stop_grace` after `stop`, and medic killed it (SIGKILL) so
     /// that `start` could run: `detail.pid`, `pgid`, `after`.
     AppKilled,
+    /// A `journal.jsonl` from an older medic was imported into the
+    /// database: `detail.file`, `kept_as`, `events`, `skipped`.
+    JournalImported,
+    /// Retention deleted events: `detail.by_age` (older than
+    /// `journal_keep`), `by_size` (beyond `journal_max`).
+    JournalPruned,
 }
 
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let value = serde_json::to_value(self).map_err(|_| fmt::Error)?;
         f.pad(value.as_str().ok_or(fmt::Error)?)
+    }
+}
+
+/// The error of a kind name that is not one.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "no event kind `{0}` (kinds are written as in the journal: app_failed, reset_decided, ...)"
+)]
+pub struct UnknownKind(String);
+
+impl std::str::FromStr for Kind {
+    type Err = UnknownKind;
+
+    /// A kind as the journal writes it (`app_failed`).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(name.to_owned()))
+            .map_err(|_| UnknownKind(name.to_owned()))
     }
 }
 
