@@ -21,6 +21,7 @@ mod hypervisor_fence;
 mod hypervisor_libvirt;
 mod hypervisor_qmp;
 mod hypervisor_vsphere;
+mod journal_history;
 mod ladder;
 mod languages;
 mod metrics;

@@ -69,7 +69,10 @@ pub fn print_banner(config: &Config) {
         }
     }
     println!(
-        "  journal: tail -f {}/journal.jsonl; Ctrl-C stops medic",
-        config.daemon.state_dir.display()
+        "  journal: {} events --follow --socket {}; Ctrl-C stops medic",
+        std::env::args()
+            .next()
+            .unwrap_or_else(|| "medic".to_owned()),
+        config.daemon.socket.display()
     );
 }
