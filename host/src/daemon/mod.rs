@@ -259,7 +259,7 @@ async fn shutdown_signal() -> anyhow::Result<()> {
 /// Starts the Prometheus endpoint at `address`, fed by every journal event.
 async fn serve_metrics(
     address: &str,
-    journal: &Journal,
+    journal: &Arc<Journal>,
     escalator: &Arc<Escalator>,
     alerts: &Alerts,
 ) -> anyhow::Result<Arc<Metrics>> {
@@ -271,10 +271,12 @@ async fn serve_metrics(
     let observer = metrics.clone();
     journal.observe(Box::new(move |event| observer.record(event)));
     let sinks = alerts.clone();
+    let written = journal.clone();
     metrics.on_scrape(move |metrics| {
         for sink in sinks.stats() {
             metrics.set_alert_stats(&sink.name, sink.delivered, sink.failed, sink.dropped);
         }
+        metrics.set_journal_write_failures(written.write_failures());
     });
     tokio::spawn(metrics.clone().serve(listener));
     tracing::info!("metrics on http://{address}/metrics");

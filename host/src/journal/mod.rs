@@ -74,6 +74,8 @@ pub struct Journal {
     /// Whether the last write failed, so a failing disk is alerted once
     /// per streak, not once per event.
     failing: std::sync::atomic::AtomicBool,
+    /// Events that could not be written, for the metrics.
+    write_failures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -107,6 +109,7 @@ impl Journal {
             observers: std::sync::RwLock::new(Vec::new()),
             followers: tokio::sync::broadcast::channel(FOLLOW_BUFFER).0,
             failing: std::sync::atomic::AtomicBool::new(false),
+            write_failures: std::sync::atomic::AtomicU64::new(0),
         };
         journal.import_legacy(state_dir)?;
         Ok(journal)
@@ -203,6 +206,22 @@ impl Journal {
         Ok(())
     }
 
+    /// Inserts `events` in one transaction and tells no one: how the
+    /// benchmarks build a large history quickly.
+    #[doc(hidden)]
+    pub fn append_batch(&self, events: &[Event]) -> Result<(), JournalError> {
+        let db = |source| JournalError::Database {
+            path: self.path.clone(),
+            source,
+        };
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(db)?;
+        for event in events {
+            store::insert(&transaction, event).map_err(db)?;
+        }
+        transaction.commit().map_err(db)
+    }
+
     /// Appends an event; a journal that cannot be written (a full disk) is
     /// logged loudly, with the whole event so the log keeps what the
     /// journal could not, but does not stop supervision (an unwatched app
@@ -219,6 +238,7 @@ impl Journal {
             }
             Err(e) => {
                 tracing::error!(error = %e, app, kind = %event.kind, detail = %event.detail, "event NOT journaled");
+                self.write_failures.fetch_add(1, Ordering::Relaxed);
                 if !self.failing.swap(true, Ordering::Relaxed) {
                     self.publish(&Event::new(
                         None,
@@ -271,6 +291,13 @@ impl Journal {
             ));
         }
         Ok(pruned)
+    }
+
+    /// How many events [`Journal::record`] could not write since medic
+    /// started (`medic_journal_write_failures_total`).
+    pub fn write_failures(&self) -> u64 {
+        self.write_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The file this journal writes.

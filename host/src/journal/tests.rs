@@ -316,3 +316,30 @@ mod any_bytes {
         }
     }
 }
+
+/// A journal that cannot be written tells the observers (the alert sinks)
+/// once per streak with an `alert`, passes every event on anyway, and
+/// counts the failures for the metrics.
+#[test]
+fn a_journal_that_cannot_be_written_alerts_once_and_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Journal::open(dir.path()).unwrap();
+    let told = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let observed = told.clone();
+    journal.observe(Box::new(move |event| {
+        observed.lock().unwrap().push(event.kind);
+    }));
+    journal.refuse_growth();
+    for _ in 0..2 {
+        journal.record(Event::new(
+            Some("web"),
+            Kind::AppFailed,
+            json!({"reason": "x".repeat(4000)}),
+        ));
+    }
+    assert_eq!(journal.write_failures(), 2);
+    assert_eq!(
+        *told.lock().unwrap(),
+        [Kind::Alert, Kind::AppFailed, Kind::AppFailed]
+    );
+}

@@ -17,6 +17,7 @@
 //! | `medic_plugin_load_errors_total` | counter | |
 //! | `medic_alerts_total` | counter | `app` (empty for daemon-wide alerts) |
 //! | `medic_alert_deliveries_total` | counter | `sink`, `result` (delivered, failed, dropped) |
+//! | `medic_journal_write_failures_total` | counter | |
 
 mod server;
 
@@ -153,6 +154,7 @@ pub struct Metrics {
     plugin_load_errors: Counter,
     alerts: Family<AppLabels, Counter>,
     alert_deliveries: Family<DeliveryLabels, Counter>,
+    journal_write_failures: Counter,
     scrape_hook: RwLock<Option<ScrapeHook>>,
 }
 
@@ -186,6 +188,7 @@ impl Metrics {
         let plugin_load_errors = Counter::default();
         let alerts = Family::default();
         let alert_deliveries = Family::default();
+        let journal_write_failures = Counter::default();
         // Counters are registered without `_total`: the encoder adds it.
         registry.register(
             "medic_check_duration_seconds",
@@ -238,6 +241,11 @@ impl Metrics {
             "Events handed to alert sinks, by sink and result",
             alert_deliveries.clone(),
         );
+        registry.register(
+            "medic_journal_write_failures",
+            "Events the journal could not write (a full disk): no reset is made while it fails",
+            journal_write_failures.clone(),
+        );
         Self {
             registry,
             check_duration,
@@ -251,6 +259,7 @@ impl Metrics {
             plugin_load_errors,
             alerts,
             alert_deliveries,
+            journal_write_failures,
             scrape_hook: RwLock::new(None),
         }
     }
@@ -381,6 +390,14 @@ impl Metrics {
                 .inner()
                 .store(value, Ordering::Relaxed);
         }
+    }
+
+    /// Copies the journal's count of failed writes in (counted by the
+    /// journal itself, see `Journal::write_failures`).
+    pub fn set_journal_write_failures(&self, failures: u64) {
+        self.journal_write_failures
+            .inner()
+            .store(failures, Ordering::Relaxed);
     }
 
     /// Runs `hook` before each [`Metrics::encode`], replacing any earlier
