@@ -239,21 +239,13 @@ fn retention_by_size_deletes_the_oldest_and_shrinks_the_file() {
             now - Duration::from_secs(60),
         ))
         .unwrap();
-    let detail = json!({"reason": "x".repeat(500)});
-    {
-        let mut connection = journal.lock();
-        let transaction = connection.transaction().unwrap();
-        for _ in 0..20_000 {
-            let event = Event {
-                ts: now,
-                app: Some("web".into()),
-                kind: Kind::AppFailed,
-                detail: detail.clone(),
-            };
-            store::insert(&transaction, &event).unwrap();
-        }
-        transaction.commit().unwrap();
-    }
+    let flapping = Event {
+        ts: now,
+        app: Some("web".into()),
+        kind: Kind::AppFailed,
+        detail: json!({"reason": "x".repeat(500)}),
+    };
+    journal.append_batch(&vec![flapping; 20_000]).unwrap();
     journal
         .lock()
         .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
