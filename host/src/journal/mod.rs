@@ -53,6 +53,13 @@ pub type Observer = Box<dyn Fn(&Event) + Send + Sync>;
 /// before it misses some.
 const FOLLOW_BUFFER: usize = 1024;
 
+/// Events deleted per step of retention: a few milliseconds of work, so
+/// the writer is never held long.
+const PRUNE_BATCH: u64 = 2_000;
+
+/// Pages given back to the file system per step of retention.
+const VACUUM_PAGES: u32 = 1_024;
+
 /// How long the journal is kept, and how large it may grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
@@ -268,28 +275,48 @@ impl Journal {
     }
 
     /// Deletes what `retention` no longer keeps, and journals what went
-    /// (`journal_pruned`). It holds the writer for as long as it runs, so
-    /// it deletes in bounded batches.
+    /// (`journal_pruned`): events older than `keep`, then, when the events
+    /// take more than `max_bytes`, the oldest until they take 90 % of it;
+    /// never a decision the reset budget counts. It deletes in batches and
+    /// lets go of the writer between them, so events recorded meanwhile
+    /// wait milliseconds, not the whole pass.
     pub fn prune(&self, retention: &Retention) -> Result<Pruned, JournalError> {
-        let now = SystemTime::now();
-        let before = |age: Duration| now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
-        let pruned = store::prune(
-            &self.lock(),
-            before(retention.keep),
-            retention.max_bytes,
-            before(retention.protect),
-        )
-        .map_err(|source| JournalError::Database {
+        let db = |source| JournalError::Database {
             path: self.path.clone(),
             source,
-        })?;
-        if pruned != Pruned::default() {
-            self.record(Event::new(
-                None,
-                Kind::JournalPruned,
-                serde_json::json!({"by_age": pruned.by_age, "by_size": pruned.by_size}),
-            ));
+        };
+        let now = SystemTime::now();
+        let before = |age: Duration| now.checked_sub(age).unwrap_or(SystemTime::UNIX_EPOCH);
+        let (cutoff, protect) = (before(retention.keep), before(retention.protect));
+        let mut pruned = Pruned::default();
+        loop {
+            let deleted = store::delete_oldest(&self.lock(), Some(cutoff), protect, PRUNE_BATCH)
+                .map_err(db)?;
+            if deleted == 0 {
+                break;
+            }
+            pruned.by_age += deleted;
         }
+        if store::used_bytes(&self.lock()).map_err(db)? > retention.max_bytes {
+            let target = retention.max_bytes / 10 * 9;
+            while store::used_bytes(&self.lock()).map_err(db)? > target {
+                let deleted =
+                    store::delete_oldest(&self.lock(), None, protect, PRUNE_BATCH).map_err(db)?;
+                if deleted == 0 {
+                    break;
+                }
+                pruned.by_size += deleted;
+            }
+        }
+        if pruned == Pruned::default() {
+            return Ok(pruned);
+        }
+        while store::give_back(&self.lock(), VACUUM_PAGES).map_err(db)? {}
+        self.record(Event::new(
+            None,
+            Kind::JournalPruned,
+            serde_json::json!({"by_age": pruned.by_age, "by_size": pruned.by_size}),
+        ));
         Ok(pruned)
     }
 

@@ -268,54 +268,47 @@ pub struct Pruned {
 /// counts.
 const PROTECTED: &str = "(kind IN ('reset_decided', 'vm_reset') AND ts_ms >= :protect)";
 
-/// Deletes events older than `keep_since`, then the oldest beyond
-/// `max_bytes`, never those [`PROTECTED`] from `protect_since`, and gives
-/// the freed pages back to the file system.
-pub(super) fn prune(
+/// Deletes up to `batch` of the oldest events that are not [`PROTECTED`]
+/// from `protect_since`, only those before `older_than` when given, and
+/// returns how many went. Small batches, so the writer is held briefly.
+pub(super) fn delete_oldest(
     connection: &Connection,
-    keep_since: SystemTime,
-    max_bytes: u64,
+    older_than: Option<SystemTime>,
     protect_since: SystemTime,
-) -> rusqlite::Result<Pruned> {
-    let protect = millis(protect_since);
-    let by_age = connection.execute(
-        &format!("DELETE FROM events WHERE ts_ms < :cutoff AND NOT {PROTECTED}"),
-        rusqlite::named_params! {":cutoff": millis(keep_since), ":protect": protect},
+    batch: u64,
+) -> rusqlite::Result<u64> {
+    let deleted = connection.execute(
+        &format!(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events \
+             WHERE ts_ms < :cutoff AND NOT {PROTECTED} ORDER BY id LIMIT :batch)"
+        ),
+        rusqlite::named_params! {
+            ":cutoff": older_than.map_or(i64::MAX, millis),
+            ":protect": millis(protect_since),
+            ":batch": i64::try_from(batch).unwrap_or(i64::MAX),
+        },
     )?;
-    let mut by_size = 0;
-    // Down to 90 % of the cap, so the next events do not prune again at once.
-    let target = max_bytes / 10 * 9;
-    while used_bytes(connection)? > max_bytes {
-        let rows: i64 = connection.query_row("SELECT count(*) FROM events", [], |r| r.get(0))?;
-        let used = used_bytes(connection)?;
-        // Delete the share of rows that is over the target, at least 100.
-        let share = u64::try_from(rows).unwrap_or(0) * (used - target.min(used)) / used.max(1);
-        let deleted = connection.execute(
-            &format!(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE NOT {PROTECTED} ORDER BY id LIMIT :batch)"
-            ),
-            rusqlite::named_params! {":protect": protect, ":batch": i64::try_from(share.max(100)).unwrap_or(i64::MAX)},
-        )?;
-        if deleted == 0 {
-            break;
-        }
-        by_size += deleted;
-    }
-    if by_age + by_size > 0 {
-        // Each step of the pragma frees a page; step it to the end.
-        let mut vacuum = connection.prepare("PRAGMA incremental_vacuum")?;
-        let mut steps = vacuum.query([])?;
-        while steps.next()?.is_some() {}
-        connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE);")?;
-    }
-    Ok(Pruned {
-        by_age: u64::try_from(by_age).unwrap_or(u64::MAX),
-        by_size: u64::try_from(by_size).unwrap_or(u64::MAX),
-    })
+    Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+}
+
+/// Gives up to `pages` free pages back to the file system; whether it is
+/// worth another step (pages were freed and free ones are left; a file
+/// made without `auto_vacuum` frees none, and that ends it too).
+pub(super) fn give_back(connection: &Connection, pages: u32) -> rusqlite::Result<bool> {
+    let free = || -> rusqlite::Result<i64> {
+        connection.query_row("PRAGMA freelist_count", [], |r| r.get(0))
+    };
+    let before = free()?;
+    // Each step of the pragma frees a page; step it to the end.
+    let mut vacuum = connection.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+    let mut steps = vacuum.query([])?;
+    while steps.next()?.is_some() {}
+    let after = free()?;
+    Ok(after > 0 && after < before)
 }
 
 /// Bytes the events take in the file: its pages less the free ones.
-fn used_bytes(connection: &Connection) -> rusqlite::Result<u64> {
+pub(super) fn used_bytes(connection: &Connection) -> rusqlite::Result<u64> {
     let pragma = |name: &str| -> rusqlite::Result<u64> {
         let value: i64 = connection.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))?;
         Ok(u64::try_from(value).unwrap_or(0))
