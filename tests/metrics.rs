@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use medic::alerts::{Alerts, SinkSettings, SinkTarget};
 use medic::journal::{Event, Kind};
-use medic::metrics::{APP_STATES, CheckResult, Metrics};
+use medic::metrics::{CheckResult, Metrics};
+use medic::status::State;
 use serde_json::json;
 
 /// One sample line: metric name, labels, value.
@@ -123,10 +124,9 @@ async fn scrape_shows_checks_states_and_journal_counts() {
     metrics.check_finished("web", CheckResult::Failed, Duration::from_secs(3));
     metrics.check_finished("db", CheckResult::KitFault, Duration::from_micros(50));
 
-    metrics.set_state("web", "failing");
-    metrics.set_state("web", "recovering");
-    metrics.set_state("web", "sleepy"); // unknown: ignored
-    metrics.set_state("db", "healthy");
+    metrics.set_state("web", State::Failing);
+    metrics.set_state("web", State::Recovering);
+    metrics.set_state("db", State::Healthy);
 
     for event in [
         Event::new(
@@ -203,11 +203,15 @@ async fn scrape_shows_checks_states_and_journal_counts() {
     assert_eq!(checks("web", "kit_fault"), 0.0);
     assert_eq!(checks("db", "kit_fault"), 1.0);
 
-    // One-hot state after two changes; the unknown one changed nothing.
-    for state in APP_STATES {
-        let expected = if state == "recovering" { 1.0 } else { 0.0 };
+    // One-hot state after two changes.
+    for state in State::ALL {
+        let expected = if state == State::Recovering { 1.0 } else { 0.0 };
         assert_eq!(
-            get(&s, "medic_app_state", &[("app", "web"), ("state", state)]),
+            get(
+                &s,
+                "medic_app_state",
+                &[("app", "web"), ("state", state.name())]
+            ),
             expected,
             "{state}"
         );
@@ -283,7 +287,7 @@ async fn removed_app_loses_all_its_series() {
     let (base, server) = serve(&metrics).await;
     for app in ["web", "db"] {
         metrics.check_finished(app, CheckResult::Degraded, Duration::from_millis(5));
-        metrics.set_state(app, "degraded");
+        metrics.set_state(app, State::Degraded);
         metrics.record(&Event::new(Some(app), Kind::RecoveryAttempt, json!({})));
         metrics.record(&Event::new(Some(app), Kind::KitFault, json!({})));
         metrics.record(&Event::new(Some(app), Kind::Alert, json!({})));

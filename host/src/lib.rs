@@ -19,4 +19,5 @@ pub mod metrics;
 pub mod process;
 pub mod sandbox;
 pub mod signing;
+pub mod status;
 pub mod supervisor;

@@ -79,7 +79,7 @@ fn fake_supervisor() -> AppHandle {
     let (commands, mut received) = mpsc::channel(16);
     let (_, status) = watch::channel(AppStatus {
         app: APP.to_owned(),
-        state: "healthy",
+        state: crate::status::State::Healthy,
         reason: None,
         last_check: None,
         failures: 0,
@@ -95,7 +95,7 @@ fn fake_supervisor() -> AppHandle {
                 Command::CheckNow(reply) => {
                     let _ = reply.send(LastCheck {
                         at: SystemTime::now(),
-                        result: "healthy",
+                        result: crate::status::CheckResult::Healthy,
                         reason: None,
                         duration_ms: 1.0,
                     });

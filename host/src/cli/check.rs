@@ -10,6 +10,7 @@ use super::admin::{self, Target};
 use crate::api::client::Client;
 use crate::sandbox::KitEngine;
 use crate::signing::KitTrust;
+use crate::status::CheckResult;
 use crate::supervisor::{CheckOutcome, LastCheck};
 
 /// Nagios plugin exit codes.
@@ -45,20 +46,20 @@ fn through_daemon(socket: &Path, app: &str) -> (u8, String) {
         Err(e) => return (UNKNOWN, format!("{e:#}")),
     };
     verdict(
-        result["result"].as_str().unwrap_or("kit_fault"),
+        serde_json::from_value(result["result"].clone()).unwrap_or(CheckResult::KitFault),
         result["reason"].as_str().unwrap_or_default(),
     )
 }
 
-/// The exit code and line for a check's `result` (as `LastCheck` names
-/// it) and reason, the same for a local check and one by the daemon.
-fn verdict(result: &str, reason: &str) -> (u8, String) {
+/// The exit code and line for a check's result and reason, the same for
+/// a local check and one by the daemon.
+fn verdict(result: CheckResult, reason: &str) -> (u8, String) {
     match result {
-        "healthy" => (OK, "healthy".into()),
-        "degraded" => (WARNING, format!("degraded: {reason}")),
-        "failed" => (CRITICAL, format!("failed: {reason}")),
-        "unknown" => (UNKNOWN, format!("unknown: {reason}")),
-        _ => (UNKNOWN, format!("kit fault: {reason}")),
+        CheckResult::Healthy => (OK, "healthy".into()),
+        CheckResult::Degraded => (WARNING, format!("degraded: {reason}")),
+        CheckResult::Failed => (CRITICAL, format!("failed: {reason}")),
+        CheckResult::Unknown => (UNKNOWN, format!("unknown: {reason}")),
+        CheckResult::KitFault => (UNKNOWN, format!("kit fault: {reason}")),
     }
 }
 

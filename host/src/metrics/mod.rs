@@ -34,20 +34,8 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use crate::journal::{Event, Kind};
-
-/// The states `medic_app_state` has a series for, one of which is 1.
-pub const APP_STATES: [&str; 10] = [
-    "healthy",
-    "degraded",
-    "failing",
-    "unknown",
-    "recovering",
-    "escalating",
-    "manual",
-    "blocked",
-    "maintenance",
-    "starting",
-];
+pub use crate::status::CheckResult;
+use crate::status::State;
 
 /// Upper bounds of the check duration buckets, in seconds: from 100 µs
 /// (a kit answering from memory) to 10 s (a check near its timeout).
@@ -55,57 +43,6 @@ const CHECK_BUCKETS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
     5.0, 10.0,
 ];
-
-/// What one check concluded, as counted in `medic_checks_total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum CheckResult {
-    /// The app works.
-    Healthy,
-    /// The app works but not well.
-    Degraded,
-    /// The app does not work.
-    Failed,
-    /// The check cannot judge (a bad setting, a refused credential).
-    Unknown,
-    /// The kit itself failed (trap, timeout, denied capability), so the
-    /// app's health is unknown.
-    KitFault,
-}
-
-impl CheckResult {
-    /// Every outcome, so an app's series all exist from its first check
-    /// and `rate()` sees the first failure.
-    const ALL: [Self; 5] = [
-        Self::Healthy,
-        Self::Degraded,
-        Self::Failed,
-        Self::Unknown,
-        Self::KitFault,
-    ];
-
-    /// The result a check's outcome counts as.
-    pub fn of(outcome: &crate::supervisor::CheckOutcome) -> Self {
-        use crate::supervisor::CheckOutcome;
-        match outcome {
-            CheckOutcome::Healthy => Self::Healthy,
-            CheckOutcome::Degraded(_) => Self::Degraded,
-            CheckOutcome::Failed(_) => Self::Failed,
-            CheckOutcome::Unknown(_) => Self::Unknown,
-            CheckOutcome::KitFault(_) | CheckOutcome::TimedOut(_) => Self::KitFault,
-        }
-    }
-
-    /// The `outcome` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Healthy => "healthy",
-            Self::Degraded => "degraded",
-            Self::Failed => "failed",
-            Self::Unknown => "unknown",
-            Self::KitFault => "kit_fault",
-        }
-    }
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AppLabels {
@@ -328,19 +265,13 @@ impl Metrics {
         }
     }
 
-    /// Sets the app's state: 1 on `state`, 0 on the other [`APP_STATES`].
-    /// An unknown state is ignored (logged at debug), so a new supervisor
-    /// state cannot break the exposition.
-    pub fn set_state(&self, app: &str, state: &str) {
-        if !APP_STATES.contains(&state) {
-            tracing::debug!(app, state, "state has no medic_app_state series; ignored");
-            return;
-        }
-        for each in APP_STATES {
+    /// Sets the app's state: 1 on `state`, 0 on every other [`State`].
+    pub fn set_state(&self, app: &str, state: State) {
+        for each in State::ALL {
             self.app_state
                 .get_or_create(&StateLabels {
                     app: app.to_owned(),
-                    state: each,
+                    state: each.name(),
                 })
                 .set(i64::from(each == state));
         }
@@ -360,10 +291,10 @@ impl Metrics {
                 outcome: outcome.as_str(),
             });
         }
-        for state in APP_STATES {
+        for state in State::ALL {
             self.app_state.remove(&StateLabels {
                 app: app.to_owned(),
-                state,
+                state: state.name(),
             });
         }
     }

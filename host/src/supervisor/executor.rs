@@ -17,9 +17,10 @@ use crate::config::AppSpec;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Journal, Kind};
 use crate::maintenance::Book;
-use crate::metrics::{CheckResult, Metrics};
+use crate::metrics::Metrics;
 use crate::process::PinnedProcess;
 use crate::sandbox::{CallScope, Checked, Kit, KitFault, NextStep, Verdict};
+use crate::status::State;
 
 /// What one check of an app found.
 #[derive(Debug)]
@@ -260,7 +261,7 @@ pub fn channels(app: &AppRuntime) -> (AppHandle, AppChannels) {
         std::time::Instant::now(),
     );
     // Nothing is known before the first check.
-    initial.state = "starting";
+    initial.state = State::Starting;
     let (status, status_rx) = watch::channel(initial);
     (
         AppHandle {
@@ -279,14 +280,13 @@ enum Wake {
     Dependencies,
 }
 
-/// States of a dependency that block its dependents.
-const DOWN: [&str; 5] = ["failing", "recovering", "escalating", "manual", "blocked"];
-
 /// Why the app is blocked: the first dependency that is down.
 fn blocked_by(dependencies: &[watch::Receiver<AppStatus>]) -> Option<String> {
     dependencies.iter().find_map(|dependency| {
         let status = dependency.borrow();
-        DOWN.contains(&status.state)
+        status
+            .state
+            .is_down()
             .then(|| format!("waiting for {} ({})", status.app, status.state))
     })
 }
@@ -370,7 +370,7 @@ pub async fn supervise(
                 annotations = noted;
                 tracing::debug!(app = %name, ?outcome, "checked");
                 if let Some(metrics) = &shared.metrics {
-                    metrics.check_finished(&name, CheckResult::of(&outcome), took);
+                    metrics.check_finished(&name, outcome.result(), took);
                 }
                 let record = LastCheck::new(&outcome, took);
                 if let Some(reply) = reply {
@@ -427,7 +427,7 @@ pub async fn supervise(
                     Action::RequestReset(reason) => {
                         // The call may take as long as the escalation
                         // timeout: meanwhile the app shows as escalating.
-                        let state = super::status::state_name(&ladder, std::time::Instant::now());
+                        let state = super::status::state_of(&ladder, std::time::Instant::now());
                         channels.status.send_modify(|status| status.state = state);
                         if let Some(metrics) = &shared.metrics {
                             metrics.set_state(&name, state);
@@ -453,9 +453,9 @@ pub async fn supervise(
         status.last_check = last_check.clone();
         status.pid = process.as_ref().map(ProcessWatch::pid);
         if maintenance.is_some() {
-            status.state = "maintenance";
+            status.state = State::Maintenance;
         } else if let Some(why) = &blocked {
-            status.state = "blocked";
+            status.state = State::Blocked;
             status.reason = Some(why.clone());
         }
         status.maintenance = maintenance;

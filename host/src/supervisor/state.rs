@@ -89,6 +89,20 @@ pub enum CheckOutcome {
     TimedOut(String),
 }
 
+impl CheckOutcome {
+    /// The result it is shown and counted as; a timeout is a kit fault.
+    pub fn result(&self) -> crate::status::CheckResult {
+        use crate::status::CheckResult;
+        match self {
+            Self::Healthy => CheckResult::Healthy,
+            Self::Degraded(_) => CheckResult::Degraded,
+            Self::Failed(_) => CheckResult::Failed,
+            Self::Unknown(_) => CheckResult::Unknown,
+            Self::KitFault(_) | Self::TimedOut(_) => CheckResult::KitFault,
+        }
+    }
+}
+
 /// How the kit's `recover` ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KitRecovery {

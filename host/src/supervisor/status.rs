@@ -6,17 +6,15 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::state::{AppState, CheckOutcome, Phase, Policy};
+use crate::status::{CheckResult, State};
 
 /// One app's state as shown to admins.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppStatus {
     /// The app's name.
     pub app: String,
-    /// `healthy`, `degraded`, `failing` (failed checks below the
-    /// threshold), `unknown` (the check cannot judge), `starting` (in its
-    /// start grace), `recovering`,
-    /// `escalating`, `manual`, `maintenance` or `blocked`.
-    pub state: &'static str,
+    /// Where the app stands.
+    pub state: State,
     /// Why the app is held (manual) or blocked, if it is.
     pub reason: Option<String>,
     /// The last check, if one has run.
@@ -39,9 +37,8 @@ pub struct LastCheck {
     /// When it finished.
     #[serde(serialize_with = "crate::journal::rfc3339")]
     pub at: SystemTime,
-    /// `healthy`, `degraded`, `failed`, `unknown` or `kit_fault` (a
-    /// timeout included).
-    pub result: &'static str,
+    /// What the check concluded (a timeout is a `kit_fault`).
+    pub result: CheckResult,
     /// What the kit said, for anything but healthy.
     pub reason: Option<String>,
     /// How long the check took, in milliseconds.
@@ -51,35 +48,34 @@ pub struct LastCheck {
 impl LastCheck {
     /// The record of `outcome`, finished now after `duration`.
     pub fn new(outcome: &CheckOutcome, duration: std::time::Duration) -> Self {
-        let (result, reason) = match outcome {
-            CheckOutcome::Healthy => ("healthy", None),
-            CheckOutcome::Degraded(reason) => ("degraded", Some(reason.clone())),
-            CheckOutcome::Failed(reason) => ("failed", Some(reason.clone())),
-            CheckOutcome::Unknown(reason) => ("unknown", Some(reason.clone())),
-            CheckOutcome::KitFault(fault) | CheckOutcome::TimedOut(fault) => {
-                ("kit_fault", Some(fault.clone()))
-            }
+        let reason = match outcome {
+            CheckOutcome::Healthy => None,
+            CheckOutcome::Degraded(reason)
+            | CheckOutcome::Failed(reason)
+            | CheckOutcome::Unknown(reason)
+            | CheckOutcome::KitFault(reason)
+            | CheckOutcome::TimedOut(reason) => Some(reason.clone()),
         };
         Self {
             at: SystemTime::now(),
-            result,
+            result: outcome.result(),
             reason,
             duration_ms: duration.as_secs_f64() * 1000.0,
         }
     }
 }
 
-/// The state name for `state` at `now`.
-pub fn state_name(state: &AppState, now: std::time::Instant) -> &'static str {
+/// The state shown for the ladder's `state` at `now`.
+pub fn state_of(state: &AppState, now: std::time::Instant) -> State {
     match &state.phase {
-        Phase::Manual(_) => "manual",
-        Phase::Escalating => "escalating",
-        Phase::Healthy | Phase::Recovering if state.unknown => "unknown",
-        Phase::Recovering if state.grace_until.is_some_and(|end| now < end) => "starting",
-        Phase::Recovering => "recovering",
-        Phase::Healthy if state.consecutive_failures > 0 => "failing",
-        Phase::Healthy if state.degraded => "degraded",
-        Phase::Healthy => "healthy",
+        Phase::Manual(_) => State::Manual,
+        Phase::Escalating => State::Escalating,
+        Phase::Healthy | Phase::Recovering if state.unknown => State::Unknown,
+        Phase::Recovering if state.grace_until.is_some_and(|end| now < end) => State::Starting,
+        Phase::Recovering => State::Recovering,
+        Phase::Healthy if state.consecutive_failures > 0 => State::Failing,
+        Phase::Healthy if state.degraded => State::Degraded,
+        Phase::Healthy => State::Healthy,
     }
 }
 
@@ -88,7 +84,7 @@ impl AppStatus {
     pub fn of(name: &str, state: &AppState, policy: &Policy, now: std::time::Instant) -> Self {
         Self {
             app: name.to_owned(),
-            state: state_name(state, now),
+            state: state_of(state, now),
             reason: match &state.phase {
                 Phase::Manual(reason) => Some(reason.clone()),
                 _ => None,

@@ -299,7 +299,10 @@ fn unknown_is_journaled_once_and_never_acted_on() {
         );
     }
     assert_eq!(l.state.phase, Phase::Healthy);
-    assert_eq!(super::super::status::state_name(&l.state, l.now), "unknown");
+    assert_eq!(
+        super::super::status::state_of(&l.state, l.now),
+        crate::status::State::Unknown
+    );
     l.on(Event::Checked(CheckOutcome::Healthy));
     assert_eq!(
         Ladder::kinds(&l.on(unknown())),
