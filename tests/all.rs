@@ -18,6 +18,7 @@ mod daemon;
 mod env_grant;
 mod hostile_text;
 mod hypervisor_fence;
+#[cfg(feature = "libvirt")]
 mod hypervisor_libvirt;
 mod hypervisor_qmp;
 mod hypervisor_vsphere;

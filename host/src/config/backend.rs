@@ -60,6 +60,15 @@ pub(super) fn read(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -
     let backend = match kind {
         Kind::DryRun => Some(Backend::DryRun),
         Kind::Qmp => qmp(doc, escalation, base, at).map(Backend::Qmp),
+        Kind::Libvirt if !cfg!(feature = "libvirt") => {
+            doc.error(
+                at,
+                "escalation.backend",
+                "this medic was built without libvirt (cargo feature `libvirt`); \
+                 use another backend or a build with it",
+            );
+            None
+        }
         Kind::Libvirt => libvirt(escalation).map(Backend::Libvirt),
         Kind::Vsphere => vsphere(doc, escalation, base).map(Backend::Vsphere),
         Kind::FenceAgent => fence_agent(doc, escalation, base).map(Backend::FenceAgent),
