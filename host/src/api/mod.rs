@@ -42,3 +42,16 @@ pub struct MaintenanceRequest {
     /// Why, for the journal and `medic status`.
     pub reason: Option<String>,
 }
+
+/// What a reload changed, by app name: the daemon's answer to `POST
+/// /v1/reload`, journaled as `reload_applied`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Changes {
+    /// Apps now watched that were not.
+    pub added: Vec<String>,
+    /// Apps no longer watched.
+    pub removed: Vec<String>,
+    /// Apps whose spec or kit changed (or that depend on one that did):
+    /// their supervisor was replaced.
+    pub changed: Vec<String>,
+}

@@ -43,8 +43,7 @@ pub struct ApiState {
     /// Members of this group may call (besides root and medic's user).
     pub socket_group: Option<u32>,
     /// Where `POST /v1/reload` asks the daemon to reload, and hears back.
-    pub reload:
-        tokio::sync::mpsc::Sender<oneshot::Sender<Result<crate::daemon::Changes, Vec<String>>>>,
+    pub reload: tokio::sync::mpsc::Sender<oneshot::Sender<Result<super::Changes, Vec<String>>>>,
 }
 
 type Shared = Arc<ApiState>;

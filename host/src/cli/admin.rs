@@ -129,14 +129,9 @@ fn status_text(status: &Value) -> String {
 pub(super) fn reload(target: &Target) -> ExitCode {
     target.run(|client| async move {
         let answer = client.call(Method::POST, "/v1/reload", None).await?;
-        let applied = &answer["applied"];
-        let names = |key: &str| {
-            let names: Vec<&str> = applied[key]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+        let applied: crate::api::Changes = serde_json::from_value(answer["applied"].clone())
+            .map_err(|e| ClientError::Transport(anyhow::anyhow!("the answer to reload: {e}")))?;
+        let names = |names: &[String]| {
             if names.is_empty() {
                 "-".to_owned()
             } else {
@@ -145,9 +140,9 @@ pub(super) fn reload(target: &Target) -> ExitCode {
         };
         println!(
             "reload applied: added {}; removed {}; changed {}",
-            names("added"),
-            names("removed"),
-            names("changed")
+            names(&applied.added),
+            names(&applied.removed),
+            names(&applied.changed)
         );
         Ok(())
     })

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::hypervisor::{Escalator, HypervisorError, ResetRequest, budget_filter};
+use crate::hypervisor::{Escalator, HypervisorError, ResetOutcome, ResetRequest, budget_filter};
 use crate::journal::{self, Journal};
-use crate::supervisor::ResetOutcome;
 
 /// `medic vm status`: exit 0 with backend, VM and power state, or 1 with
 /// the reason.

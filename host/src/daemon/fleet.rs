@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::registry::build_runtime;
+use crate::api::Changes;
 use crate::config::{self, AppSpec, Config};
 use crate::sandbox::Kit;
 use crate::supervisor::{AppHandle, Shared, channels, supervise};
@@ -22,18 +22,6 @@ struct Running {
     kit_sha256: String,
     handle: AppHandle,
     stop: watch::Sender<bool>,
-}
-
-/// What applying a config changed, by app name.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct Changes {
-    /// Apps now watched that were not.
-    pub added: Vec<String>,
-    /// Apps no longer watched.
-    pub removed: Vec<String>,
-    /// Apps whose spec or kit changed (or that depend on one that did):
-    /// their supervisor was replaced.
-    pub changed: Vec<String>,
 }
 
 /// Every app's supervisor.

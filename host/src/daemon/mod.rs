@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::alerts::Alerts;
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, Changes};
 use crate::config::Config;
 use crate::hypervisor::{Escalator, budget_filter};
 use crate::journal::{self, Event, Journal, Kind};
@@ -24,7 +24,6 @@ use crate::metrics::Metrics;
 use crate::sandbox::KitEngine;
 use crate::supervisor::Shared;
 
-pub use fleet::Changes;
 use fleet::Fleet;
 pub use registry::{build_runtime, load_kits};
 

@@ -11,7 +11,15 @@ use tokio::sync::Mutex;
 use super::{Hypervisor, HypervisorError};
 use crate::config::EscalationSettings;
 use crate::journal::{Event, Filter, Journal, Kind};
-use crate::supervisor::ResetOutcome;
+
+/// How an escalation to the hypervisor ended, for the app that asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResetOutcome {
+    /// The reset was done (or, for dry-run, journaled).
+    Reset,
+    /// The reset was not done; the reason is already journaled.
+    Refused(String),
+}
 
 /// The journal events the reset budget is counted from: the decisions
 /// inside the window, and nothing else, so that reading them costs the

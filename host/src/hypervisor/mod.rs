@@ -19,7 +19,9 @@ use crate::config::{Backend, EscalationSettings};
 use crate::credentials;
 
 pub use dry_run::DryRun;
-pub use escalator::{Escalator, ResetBudget, ResetRequest, RetryPolicy, budget_filter};
+pub use escalator::{
+    Escalator, ResetBudget, ResetOutcome, ResetRequest, RetryPolicy, budget_filter,
+};
 pub use fence_agent::FenceAgent;
 pub use guarded::Guarded;
 #[cfg(feature = "libvirt")]

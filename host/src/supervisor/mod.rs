@@ -12,5 +12,5 @@ pub use commands::run_command;
 pub use executor::{
     AppChannels, AppCheck, AppHandle, AppRuntime, Command, Shared, channels, supervise,
 };
-pub use state::{Action, AppState, CheckOutcome, Event, KitRecovery, Phase, Policy, ResetOutcome};
+pub use state::{Action, AppState, CheckOutcome, Event, KitRecovery, Phase, Policy};
 pub use status::{AppStatus, LastCheck};

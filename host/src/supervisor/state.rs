@@ -15,6 +15,7 @@
 //! check that cannot judge (`unknown`) is reported once and never acted on.
 //! A VM reset needs a failed check after a finished local recovery step.
 
+use crate::hypervisor::ResetOutcome;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -116,15 +117,6 @@ pub enum KitRecovery {
     Failed(String),
     /// The kit faulted while recovering.
     KitFault(String),
-}
-
-/// How an escalation to the hypervisor ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResetOutcome {
-    /// The reset was done (or, for dry-run, journaled).
-    Reset,
-    /// The reset was not done; the reason is already journaled.
-    Refused(String),
 }
 
 /// Something that happened to the app.
