@@ -287,12 +287,10 @@ fn the_socket_refuses_a_user_who_may_not_use_it() {
 fn alerts_and_metrics_from_a_running_daemon() {
     let port = common::free_port();
     let hung = common::silent::tcp(Duration::from_secs(30));
-    let setup = Setup::new("backend = \"dry-run\"\nmin_uptime = \"0s\"");
+    let setup = Setup::new("backend = \"dry-run\"\nmin_uptime = \"0s\"")
+        .with_daemon(&format!("metrics = \"127.0.0.1:{port}\"\n"));
     let delivered = setup.dir.path().join("delivered.jsonl");
-    let main = std::fs::read_to_string(setup.config()).unwrap().replace(
-        "socket = \"medic.sock\"\n",
-        &format!("socket = \"medic.sock\"\nmetrics = \"127.0.0.1:{port}\"\n"),
-    );
+    let main = std::fs::read_to_string(setup.config()).unwrap();
     let main = format!(
         "{main}\n[[alert]]\nkind = \"exec\"\nevents = [\"app_failed\"]\n\
          command = [\"/bin/sh\", \"-c\", \"cat >> {}\"]\n\
@@ -458,17 +456,8 @@ fn a_dependent_is_blocked_while_redis_is_down_and_checked_when_it_is_back() {
 
 #[test]
 fn reload_applies_what_changed_and_refuses_bad_files_and_kits() {
-    let setup = setup("ok");
     // Only explicit reloads here; reload on change has its own test.
-    let main = std::fs::read_to_string(setup.config()).unwrap();
-    std::fs::write(
-        setup.config(),
-        main.replace(
-            "socket = \"medic.sock\"\n",
-            "socket = \"medic.sock\"\nreload_on_change = false\n",
-        ),
-    )
-    .unwrap();
+    let setup = setup("ok").with_daemon("reload_on_change = false\n");
     let daemon = started(&setup);
     wait_state(&setup, "healthy");
     let apps_d = setup.dir.path().join("apps.d");

@@ -139,16 +139,7 @@ fn config_validate_names_a_bad_retention_setting() {
         ),
         ("journal_keep = \"5m\"", "daemon.journal_keep:"),
     ] {
-        let setup = Setup::new("");
-        let main = std::fs::read_to_string(setup.config()).unwrap();
-        std::fs::write(
-            setup.config(),
-            main.replace(
-                "socket = \"medic.sock\"\n",
-                &format!("socket = \"medic.sock\"\n{line}\n"),
-            ),
-        )
-        .unwrap();
+        let setup = Setup::new("").with_daemon(&format!("{line}\n"));
         let out = setup.run(&["config", "validate"]);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);

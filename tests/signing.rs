@@ -60,16 +60,9 @@ fn sign(secret: &Path, file: &Path, comment: &str) {
 /// with the `misbehave` kit copied as each of `kits`, and one app of the
 /// same name per kit; explicit reloads only.
 fn signed_setup(kits: &[&str]) -> Setup {
-    let setup = Setup::new("").with_kit("misbehave");
-    let main = std::fs::read_to_string(setup.config()).unwrap();
-    std::fs::write(
-        setup.config(),
-        main.replace(
-            "socket = \"medic.sock\"\n",
-            "socket = \"medic.sock\"\nreload_on_change = false\ntrusted_keys = [\"keys/*.pub\"]\nrequire_signed = true\n",
-        ),
-    )
-    .unwrap();
+    let setup = Setup::new("").with_kit("misbehave").with_daemon(
+        "reload_on_change = false\ntrusted_keys = [\"keys/*.pub\"]\nrequire_signed = true\n",
+    );
     std::fs::create_dir(setup.dir.path().join("keys")).unwrap();
     let original = setup.dir.path().join("kits/misbehave.wasm");
     let mut setup = setup;
@@ -268,21 +261,12 @@ fn a_reload_keeps_the_last_good_kit_when_the_new_one_fails_its_signature() {
 #[test]
 fn config_validate_names_the_line_of_an_unusable_key_setting() {
     let validate = |daemon: &str, files: &[(&str, &str)]| {
-        let setup = Setup::new("");
+        let setup = Setup::new("").with_daemon(daemon);
         for (name, text) in files {
             let path = setup.dir.path().join(name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, text).unwrap();
         }
-        let main = std::fs::read_to_string(setup.config()).unwrap();
-        std::fs::write(
-            setup.config(),
-            main.replace(
-                "socket = \"medic.sock\"\n",
-                &format!("socket = \"medic.sock\"\n{daemon}"),
-            ),
-        )
-        .unwrap();
         let out = setup.run(&["config", "validate"]);
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()

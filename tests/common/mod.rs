@@ -87,6 +87,21 @@ impl Setup {
         self
     }
 
+    /// Adds `lines` to medic.toml's `[daemon]` table, after `socket`
+    /// (line 6 and on).
+    pub fn with_daemon(self, lines: &str) -> Self {
+        let main = std::fs::read_to_string(self.config()).unwrap();
+        std::fs::write(
+            self.config(),
+            main.replace(
+                "socket = \"medic.sock\"\n",
+                &format!("socket = \"medic.sock\"\n{lines}"),
+            ),
+        )
+        .unwrap();
+        self
+    }
+
     /// Writes `apps.d/<name>.toml`.
     pub fn app(self, name: &str, toml: &str) -> Self {
         std::fs::write(

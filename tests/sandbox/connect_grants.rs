@@ -39,6 +39,26 @@ async fn a_kit_with_a_grant_cannot_look_up_an_ungranted_name() {
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing connected");
 }
 
+/// A hostile kit that looks up a 1 MiB name gets a denial cut to the
+/// denial cap: the name crosses into the host once, and neither the
+/// fault, the journal nor the log carries it whole.
+#[tokio::test]
+async fn a_huge_name_to_look_up_is_denied_and_cut() {
+    let (port, accepted) = counting_http_server();
+    let grants = connect_to(&[format!("127.0.0.1:{port}")]);
+    let huge = "a".repeat(1 << 20);
+    let result = misbehave()
+        .check(&grants, &[("mode", "lookup"), ("host", &huge)])
+        .await;
+    let Err(KitFault::Denied(denied)) = result else {
+        panic!("not denied: {result:?}");
+    };
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert!(denied[0].starts_with("lookup aaaa"), "{}", &denied[0][..40]);
+    assert!(denied[0].len() <= 260, "kept {} bytes", denied[0].len());
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing connected");
+}
+
 #[tokio::test]
 async fn a_granted_name_resolves_and_serves_both_http_paths() {
     let (port, accepted) = counting_http_server();
