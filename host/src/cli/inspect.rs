@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::config::Grants;
 use crate::sandbox::{CallScope, Capability, Kit, KitEngine, KitInfo};
-use crate::signing::KitTrust;
+use crate::signing::{KitTrust, Provenance};
 
 /// How long `describe` may take.
 pub(super) const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -25,9 +25,8 @@ struct Description {
     file: String,
     sha256: String,
     /// Who signed the file (`kit.wasm.minisig`).
-    signer: serde_json::Value,
-    #[serde(skip)]
-    signer_text: String,
+    #[serde(serialize_with = "provenance_json")]
+    signer: Provenance,
     name: String,
     version: String,
     summary: String,
@@ -151,8 +150,7 @@ fn from_info(file: &Path, kit: &Kit, info: KitInfo, env: Vec<String>) -> Descrip
     Description {
         file: file.display().to_string(),
         sha256: kit.sha256().to_owned(),
-        signer: kit.provenance().to_json(),
-        signer_text: kit.provenance().to_string(),
+        signer: kit.provenance().clone(),
         name: info.name,
         version: info.version,
         summary: info.summary,
@@ -206,7 +204,7 @@ fn render(d: &Description) -> String {
     }
     out += &format!(
         "\nfile:   {}\nsha256: {}\nsigner: {}\n",
-        d.file, d.sha256, d.signer_text
+        d.file, d.sha256, d.signer
     );
     out
 }
@@ -224,4 +222,12 @@ fn render_settings(settings: &[SettingDoc]) -> String {
             format!("  {:<16} {:<20} {}\n", s.key, format!("({note})"), s.doc)
         })
         .collect()
+}
+
+/// `signer` in `--json`: as `kit_loaded` journals it.
+fn provenance_json<S: serde::Serializer>(
+    provenance: &Provenance,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    provenance.to_json().serialize(serializer)
 }

@@ -12,6 +12,7 @@ mod event;
 pub mod legacy;
 mod store;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -105,11 +106,21 @@ impl Journal {
             path: state_dir.to_owned(),
             source,
         })?;
-        let connection =
-            store::open_writer(state_dir).map_err(|source| JournalError::Database {
+        // Made 0640 before SQLite opens it, whatever the umask; SQLite
+        // gives its `-wal` and `-shm` files the same mode.
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o640)
+            .open(&path)
+            .map_err(|source| JournalError::Io {
                 path: path.clone(),
                 source,
             })?;
+        let connection = store::open_writer(&path).map_err(|source| JournalError::Database {
+            path: path.clone(),
+            source,
+        })?;
         let journal = Self {
             path,
             connection: Mutex::new(connection),

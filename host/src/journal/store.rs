@@ -10,7 +10,6 @@
 //! each event durable (fsynced) before the insert returns, which is what
 //! "journaled before the action" needs.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -113,18 +112,10 @@ fn from_millis(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
 
-/// Opens (creating if needed) the database for writing. The file is made
-/// 0640 before SQLite opens it, whatever the umask; SQLite gives its
-/// `-wal` and `-shm` files the same mode.
-pub(super) fn open_writer(state_dir: &Path) -> rusqlite::Result<Connection> {
-    let path = state_dir.join(FILE_NAME);
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .open(&path)
-        .map_err(|e| io_error(&path, &e))?;
-    let connection = Connection::open(&path)?;
+/// Opens the database at `path` for writing, making its tables if it has
+/// none.
+pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
+    let connection = Connection::open(path)?;
     connection.busy_timeout(BUSY_WAIT)?;
     // Only takes effect on a new, empty file: freed pages can then be
     // given back to the file system after retention.
@@ -157,10 +148,6 @@ pub(super) fn open_reader(state_dir: &Path) -> rusqlite::Result<Option<Connectio
         )
         .optional()?;
     Ok(created.map(|_| connection))
-}
-
-fn io_error(path: &Path, e: &std::io::Error) -> rusqlite::Error {
-    rusqlite::Error::InvalidPath(format!("{}: {e}", path.display()).into())
 }
 
 /// Inserts one event; durable when it returns.
