@@ -569,3 +569,76 @@ fn a_new_app_file_is_picked_up_without_a_reload_command() {
     let out = client(&setup, &["check", "api"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// `medic stop` stops a real nginx and holds it stopped: not checked, not
+/// recovered, still stopped after a restart of medic, until `medic start`
+/// starts it and supervision resumes. Both are journaled with who asked.
+#[test]
+fn stop_holds_an_app_stopped_across_a_restart_of_medic_until_start() {
+    let nginx = common::nginx::Nginx::start();
+    let setup = Setup::new("backend = \"dry-run\"\nmin_uptime = \"0s\"")
+        .with_kit("http")
+        .app("web", &nginx.http_app("100ms"));
+    let mut daemon = started(&setup);
+    wait_state(&setup, "healthy");
+
+    let pid = nginx.master_pid().unwrap();
+    let out = client(&setup, &["stop", "web", "--reason", "disk swap"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web stopped\n");
+    assert!(
+        common::wait_for(Duration::from_secs(2), || !medic::process::is_alive(pid)),
+        "nginx was stopped"
+    );
+    assert!(!nginx.serves());
+    let status = wait_state(&setup, "stopped");
+    assert_eq!(
+        status["apps"][0]["reason"], "stopped by uid 0: disk swap",
+        "{status}"
+    );
+    let out = client(&setup, &["stop", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("already stopped"));
+    let out = client(&setup, &["recover", "web"]);
+    assert_eq!(out.status.code(), Some(1), "a stopped app is not recovered");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("medic start web"));
+
+    // Held across a restart of medic: nothing starts nginx again.
+    daemon.stop();
+    let _daemon = started(&setup);
+    std::thread::sleep(Duration::from_secs(1));
+    let status = wait_state(&setup, "stopped");
+    assert!(status["apps"][0]["last_check"].is_null(), "{status}");
+    assert!(!nginx.serves(), "medic started a stopped app");
+    let kinds = setup.kinds("web");
+    assert!(
+        !kinds.iter().any(|k| matches!(
+            k,
+            Kind::AppFailed | Kind::RecoveryAttempt | Kind::Escalation
+        )),
+        "{kinds:?}"
+    );
+
+    let out = client(&setup, &["start", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "web started\n");
+    assert!(nginx.serves());
+    wait_state(&setup, "healthy");
+    let out = client(&setup, &["start", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not stopped"));
+
+    let held: Vec<_> = setup
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e.kind, Kind::AppStopped | Kind::AppStarted))
+        .map(|e| (e.kind, e.detail["by"].clone(), e.detail["reason"].clone()))
+        .collect();
+    assert_eq!(
+        held,
+        [
+            (Kind::AppStopped, "uid 0".into(), "disk swap".into()),
+            (Kind::AppStarted, "uid 0".into(), Value::Null),
+        ]
+    );
+}

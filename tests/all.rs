@@ -18,6 +18,7 @@ mod daemon;
 mod env_grant;
 mod hostile_text;
 mod hypervisor_fence;
+mod hypervisor_inventory;
 #[cfg(feature = "libvirt")]
 mod hypervisor_libvirt;
 mod hypervisor_qmp;
@@ -27,8 +28,13 @@ mod ladder;
 mod languages;
 mod metrics;
 mod no_harm;
+mod remote_admin;
 mod reset_guard;
 mod sandbox;
 mod signing;
 mod systemd;
+mod units;
+#[path = "vsphere_fixtures/mod.rs"]
+mod vsphere_fixtures;
 mod wat_guests;
+mod web_page;

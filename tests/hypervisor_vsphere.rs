@@ -8,8 +8,7 @@
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
 use crate::common;
-#[path = "vsphere_fixtures/mod.rs"]
-mod fixtures;
+use crate::vsphere_fixtures as fixtures;
 
 use std::time::Duration;
 

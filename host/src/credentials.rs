@@ -214,27 +214,52 @@ struct CredentialsFile {
     password: String,
 }
 
-fn load_file(path: &Path) -> Result<Credentials, CredentialsError> {
-    let unreadable = |source| CredentialsError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
-    // Opened once, not through a symbolic link, and judged by the open
-    // descriptor: what is checked is what is read.
+/// Why a secret file was not read.
+#[derive(Debug)]
+pub(crate) enum SecretFileError {
+    /// It could not be opened or read.
+    Unreadable(std::io::Error),
+    /// Others may read it, or a stranger owns it: what is wrong.
+    Unsafe(String),
+}
+
+/// The bytes of a file that holds a secret (credentials, a TLS key):
+/// opened once, not through a symbolic link, and judged by the open
+/// descriptor, so what is checked is what is read.
+pub(crate) fn read_secret_file(path: &Path) -> Result<Vec<u8>, SecretFileError> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
-        .map_err(unreadable)?;
-    let metadata = file.metadata().map_err(unreadable)?;
+        .map_err(SecretFileError::Unreadable)?;
+    let metadata = file.metadata().map_err(SecretFileError::Unreadable)?;
     if let Some(problem) = unsafe_permissions(metadata.mode(), metadata.uid()) {
-        return Err(CredentialsError::Unsafe {
-            path: path.to_path_buf(),
-            problem,
-        });
+        return Err(SecretFileError::Unsafe(problem));
     }
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut file, &mut text).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(SecretFileError::Unreadable)?;
+    Ok(bytes)
+}
+
+fn load_file(path: &Path) -> Result<Credentials, CredentialsError> {
+    let text = match read_secret_file(path) {
+        Ok(bytes) => String::from_utf8(bytes).map_err(|e| CredentialsError::Unreadable {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        })?,
+        Err(SecretFileError::Unreadable(source)) => {
+            return Err(CredentialsError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+        Err(SecretFileError::Unsafe(problem)) => {
+            return Err(CredentialsError::Unsafe {
+                path: path.to_path_buf(),
+                problem,
+            });
+        }
+    };
     // toml's message quotes the offending line, which may hold the
     // password: report only where the problem is.
     let parsed: CredentialsFile = toml::from_str(&text).map_err(|e| {
@@ -257,7 +282,8 @@ fn load_file(path: &Path) -> Result<Credentials, CredentialsError> {
     })
 }
 
-/// What is unsafe about a file with `mode` owned by `uid`, if anything.
+/// What is unsafe about a file with `mode` owned by `uid`, if anything;
+/// shared with the admin API's TLS key files, held to the same rules.
 fn unsafe_permissions(mode: u32, uid: u32) -> Option<String> {
     let own_uid = rustix::process::geteuid().as_raw();
     if mode & 0o077 != 0 {

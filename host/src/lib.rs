@@ -20,4 +20,7 @@ pub mod process;
 pub mod sandbox;
 pub mod signing;
 pub mod status;
+pub mod stopped;
 pub mod supervisor;
+pub mod unit;
+pub mod web;

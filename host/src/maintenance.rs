@@ -4,11 +4,13 @@
 //! they survive a restart of medic, and end on their own at their expiry.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::fsutil::BookError;
+use crate::fsutil::JsonBook;
 
 /// File name of the maintenance book inside `state_dir`.
 pub const FILE_NAME: &str = "maintenance.json";
@@ -19,7 +21,7 @@ pub struct Window {
     /// When it ends by itself.
     #[serde(
         serialize_with = "crate::journal::rfc3339",
-        deserialize_with = "from_rfc3339"
+        deserialize_with = "crate::journal::from_rfc3339"
     )]
     pub until: SystemTime,
     /// Why, as the admin wrote it.
@@ -39,51 +41,26 @@ pub struct Windows {
 
 /// The maintenance windows, shared by the supervisors and the admin API.
 #[derive(Debug)]
-pub struct Book {
-    path: PathBuf,
-    windows: Mutex<Windows>,
-}
-
-/// Why the book could not be saved.
-#[derive(Debug, thiserror::Error)]
-#[error("maintenance book {}: {source}", .path.display())]
-pub struct BookError {
-    path: PathBuf,
-    source: std::io::Error,
-}
+pub struct Book(JsonBook<Windows>);
 
 impl Book {
     /// Reads the book in `state_dir` (an unreadable or torn file is an
     /// empty book, logged: supervision must start either way).
     pub fn open(state_dir: &Path) -> Self {
-        let path = state_dir.join(FILE_NAME);
-        let windows = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-                tracing::error!(path = %path.display(), "maintenance book unreadable, starting without: {e}");
-                Windows::default()
-            }),
-            Err(_) => Windows::default(),
-        };
-        Self {
-            path,
-            windows: Mutex::new(windows),
-        }
-    }
-
-    fn windows(&self) -> std::sync::MutexGuard<'_, Windows> {
-        self.windows
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        Self(JsonBook::open(
+            state_dir.join(FILE_NAME),
+            "maintenance book",
+        ))
     }
 
     /// Every window in force (expired ones included until [`Book::expire`]).
     pub fn snapshot(&self) -> Windows {
-        self.windows().clone()
+        self.0.read().clone()
     }
 
     /// The window `app` is under at `now`, its own or the global one.
     pub fn active(&self, app: &str, now: SystemTime) -> Option<Window> {
-        let windows = self.windows();
+        let windows = self.0.read();
         windows
             .apps
             .get(app)
@@ -95,68 +72,43 @@ impl Book {
 
     /// Starts (or replaces) the window of `app`, or the global one.
     pub fn start(&self, app: Option<&str>, window: Window) -> Result<(), BookError> {
-        let mut windows = self.windows();
-        match app {
+        self.0.modify(|windows| match app {
             Some(app) => {
                 windows.apps.insert(app.to_owned(), window);
             }
             None => windows.global = Some(window),
-        }
-        self.save(&windows)
+        })
     }
 
     /// Ends the window of `app`, or the global one; returns it if there
     /// was one.
     pub fn end(&self, app: Option<&str>) -> Result<Option<Window>, BookError> {
-        let mut windows = self.windows();
-        let ended = match app {
+        self.0.modify(|windows| match app {
             Some(app) => windows.apps.remove(app),
             None => windows.global.take(),
-        };
-        if ended.is_some() {
-            self.save(&windows)?;
-        }
-        Ok(ended)
+        })
     }
 
     /// Removes the windows that ended by `now` and returns them (with
     /// their app, `None` for the global one), for the journal.
     pub fn expire(&self, now: SystemTime) -> Result<Vec<(Option<String>, Window)>, BookError> {
-        let mut windows = self.windows();
-        let mut ended = Vec::new();
-        if windows.global.as_ref().is_some_and(|w| w.until <= now) {
-            ended.extend(windows.global.take().map(|w| (None, w)));
-        }
-        let expired: Vec<String> = windows
-            .apps
-            .iter()
-            .filter(|(_, w)| w.until <= now)
-            .map(|(app, _)| app.clone())
-            .collect();
-        for app in expired {
-            ended.extend(windows.apps.remove(&app).map(|w| (Some(app), w)));
-        }
-        if !ended.is_empty() {
-            self.save(&windows)?;
-        }
-        Ok(ended)
-    }
-
-    fn save(&self, windows: &Windows) -> Result<(), BookError> {
-        let bytes = serde_json::to_vec_pretty(windows).map_err(|e| BookError {
-            path: self.path.clone(),
-            source: e.into(),
-        })?;
-        crate::fsutil::write_atomic(&self.path, &bytes).map_err(|source| BookError {
-            path: self.path.clone(),
-            source,
+        self.0.modify(|windows| {
+            let mut ended = Vec::new();
+            if windows.global.as_ref().is_some_and(|w| w.until <= now) {
+                ended.extend(windows.global.take().map(|w| (None, w)));
+            }
+            let expired: Vec<String> = windows
+                .apps
+                .iter()
+                .filter(|(_, w)| w.until <= now)
+                .map(|(app, _)| app.clone())
+                .collect();
+            for app in expired {
+                ended.extend(windows.apps.remove(&app).map(|w| (Some(app), w)));
+            }
+            ended
         })
     }
-}
-
-fn from_rfc3339<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -33,11 +33,14 @@ pub enum State {
     Maintenance,
     /// A dependency is down.
     Blocked,
+    /// An admin stopped it (`medic stop`): neither checked nor recovered
+    /// until `medic start`.
+    Stopped,
 }
 
 impl State {
     /// Every state, so each app has a `medic_app_state` series for all.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Healthy,
         Self::Degraded,
         Self::Failing,
@@ -48,6 +51,7 @@ impl State {
         Self::Blocked,
         Self::Maintenance,
         Self::Starting,
+        Self::Stopped,
     ];
 
     /// The name admins see (`recovering`).
@@ -63,6 +67,7 @@ impl State {
             Self::Manual => "manual",
             Self::Maintenance => "maintenance",
             Self::Blocked => "blocked",
+            Self::Stopped => "stopped",
         }
     }
 
@@ -71,7 +76,12 @@ impl State {
     pub fn is_down(self) -> bool {
         matches!(
             self,
-            Self::Failing | Self::Recovering | Self::Escalating | Self::Manual | Self::Blocked
+            Self::Failing
+                | Self::Recovering
+                | Self::Escalating
+                | Self::Manual
+                | Self::Blocked
+                | Self::Stopped
         )
     }
 }

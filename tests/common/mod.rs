@@ -3,11 +3,13 @@
 //! fixture starts is ended by its pid when the fixture drops.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)] // fixtures: a panic is a failed test
 
+pub mod chromium;
 pub mod examples;
 pub mod guests;
 pub mod nginx;
 pub mod postgres;
 pub mod redis;
+pub mod tls;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

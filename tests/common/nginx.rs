@@ -88,6 +88,29 @@ impl Nginx {
         super::argv_toml(&argv)
     }
 
+    /// The app's `stop` as a TOML array: nginx's own `-s stop`.
+    pub fn stop_toml(&self) -> String {
+        let mut argv = vec![NGINX.to_string()];
+        argv.extend(self.start_args());
+        argv.extend(["-s".to_owned(), "stop".to_owned()]);
+        super::argv_toml(&argv)
+    }
+
+    /// An app file watching this nginx through the bundled `http` kit, with
+    /// its `start`, `stop` and pidfile, checked every `interval`.
+    pub fn http_app(&self, interval: &str) -> String {
+        format!(
+            "kit = \"http\"\ninterval = \"{interval}\"\ntimeout = \"1s\"\n\
+             start = {start}\nstop = {stop}\npidfile = \"{pidfile}\"\n\
+             [settings]\nurl = \"http://127.0.0.1:{port}/healthz\"\nexpect_body = \"ok\"\n\
+             [grants]\nconnect = [\"127.0.0.1:{port}\"]\n",
+            start = self.start_toml(),
+            stop = self.stop_toml(),
+            pidfile = self.pidfile().display(),
+            port = self.port,
+        )
+    }
+
     pub fn pidfile(&self) -> PathBuf {
         self.prefix.join("nginx.pid")
     }

@@ -7,6 +7,13 @@
 // as PEM to -ca-out, the virtual machines (moref, name, inventory path,
 // BIOS uuid, power state) as JSON to -info-out, and the SDK URL is printed
 // on stdout as one line. It serves until killed or until stdin closes.
+//
+// GET /medic-test/guest?name=VM answers what the simulator's guest of that
+// VM reports (host name and IP address set by a guest customization, the
+// customization still pending), which no vim25 call medic makes shows.
+// -miscount-cards VM makes the guest customization of that VM's clones
+// fail (its summary counts one network card too many), to test clean-up;
+// -template VM turns a VM into a template (off, no resource pool).
 package main
 
 import (
@@ -25,6 +32,7 @@ import (
 	"log"
 	"math/big"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -50,6 +58,8 @@ func main() {
 	caOut := flag.String("ca-out", "", "where to write the CA certificate (PEM)")
 	infoOut := flag.String("info-out", "", "where to write the VM list (JSON)")
 	powerOff := flag.String("power-off", "", "comma-separated VM names to power off before serving")
+	miscount := flag.String("miscount-cards", "", "a VM whose summary claims one network card more than it has, so a customization of its clone fails")
+	template := flag.String("template", "", "a VM to power off and mark as a template, as MarkAsTemplate does")
 	flag.Parse()
 
 	if *caOut == "" || *infoOut == "" {
@@ -79,6 +89,27 @@ func main() {
 		}
 	}
 
+	if *template != "" {
+		vm := vmByName(*template)
+		if vm == nil {
+			log.Fatalf("template: no VM named %q", *template)
+		}
+		if err := powerOffByName(*template); err != nil {
+			log.Fatalf("template: %v", err)
+		}
+		vm.Config.Template = true
+		vm.Summary.Config.Template = true
+		vm.ResourcePool = nil
+	}
+
+	if *miscount != "" {
+		vm := vmByName(*miscount)
+		if vm == nil {
+			log.Fatalf("miscount cards: no VM named %q", *miscount)
+		}
+		vm.Summary.Config.NumEthernetCards++
+	}
+
 	if err := writeInfo(*infoOut); err != nil {
 		log.Fatalf("write info: %v", err)
 	}
@@ -87,6 +118,7 @@ func main() {
 	model.Service.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
 	server := model.Service.NewServer()
 	defer server.Close()
+	model.Service.ServeMux.HandleFunc("/medic-test/guest", serveGuest)
 
 	shown := *server.URL
 	shown.User = nil
@@ -149,19 +181,55 @@ func makeCerts() ([]byte, tls.Certificate, error) {
 	}, nil
 }
 
+// vmByName is the simulator's VM of that name, or nil.
+func vmByName(name string) *simulator.VirtualMachine {
+	for _, e := range simulator.Map.All("VirtualMachine") {
+		if vm, ok := e.(*simulator.VirtualMachine); ok && vm.Name == name {
+			return vm
+		}
+	}
+	return nil
+}
+
 // powerOffByName marks a VM powered off before the server starts, so no
 // request can race with it.
 func powerOffByName(name string) error {
-	for _, e := range simulator.Map.All("VirtualMachine") {
-		vm, ok := e.(*simulator.VirtualMachine)
-		if !ok || vm.Name != name {
-			continue
-		}
-		vm.Runtime.PowerState = types.VirtualMachinePowerStatePoweredOff
-		vm.Summary.Runtime.PowerState = types.VirtualMachinePowerStatePoweredOff
-		return nil
+	vm := vmByName(name)
+	if vm == nil {
+		return fmt.Errorf("no VM named %q", name)
 	}
-	return fmt.Errorf("no VM named %q", name)
+	vm.Runtime.PowerState = types.VirtualMachinePowerStatePoweredOff
+	vm.Summary.Runtime.PowerState = types.VirtualMachinePowerStatePoweredOff
+	return nil
+}
+
+type guestInfo struct {
+	HostName             string `json:"host_name"`
+	IPAddress            string `json:"ip_address"`
+	PendingCustomization string `json:"pending_customization"`
+	PowerState           string `json:"power_state"`
+}
+
+// serveGuest answers the guest of the VM named by the name parameter.
+func serveGuest(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	if vm := vmByName(name); vm != nil {
+		var info guestInfo
+		simulator.Map.WithLock(vm, func() {
+			info = guestInfo{
+				HostName:   vm.Guest.HostName,
+				IPAddress:  vm.Guest.IpAddress,
+				PowerState: string(vm.Runtime.PowerState),
+			}
+			if vm.Config.Tools != nil {
+				info.PendingCustomization = vm.Config.Tools.PendingCustomization
+			}
+		})
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(info)
+		return
+	}
+	http.Error(w, "no VM named "+name, http.StatusNotFound)
 }
 
 // inventoryPath walks the parents of an entity up to (not including) the root folder.

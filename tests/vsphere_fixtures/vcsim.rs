@@ -27,6 +27,20 @@ pub struct SimVm {
     pub power_state: String,
 }
 
+/// What the simulator's guest of a VM reports (tests/vcsim/main.go's
+/// `/medic-test/guest`): set by a guest customization at power-on.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SimGuest {
+    /// `guest.hostName`.
+    pub host_name: String,
+    /// `guest.ipAddress`.
+    pub ip_address: String,
+    /// `config.tools.pendingCustomization`: set until the VM powers on.
+    pub pending_customization: String,
+    /// `runtime.powerState`.
+    pub power_state: String,
+}
+
 /// A running simulator.
 pub struct Vcsim {
     child: Child,
@@ -48,6 +62,11 @@ impl Vcsim {
 
     /// Starts a simulator with the named VMs powered off.
     pub fn start_with_powered_off(names: &[&str]) -> Self {
+        Self::start_with_args(&["-power-off", &names.join(",")])
+    }
+
+    /// Starts a simulator with more of the launcher's flags (tests/vcsim/main.go).
+    pub fn start_with_args(args: &[&str]) -> Self {
         let binary = launcher();
         let dir = tempfile::tempdir().unwrap();
         let ca_file = dir.path().join("ca.pem");
@@ -62,8 +81,7 @@ impl Vcsim {
             .arg(&ca_file)
             .arg("-info-out")
             .arg(&info_file)
-            .arg("-power-off")
-            .arg(names.join(","))
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log_file).unwrap())
@@ -105,6 +123,21 @@ impl Vcsim {
         let mut settings = super::settings(&self.url, VsphereApi::Soap, vm);
         settings.ca_file = Some(self.ca_file.clone());
         settings
+    }
+
+    /// What the guest of the VM named `name` reports.
+    pub async fn guest(&self, name: &str) -> SimGuest {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca_file).unwrap()).unwrap();
+        let client = reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .build()
+            .unwrap();
+        let mut url = reqwest::Url::parse(&self.url).unwrap();
+        url.set_path("/medic-test/guest");
+        url.query_pairs_mut().append_pair("name", name);
+        let answer = client.get(url).send().await.unwrap();
+        assert!(answer.status().is_success(), "{answer:?}");
+        answer.json().await.unwrap()
     }
 
     /// Writes a DMI uuid file holding `text` and returns its path.

@@ -59,7 +59,9 @@ const EXAMPLE_LANGS: &[&str] = &["rust", "python", "js", "c"];
 /// Debian packages the tests and the benchmark use besides: the servers and
 /// checkers compared against, and the hypervisors escalation is tested on
 /// (QEMU, fence-agents' fence_dummy, govmomi's vCenter simulator, built
-/// with Go), and `minisign`, which signs the kits of the signing tests.
+/// with Go), `minisign`, which signs the kits of the signing tests,
+/// `qemu-img` and `xorriso` for the libvirt clones (overlay and cloud-init
+/// seed), and Chromium, which reads the status pages.
 const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "redis-server",
@@ -72,6 +74,9 @@ const TEST_PACKAGES: &[&str] = &[
     "golang-go",
     "golang-github-vmware-govmomi-dev",
     "minisign",
+    "qemu-utils",
+    "xorriso",
+    "chromium",
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -1,7 +1,9 @@
 //! The command line's side of the admin API: one HTTP/1 request over the
-//! daemon's unix socket.
+//! daemon's unix socket, or over TCP with mutual TLS to an agent's
+//! `[daemon] listen`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use bytes::Bytes;
@@ -9,12 +11,35 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-/// A connection target: the daemon's socket.
+use super::tls::{AgentUrl, ConnectError, Refusal, TlsClient};
+
+/// A connection target: the daemon's socket, or an agent's TLS address.
 #[derive(Debug, Clone)]
 pub struct Client {
-    socket: PathBuf,
+    endpoint: Endpoint,
 }
+
+/// Where the admin API is.
+#[derive(Debug, Clone)]
+enum Endpoint {
+    /// The daemon's unix socket (`[daemon] socket`).
+    Socket(PathBuf),
+    /// An agent's TCP address with mutual TLS (`[daemon] listen`), and the
+    /// client's CA, certificate and key, shared by every agent it calls.
+    Agent {
+        /// `https://HOST:PORT`.
+        url: AgentUrl,
+        /// This client's side of TLS.
+        tls: Arc<TlsClient>,
+    },
+}
+
+/// What the HTTP exchange runs over: a unix socket or a TLS stream.
+trait Connection: AsyncRead + AsyncWrite + Send + Unpin {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Connection for T {}
 
 /// Why a call failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +51,24 @@ pub enum ClientError {
         socket: PathBuf,
         /// What connect said.
         source: std::io::Error,
+    },
+    /// Nothing answers at the agent's address (no medic listening there, a
+    /// firewall, a wrong port), or not in time.
+    #[error("cannot reach the medic agent at {url}: {source}")]
+    AgentUnreachable {
+        /// The agent's URL.
+        url: String,
+        /// What connect said.
+        source: std::io::Error,
+    },
+    /// The agent refused this client's certificate, or this client the
+    /// agent's: which side refused and why.
+    #[error("{url}: {refusal}")]
+    TlsRefused {
+        /// The agent's URL.
+        url: String,
+        /// Who refused and why.
+        refusal: Refusal,
     },
     /// The daemon answered with an error.
     #[error("{message} (HTTP {status})")]
@@ -56,8 +99,60 @@ impl Client {
     /// A client of the daemon listening at `socket`.
     pub fn new(socket: &Path) -> Self {
         Self {
-            socket: socket.to_path_buf(),
+            endpoint: Endpoint::Socket(socket.to_path_buf()),
         }
+    }
+
+    /// A client of the agent at `url` (its `[daemon] listen`), over mutual
+    /// TLS with `tls`, which many clients may share.
+    pub fn tls(url: AgentUrl, tls: Arc<TlsClient>) -> Self {
+        Self {
+            endpoint: Endpoint::Agent { url, tls },
+        }
+    }
+
+    /// A connection to the daemon, for hyper's handshake.
+    async fn connect(&self) -> Result<Box<dyn Connection>, ClientError> {
+        match &self.endpoint {
+            Endpoint::Socket(socket) => {
+                let stream = tokio::net::UnixStream::connect(socket)
+                    .await
+                    .map_err(|source| ClientError::Unreachable {
+                        socket: socket.clone(),
+                        source,
+                    })?;
+                Ok(Box::new(stream))
+            }
+            Endpoint::Agent { url, tls } => {
+                let stream = tls.connect(url).await.map_err(|error| match error {
+                    ConnectError::Unreachable(source) => ClientError::AgentUnreachable {
+                        url: url.to_string(),
+                        source,
+                    },
+                    ConnectError::Refused(refusal) => ClientError::TlsRefused {
+                        url: url.to_string(),
+                        refusal,
+                    },
+                })?;
+                Ok(Box::new(stream))
+            }
+        }
+    }
+
+    /// A failed exchange: the TLS refusal it carries, if any (with TLS 1.3
+    /// the agent refuses a certificate after the client's handshake is
+    /// done, so the refusal comes with the answer), else a transport
+    /// failure.
+    fn failed(&self, error: hyper::Error) -> ClientError {
+        if let Endpoint::Agent { url, .. } = &self.endpoint
+            && let Some(refusal) = Refusal::of(&error)
+        {
+            return ClientError::TlsRefused {
+                url: url.to_string(),
+                refusal,
+            };
+        }
+        ClientError::Transport(error.into())
     }
 
     /// Sends one request and returns the response, with its status checked.
@@ -67,13 +162,8 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                socket: self.socket.clone(),
-                source,
-            })?;
-        let transport = |e: hyper::Error| ClientError::Transport(e.into());
+        let stream = self.connect().await?;
+        let transport = |e: hyper::Error| self.failed(e);
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(transport)?;
@@ -117,7 +207,7 @@ impl Client {
             .into_body()
             .collect()
             .await
-            .map_err(|e| ClientError::Transport(e.into()))?
+            .map_err(|e| self.failed(e))?
             .to_bytes();
         serde_json::from_slice(&bytes)
             .context("the daemon's answer is not JSON")
@@ -130,7 +220,7 @@ impl Client {
         let mut body = self.send(Method::GET, path, None).await?.into_body();
         let mut pending = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| ClientError::Transport(e.into()))?;
+            let frame = frame.map_err(|e| self.failed(e))?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };

@@ -1,11 +1,12 @@
-//! Who is calling, from the socket's peer credentials, and whether they
-//! may.
+//! Who is calling, from the socket's peer credentials or the client's
+//! certificate, and whether they may.
 //!
 //! Everything is read from the accepted connection itself when it is
 //! accepted: the kernel fixed those credentials when the caller connected.
 //! Nothing is looked up by pid later, so a caller that exits (and whose pid
 //! is reused) cannot lend another process's groups to its connection.
 
+use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 
@@ -14,9 +15,29 @@ use axum::serve::IncomingStream;
 use nix::libc;
 use tokio::net::{UnixListener, UnixStream};
 
-/// The caller of one connection, as the kernel reports it.
+/// The caller of one connection: every handler's `ConnectInfo`, so the
+/// same routes serve the unix socket and the TLS listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Peer {
+pub enum Peer {
+    /// A process on the unix socket, as the kernel reports it.
+    Local(Local),
+    /// A client over TCP that passed mutual TLS: its certificate is signed
+    /// by `client_ca` and its name is in `clients` (`api::tls`).
+    Remote(Remote),
+}
+
+/// A client over TCP, named by its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The certificate's name listed in `[daemon] clients`.
+    pub name: String,
+    /// Where it connected from, for the log.
+    pub addr: SocketAddr,
+}
+
+/// A process on the unix socket, as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Local {
     /// The caller's user id.
     pub uid: u32,
     /// The caller's primary group id.
@@ -29,11 +50,32 @@ pub struct Peer {
 
 impl Connected<IncomingStream<'_, UnixListener>> for Peer {
     fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        Self::of(stream.io())
+        Self::Local(Local::of(stream.io()))
     }
 }
 
 impl Peer {
+    /// Whether this caller may use the API: a local one as
+    /// [`Local::is_permitted`] says; a remote one always, since only a
+    /// listed certificate gets through the TLS handshake.
+    pub fn is_permitted(&self, group: Option<u32>) -> bool {
+        match self {
+            Self::Local(local) => local.is_permitted(group),
+            Self::Remote(_) => true,
+        }
+    }
+
+    /// How the journal names this caller (`by`): `uid 0`, or
+    /// `cert controller` for the certificate named `controller`.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Local(local) => format!("uid {}", local.uid),
+            Self::Remote(remote) => format!("cert {}", remote.name),
+        }
+    }
+}
+
+impl Local {
     /// The caller at the other end of `stream`, read once when the
     /// connection is accepted. Credentials the kernel cannot give make the
     /// caller nobody (refused); groups it cannot give make none.
@@ -67,11 +109,6 @@ impl Peer {
             return false;
         };
         self.gid == group || self.groups.contains(&group)
-    }
-
-    /// How the journal names this caller.
-    pub fn name(&self) -> String {
-        format!("uid {}", self.uid)
     }
 }
 
@@ -126,8 +163,8 @@ fn peer_groups(socket: BorrowedFd<'_>) -> std::io::Result<Vec<u32>> {
 mod tests {
     use super::*;
 
-    fn peer(uid: u32, gid: u32) -> Peer {
-        Peer {
+    fn peer(uid: u32, gid: u32) -> Local {
+        Local {
             uid,
             gid,
             groups: Arc::new([]),
@@ -143,6 +180,17 @@ mod tests {
         assert!(!peer(stranger, 5000).is_permitted(None));
         assert!(!peer(stranger, 5000).is_permitted(Some(6000)));
         assert!(peer(stranger, 6000).is_permitted(Some(6000)));
+    }
+
+    #[test]
+    fn a_remote_caller_is_permitted_and_named_by_its_certificate() {
+        let remote = Peer::Remote(Remote {
+            name: "controller".to_owned(),
+            addr: SocketAddr::from(([127, 0, 0, 1], 4242)),
+        });
+        assert!(remote.is_permitted(None));
+        assert_eq!(remote.name(), "cert controller");
+        assert_eq!(Peer::Local(peer(0, 0)).name(), "uid 0");
     }
 
     /// A supplementary group the test can give the connecting side: one it
@@ -178,7 +226,7 @@ mod tests {
     async fn a_supplementary_group_from_so_peergroups_permits() {
         let (ours, _theirs, groups) = pair_made_by_a_group_member();
         ours.set_nonblocking(true).unwrap();
-        let from_socket = Peer::of(&UnixStream::from_std(ours).unwrap());
+        let from_socket = Local::of(&UnixStream::from_std(ours).unwrap());
         let mut seen = from_socket.groups.to_vec();
         let mut expected = groups.clone();
         seen.sort_unstable();
@@ -190,7 +238,7 @@ mod tests {
         // Judged as a stranger whose primary group is not the socket group,
         // so only the supplementary groups can let it in.
         let stranger = rustix::process::geteuid().as_raw().wrapping_add(4242);
-        let as_stranger = Peer {
+        let as_stranger = Local {
             uid: stranger,
             gid: 5000,
             ..from_socket

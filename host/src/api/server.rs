@@ -18,13 +18,16 @@ use serde_json::{Value, json};
 use tokio::net::UnixListener;
 use tokio::sync::oneshot;
 
-use super::MaintenanceRequest;
+use super::messages::{
+    Done, EscalationSummary, MaintenanceAnswer, MaintenanceRequest, Refusal, ReloadAnswer,
+    StatusReport, StopRequest,
+};
 use super::peer::Peer;
 use crate::config::EscalationSettings;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Event, Journal, Kind};
 use crate::maintenance::{Book, Window};
-use crate::supervisor::{AppHandle, Command};
+use crate::supervisor::{AppHandle, Command, LastCheck};
 
 /// Everything the API reads and acts on.
 pub struct ApiState {
@@ -53,7 +56,11 @@ struct Failure(StatusCode, String);
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+        let refusal = Refusal {
+            error: self.1,
+            errors: Vec::new(),
+        };
+        (self.0, Json(refusal)).into_response()
     }
 }
 
@@ -93,13 +100,16 @@ pub async fn serve(listener: UnixListener, state: Shared) -> std::io::Result<()>
 }
 
 /// Every route, behind the caller check and with every refusal as
-/// `{"error": ...}`; apart from the socket so tests can call it in-process
-/// (with the caller as `MockConnectInfo<Peer>`).
+/// `{"error": ...}`; apart from the socket so the TLS listener serves the
+/// same routes and tests can call it in-process (with the caller as
+/// `MockConnectInfo<Peer>`).
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/apps/{app}/check", post(check))
         .route("/v1/apps/{app}/recover", post(recover))
+        .route("/v1/apps/{app}/stop", post(stop))
+        .route("/v1/apps/{app}/start", post(start))
         .route("/v1/maintenance", post(maintenance))
         .route("/v1/events", get(events))
         .route("/v1/reload", post(reload))
@@ -166,10 +176,11 @@ async fn permitted(
     if peer.is_permitted(state.socket_group) {
         next.run(request).await
     } else {
-        tracing::warn!(uid = peer.uid, path = %request.uri().path(), "admin API: caller refused");
+        let caller = peer.name();
+        tracing::warn!(caller, path = %request.uri().path(), "admin API: caller refused");
         Failure(
             StatusCode::FORBIDDEN,
-            format!("uid {} may not use medic's admin API (root, medic's user or [daemon] socket_group only)", peer.uid),
+            format!("{caller} may not use medic's admin API (root, medic's user or [daemon] socket_group only)"),
         )
         .into_response()
     }
@@ -195,24 +206,24 @@ fn admin_action(state: &ApiState, peer: &Peer, app: Option<&str>, action: &str, 
         .record(Event::new(app, Kind::AdminAction, detail));
 }
 
-async fn status(State(state): State<Shared>) -> Json<Value> {
-    let apps: Vec<Value> = state
+async fn status(State(state): State<Shared>) -> Json<StatusReport> {
+    let apps = state
         .apps
         .read()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .values()
-        .map(|handle| serde_json::to_value(&*handle.status.borrow()).unwrap_or(Value::Null))
+        .map(|handle| handle.status.borrow().clone())
         .collect();
-    Json(json!({
-        "apps": apps,
-        "escalation": {
-            "backend": state.escalation.backend.name(),
-            "resets_left": state.escalator.remaining().await,
-            "max_resets": state.escalation.max_resets,
-            "reset_window": humantime::format_duration(state.escalation.reset_window).to_string(),
+    Json(StatusReport {
+        apps,
+        escalation: EscalationSummary {
+            backend: state.escalation.backend.name().to_owned(),
+            resets_left: state.escalator.remaining().await,
+            max_resets: state.escalation.max_resets,
+            reset_window: humantime::format_duration(state.escalation.reset_window).to_string(),
         },
-        "maintenance": state.maintenance.snapshot(),
-    }))
+        maintenance: state.maintenance.snapshot(),
+    })
 }
 
 async fn ask<T>(
@@ -238,32 +249,77 @@ async fn check(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     UrlPath(app): UrlPath<String>,
-) -> Result<Json<Value>, Failure> {
+) -> Result<Json<LastCheck>, Failure> {
     let handle = handle(&state, &app)?;
     admin_action(&state, &peer, Some(&app), "check", json!({}));
-    let result = ask(&handle, Command::CheckNow).await?;
-    Ok(Json(serde_json::to_value(result).unwrap_or(Value::Null)))
+    Ok(Json(ask(&handle, Command::CheckNow).await?))
 }
 
 async fn recover(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     UrlPath(app): UrlPath<String>,
-) -> Result<Json<Value>, Failure> {
+) -> Result<Json<Done>, Failure> {
     let handle = handle(&state, &app)?;
     admin_action(&state, &peer, Some(&app), "recover", json!({}));
     let by = peer.name();
-    match ask(&handle, |reply| Command::RecoverNow { by, reply }).await? {
-        Ok(done) => Ok(Json(json!({"done": done}))),
-        Err(why) => Err(Failure(StatusCode::CONFLICT, why)),
+    done(ask(&handle, |reply| Command::RecoverNow { by, reply }).await?)
+}
+
+/// `medic stop APP`: runs the app's `stop` and holds it stopped, across
+/// restarts of medic, until `medic start APP`.
+async fn stop(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    UrlPath(app): UrlPath<String>,
+    body: bytes::Bytes,
+) -> Result<Json<Done>, Failure> {
+    let handle = handle(&state, &app)?;
+    let StopRequest { reason } = optional_body(&body)?;
+    admin_action(&state, &peer, Some(&app), "stop", json!({"reason": reason}));
+    let by = peer.name();
+    done(ask(&handle, |reply| Command::Stop { by, reason, reply }).await?)
+}
+
+/// `medic start APP`: runs the app's `start` and resumes supervision.
+async fn start(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    UrlPath(app): UrlPath<String>,
+) -> Result<Json<Done>, Failure> {
+    let handle = handle(&state, &app)?;
+    admin_action(&state, &peer, Some(&app), "start", json!({}));
+    let by = peer.name();
+    done(ask(&handle, |reply| Command::Start { by, reply }).await?)
+}
+
+/// A body that may be left out (`curl -X POST` with none): empty is the
+/// default request, anything else must be the request's JSON.
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, Failure> {
+    if body.trim_ascii().is_empty() {
+        return Ok(T::default());
     }
+    serde_json::from_slice(body).map_err(|e| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            format!("the request body is not the JSON expected: {e}"),
+        )
+    })
+}
+
+/// A supervisor's answer to an admin action: what ran, or a 409 with why
+/// nothing could.
+fn done(answer: Result<String, String>) -> Result<Json<Done>, Failure> {
+    answer
+        .map(|done| Json(Done { done }))
+        .map_err(|why| Failure(StatusCode::CONFLICT, why))
 }
 
 async fn maintenance(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     Json(request): Json<MaintenanceRequest>,
-) -> Result<Json<Value>, Failure> {
+) -> Result<Json<MaintenanceAnswer>, Failure> {
     let app = request.app.as_deref();
     if let Some(app) = app {
         handle(&state, app)?;
@@ -281,7 +337,9 @@ async fn maintenance(
                 json!({"why": "ended by an admin", "by": peer.name(), "reason": window.reason}),
             ));
         }
-        return Ok(Json(json!({"ended": ended.is_some()})));
+        return Ok(Json(MaintenanceAnswer::Ended {
+            ended: ended.is_some(),
+        }));
     }
     let text = request.duration.as_deref().ok_or_else(|| {
         Failure(
@@ -312,13 +370,13 @@ async fn maintenance(
         Kind::MaintenanceStarted,
         serde_json::to_value(&window).unwrap_or(Value::Null),
     ));
-    Ok(Json(json!({"window": window})))
+    Ok(Json(MaintenanceAnswer::Started { window }))
 }
 
 async fn reload(
     State(state): State<Shared>,
     ConnectInfo(peer): ConnectInfo<Peer>,
-) -> Result<Json<Value>, Response> {
+) -> Result<Json<ReloadAnswer>, Response> {
     admin_action(&state, &peer, None, "reload", json!({}));
     let (reply, answer) = oneshot::channel();
     let gone = || {
@@ -330,10 +388,13 @@ async fn reload(
     };
     state.reload.send(reply).await.map_err(|_| gone())?;
     match answer.await.map_err(|_| gone())? {
-        Ok(changes) => Ok(Json(json!({"applied": changes}))),
+        Ok(applied) => Ok(Json(ReloadAnswer { applied })),
         Err(errors) => Err((
             StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": errors.join("\n"), "errors": errors})),
+            Json(Refusal {
+                error: errors.join("\n"),
+                errors,
+            }),
         )
             .into_response()),
     }

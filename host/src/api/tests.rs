@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt as _;
 
 use super::ApiState;
-use super::peer::Peer;
+use super::peer::{Local, Peer};
 use super::server::router;
 use crate::api::Changes;
 use crate::config::EscalationSettings;
@@ -100,7 +100,9 @@ fn fake_supervisor() -> AppHandle {
                         duration_ms: 1.0,
                     });
                 }
-                Command::RecoverNow { reply, .. } => {
+                Command::RecoverNow { reply, .. }
+                | Command::Stop { reply, .. }
+                | Command::Start { reply, .. } => {
                     done = !done;
                     let _ = reply.send(if done {
                         Ok("restarted".to_owned())
@@ -148,11 +150,11 @@ fn answer(call: Call) -> Answer {
         let daemon = Daemon::start();
         let own = rustix::process::geteuid().as_raw();
         let uid = if call.root { 0 } else { own.wrapping_add(4242) };
-        let peer = Peer {
+        let peer = Peer::Local(Local {
             uid,
             gid: uid,
             groups: Arc::new([]),
-        };
+        });
         let app = router(daemon.state.clone()).layer(MockConnectInfo(peer));
         let mut request = Request::builder().method(call.method).uri(&call.uri);
         if let Some(content_type) = call.content_type {
@@ -371,6 +373,8 @@ fn route() -> impl Strategy<Value = (Method, String)> {
         Just((Method::GET, "/v1/status".to_owned())),
         app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/check"))),
         app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/recover"))),
+        app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/stop"))),
+        app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/start"))),
         Just((Method::POST, "/v1/maintenance".to_owned())),
         events_query().prop_map(|query| (Method::GET, format!("/v1/events?{query}"))),
         Just((Method::POST, "/v1/reload".to_owned())),
@@ -469,6 +473,14 @@ fn well_formed_requests_are_answered() {
     assert_eq!(started["window"]["reason"], "upgrade");
     let checked = answer(root_call(Method::POST, "/v1/apps/web/check", ""));
     assert_eq!(checked.status, StatusCode::OK);
+    // A stop's body may be left out; one that is given must be the request.
+    let stopped = answer(root_call(Method::POST, "/v1/apps/web/stop", ""));
+    assert_eq!(stopped.status, StatusCode::OK, "{:?}", stopped.body);
+    let refused = refusal(
+        root_call(Method::POST, "/v1/apps/web/stop", "{\"reasn\": \"disk\"}"),
+        StatusCode::BAD_REQUEST,
+    );
+    assert!(refused.contains("unknown field `reasn`"), "{refused}");
     // A follower's stream ends with the daemon.
     let events = answer(root_call(Method::GET, "/v1/events?follow=true", ""));
     assert_eq!(events.status, StatusCode::OK);

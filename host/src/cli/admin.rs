@@ -1,15 +1,13 @@
 //! The client verbs that talk to a running daemon through its admin API:
-//! `status`, `recover`, `maintenance`, `events --follow` (and `check` when a
-//! daemon runs). Each finds the socket through `--socket`, else the
+//! `status`, `recover`, `stop`, `start`, `maintenance`, `reload`, `events
+//! --follow` (and `check` when a daemon runs). Each finds the socket through `--socket`, else the
 //! `[daemon] socket` of `--config`, else the packaged default.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hyper::Method;
-use serde_json::{Value, json};
-
 use crate::api::client::{Client, ClientError};
+use crate::api::messages::{MaintenanceAnswer, MaintenanceRequest, StatusReport, StopRequest};
 
 /// Where a client verb finds the daemon.
 #[derive(Debug, Clone, clap::Args)]
@@ -58,9 +56,11 @@ impl Target {
 /// `medic status [--json]`.
 pub(super) fn status(target: &Target, as_json: bool) -> ExitCode {
     target.run(|client| async move {
-        let status = client.call(Method::GET, "/v1/status", None).await?;
+        let status = client.status().await?;
         if as_json {
-            println!("{status}");
+            let json =
+                serde_json::to_string(&status).map_err(|e| ClientError::Transport(e.into()))?;
+            println!("{json}");
         } else {
             print!("{}", status_text(&status));
         }
@@ -69,56 +69,44 @@ pub(super) fn status(target: &Target, as_json: bool) -> ExitCode {
 }
 
 /// The status as a table for people.
-fn status_text(status: &Value) -> String {
-    let text = |v: &Value| {
-        v.as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| "-".to_owned())
-    };
+fn status_text(status: &StatusReport) -> String {
     let mut out = format!(
         "{:<16} {:<12} {:<26} {:>8} {:>8} {:>8}  {}\n",
         "APP", "STATE", "LAST CHECK", "FAILURES", "ATTEMPTS", "PID", "DETAIL"
     );
-    for app in status["apps"].as_array().into_iter().flatten() {
-        let last = &app["last_check"];
-        let last_text = match last["result"].as_str() {
-            Some(result) => format!("{result} {}", text(&last["at"])),
-            None => "-".to_owned(),
-        };
-        let detail = [
-            &app["reason"],
-            &app["maintenance"]["reason"],
-            &last["reason"],
-        ]
-        .into_iter()
-        .find_map(|v| v.as_str())
-        .unwrap_or("");
+    for app in &status.apps {
+        let last = app.last_check.as_ref();
+        let last_text = last.map_or_else(
+            || "-".to_owned(),
+            |last| {
+                format!(
+                    "{} {}",
+                    last.result,
+                    humantime::format_rfc3339_millis(last.at)
+                )
+            },
+        );
+        let detail = app.detail().unwrap_or("");
         out.push_str(&format!(
             "{:<16} {:<12} {:<26} {:>8} {:>8} {:>8}  {detail}\n",
-            text(&app["app"]),
-            text(&app["state"]),
+            app.app,
+            app.state,
             last_text,
-            app["failures"],
-            format!("{}/{}", app["attempts_used"], app["attempts_allowed"]),
-            app["pid"]
-                .as_u64()
-                .map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            app.failures,
+            format!("{}/{}", app.attempts_used, app.attempts_allowed),
+            app.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
         ));
     }
-    let escalation = &status["escalation"];
+    let escalation = &status.escalation;
     out.push_str(&format!(
         "escalation: {}, {} of {} resets left per {}\n",
-        text(&escalation["backend"]),
-        escalation["resets_left"],
-        escalation["max_resets"],
-        text(&escalation["reset_window"])
+        escalation.backend, escalation.resets_left, escalation.max_resets, escalation.reset_window
     ));
-    let global = &status["maintenance"]["global"];
-    if global.is_object() {
+    if let Some(global) = &status.maintenance.global {
         out.push_str(&format!(
             "maintenance (all apps) until {}: {}\n",
-            text(&global["until"]),
-            text(&global["reason"])
+            humantime::format_rfc3339_millis(global.until),
+            global.reason
         ));
     }
     out
@@ -128,9 +116,7 @@ fn status_text(status: &Value) -> String {
 /// (the running config stays).
 pub(super) fn reload(target: &Target) -> ExitCode {
     target.run(|client| async move {
-        let answer = client.call(Method::POST, "/v1/reload", None).await?;
-        let applied: crate::api::Changes = serde_json::from_value(answer["applied"].clone())
-            .map_err(|e| ClientError::Transport(anyhow::anyhow!("the answer to reload: {e}")))?;
+        let applied = client.reload().await?;
         let names = |names: &[String]| {
             if names.is_empty() {
                 "-".to_owned()
@@ -151,37 +137,49 @@ pub(super) fn reload(target: &Target) -> ExitCode {
 /// `medic recover APP`.
 pub(super) fn recover(target: &Target, app: &str) -> ExitCode {
     target.run(|client| async move {
-        let done = client
-            .call(Method::POST, &format!("/v1/apps/{app}/recover"), None)
-            .await?;
-        println!("{app}: {}", done["done"].as_str().unwrap_or("done"));
+        let answer = client.recover(app).await?;
+        println!("{app}: {}", answer.done);
+        Ok(())
+    })
+}
+
+/// `medic stop APP [--reason TEXT]`: exit 0 when the app is stopped (or
+/// already was), 1 when it could not be.
+pub(super) fn stop(target: &Target, app: &str, reason: Option<String>) -> ExitCode {
+    target.run(|client| async move {
+        let answer = client.stop(app, &StopRequest { reason }).await?;
+        println!("{}", answer.done);
+        Ok(())
+    })
+}
+
+/// `medic start APP`: exit 0 when `start` succeeded (or the app was not
+/// stopped), 1 when it failed; supervision resumes either way.
+pub(super) fn start(target: &Target, app: &str) -> ExitCode {
+    target.run(|client| async move {
+        let answer = client.start(app).await?;
+        println!("{}", answer.done);
         Ok(())
     })
 }
 
 /// `medic maintenance on|off [APP] [--for D] [--reason R]`.
-pub(super) fn maintenance(
-    target: &Target,
-    on: bool,
-    app: Option<&str>,
-    duration: Option<&str>,
-    reason: Option<&str>,
-) -> ExitCode {
-    if on && duration.is_none() {
+pub(super) fn maintenance(target: &Target, request: MaintenanceRequest) -> ExitCode {
+    if request.on && request.duration.is_none() {
         eprintln!("medic: maintenance needs an end: add --for DURATION (e.g. --for 30m)");
         return ExitCode::from(2);
     }
-    let body = json!({"on": on, "app": app, "for": duration, "reason": reason});
-    let scope = app.map_or_else(|| "all apps".to_owned(), str::to_owned);
+    let scope = request.app.clone().unwrap_or_else(|| "all apps".to_owned());
     target.run(|client| async move {
-        let answer = client
-            .call(Method::POST, "/v1/maintenance", Some(&body))
-            .await?;
-        match (on, answer["window"]["until"].as_str()) {
-            (true, Some(until)) => println!("maintenance on for {scope} until {until}"),
-            (true, None) => println!("maintenance on for {scope}"),
-            (false, _) if answer["ended"] == true => println!("maintenance off for {scope}"),
-            (false, _) => println!("{scope} was not in maintenance"),
+        match client.maintenance(&request).await? {
+            MaintenanceAnswer::Started { window } => println!(
+                "maintenance on for {scope} until {}",
+                humantime::format_rfc3339_millis(window.until)
+            ),
+            MaintenanceAnswer::Ended { ended: true } => println!("maintenance off for {scope}"),
+            MaintenanceAnswer::Ended { ended: false } => {
+                println!("{scope} was not in maintenance");
+            }
         }
         Ok(())
     })
@@ -204,17 +202,6 @@ pub(super) fn events(
             })
             .await
     })
-}
-
-/// App names are `[A-Za-z0-9_.-]+`, which need no escaping in a query; a
-/// name outside that set is escaped byte by byte.
-pub(super) fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Whether the daemon at `socket` answers at all (for `check`'s choice

@@ -4,8 +4,6 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use hyper::Method;
-
 use super::admin::{self, Target};
 use crate::api::client::Client;
 use crate::sandbox::KitEngine;
@@ -38,17 +36,11 @@ pub(super) fn run(target: &Target, app: &str) -> ExitCode {
 /// Asks the daemon at `socket` to check `app` now.
 fn through_daemon(socket: &Path, app: &str) -> (u8, String) {
     let client = Client::new(socket);
-    let answer = super::runtime()
-        .map(|rt| rt.block_on(client.call(Method::POST, &format!("/v1/apps/{app}/check"), None)));
-    let result = match answer {
-        Ok(Ok(result)) => result,
-        Ok(Err(e)) => return (UNKNOWN, e.to_string()),
-        Err(e) => return (UNKNOWN, format!("{e:#}")),
-    };
-    verdict(
-        serde_json::from_value(result["result"].clone()).unwrap_or(CheckResult::KitFault),
-        result["reason"].as_str().unwrap_or_default(),
-    )
+    match super::runtime().map(|rt| rt.block_on(client.check(app))) {
+        Ok(Ok(record)) => verdict(record.result, record.reason.as_deref().unwrap_or_default()),
+        Ok(Err(e)) => (UNKNOWN, e.to_string()),
+        Err(e) => (UNKNOWN, format!("{e:#}")),
+    }
 }
 
 /// The exit code and line for a check's result and reason, the same for

@@ -47,7 +47,7 @@ impl Selection {
     pub(super) fn query(&self) -> String {
         let mut query = String::new();
         if let Some(app) = &self.app {
-            query += &format!("&app={}", super::admin::url_escape(app));
+            query += &format!("&app={}", crate::api::url_escape(app));
         }
         for (name, time) in [("since", self.since), ("until", self.until)] {
             if let Some(time) = time {

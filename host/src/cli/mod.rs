@@ -7,6 +7,7 @@ mod events;
 mod inspect;
 mod kit_new;
 mod kit_test;
+mod unit;
 mod vm;
 
 use std::path::PathBuf;
@@ -64,6 +65,26 @@ enum Command {
         /// The app's name.
         app: String,
     },
+    /// Stop APP (its `stop` command) and hold it stopped: neither checked
+    /// nor recovered, across restarts of medic, until `medic start APP`.
+    /// Exit 0 stopped (or already), 1 when it could not be.
+    Stop {
+        #[command(flatten)]
+        target: admin::Target,
+        /// The app's name.
+        app: String,
+        /// Why, for the journal and `medic status`.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Start a stopped APP (its `start` command) and resume supervision.
+    /// Exit 0 started (or was not stopped), 1 when `start` failed.
+    Start {
+        #[command(flatten)]
+        target: admin::Target,
+        /// The app's name.
+        app: String,
+    },
     /// Reload the daemon's config (same as SIGHUP): apply what changed, or
     /// refuse it whole and keep the running one. Exit 0 applied, 1 refused.
     Reload {
@@ -105,6 +126,15 @@ enum Command {
         /// Keep printing new events as the daemon writes them.
         #[arg(long)]
         follow: bool,
+    },
+    /// Management units: all the VMs of one application as one thing,
+    /// through their agents (mutual TLS) and the hypervisor's inventory.
+    Unit {
+        /// The controller's file.
+        #[arg(long, global = true, default_value = crate::unit::DEFAULT_UNITS)]
+        units: PathBuf,
+        #[command(subcommand)]
+        command: unit::UnitCommand,
     },
     /// The VM and its hypervisor, through the escalation backend.
     Vm {
@@ -218,6 +248,12 @@ impl Cli {
             Command::Check { target, app } => check::run(&target, &app),
             Command::Status { target, json } => admin::status(&target, json),
             Command::Recover { target, app } => admin::recover(&target, &app),
+            Command::Stop {
+                target,
+                app,
+                reason,
+            } => admin::stop(&target, &app, reason),
+            Command::Start { target, app } => admin::start(&target, &app),
             Command::Reload { target } => admin::reload(&target),
             Command::Maintenance {
                 target,
@@ -227,10 +263,12 @@ impl Cli {
                 reason,
             } => admin::maintenance(
                 &target,
-                action == "on",
-                app.as_deref(),
-                duration.as_deref(),
-                reason.as_deref(),
+                crate::api::MaintenanceRequest {
+                    on: action == "on",
+                    app,
+                    duration,
+                    reason,
+                },
             ),
             Command::Kit {
                 command:
@@ -259,6 +297,7 @@ impl Cli {
                 (Some(config), false) => events::run(config, &selection, json),
                 _ => admin::events(&target, &selection, follow, json),
             },
+            Command::Unit { units, command } => unit::run(&units, command),
             Command::Vm {
                 command: VmCommand::Status { config },
             } => vm::status(&config),

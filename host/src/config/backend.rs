@@ -1,18 +1,17 @@
 //! `[escalation] backend` and its own table (`[escalation.qmp]`,
 //! `[escalation.libvirt]`...). Only the chosen backend's table is checked,
-//! so an admin may keep the others written down for a later switch.
+//! so an admin may keep the others written down for a later switch. The
+//! libvirt and vSphere tables are read by their backends' own parsers
+//! (`hypervisor::libvirt`, `hypervisor::vsphere`), which an inventory's
+//! `[hypervisor]` table shares; the helpers for keys several backends have
+//! live here.
 
 use std::path::{Path, PathBuf};
 
 use super::reader::{Doc, Read, Table, non_empty};
-use super::{
-    Backend, FenceAgentSettings, LibvirtSettings, QmpTarget, VmSelector, VsphereApi,
-    VsphereSettings,
-};
+use super::{Backend, FenceAgentSettings, QmpTarget};
 use crate::credentials;
-
-/// Where `vm = "auto"` reads the SMBIOS UUID unless `dmi_uuid_file` says.
-const DMI_UUID_FILE: &str = "/sys/class/dmi/id/product_uuid";
+use crate::hypervisor::{libvirt, vsphere};
 
 /// Options a fence agent must not get from `options`: medic sets the action,
 /// and a password belongs in a credentials file, not in `medic.toml`.
@@ -39,20 +38,7 @@ const KINDS: [(&str, Kind); 5] = [
 /// Reads `backend` and the chosen backend's table from `[escalation]`;
 /// `None` when something was wrong (already reported).
 pub(super) fn read(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Option<Backend> {
-    let kind = escalation.parsed("backend", |name| {
-        KINDS
-            .iter()
-            .find(|(known, _)| *known == name)
-            .map(|(_, kind)| *kind)
-            .ok_or_else(|| {
-                let names: Vec<_> = KINDS.iter().map(|(name, _)| *name).collect();
-                format!(
-                    "unknown backend `{name}`; expected one of: {}",
-                    names.join(", ")
-                )
-            })
-    });
-    let (kind, at) = match kind {
+    let (kind, at) = match choice(escalation, "backend", &KINDS) {
         Read::Valid(kind, at) => (kind, at),
         Read::Absent => (Kind::DryRun, 0),
         Read::Invalid => return None,
@@ -61,16 +47,17 @@ pub(super) fn read(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -
         Kind::DryRun => Some(Backend::DryRun),
         Kind::Qmp => qmp(doc, escalation, base, at).map(Backend::Qmp),
         Kind::Libvirt if !cfg!(feature = "libvirt") => {
-            doc.error(
-                at,
-                "escalation.backend",
-                "this medic was built without libvirt (cargo feature `libvirt`); \
-                 use another backend or a build with it",
-            );
+            without_libvirt(doc, escalation, at);
             None
         }
-        Kind::Libvirt => libvirt(escalation).map(Backend::Libvirt),
-        Kind::Vsphere => vsphere(doc, escalation, base).map(Backend::Vsphere),
+        Kind::Libvirt => libvirt::read(escalation).map(Backend::Libvirt),
+        Kind::Vsphere => vsphere::settings::read(
+            doc,
+            escalation,
+            base,
+            vsphere::settings::Purpose::Escalation,
+        )
+        .map(Backend::Vsphere),
         Kind::FenceAgent => fence_agent(doc, escalation, base).map(Backend::FenceAgent),
     };
     // The other backends' tables are allowed (and left unchecked).
@@ -111,77 +98,37 @@ fn qmp(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path, at: usize) ->
     }
 }
 
-/// `[escalation.libvirt]`: `uri` and `domain`, both required.
-fn libvirt(escalation: &mut Table<'_, '_>) -> Option<LibvirtSettings> {
-    let mut libvirt = escalation.table("libvirt");
-    let uri = libvirt.required("uri", |s| non_empty(s).map(str::to_owned));
-    let domain = libvirt.required("domain", |s| non_empty(s).map(str::to_owned));
-    libvirt.finish();
-    Some(LibvirtSettings {
-        uri: uri?,
-        domain: domain?,
+/// Reads `key` as one of the names in `choices`; anything else is
+/// reported with every name it could have been.
+pub(crate) fn choice<T: Copy>(
+    table: &mut Table<'_, '_>,
+    key: &'static str,
+    choices: &[(&str, T)],
+) -> Read<T> {
+    table.parsed(key, |name| {
+        choices
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, kind)| *kind)
+            .ok_or_else(|| {
+                let names: Vec<_> = choices.iter().map(|(name, _)| *name).collect();
+                format!(
+                    "unknown {key} `{name}`; expected one of: {}",
+                    names.join(", ")
+                )
+            })
     })
 }
 
-/// `[escalation.vsphere]`.
-fn vsphere(doc: &Doc<'_>, escalation: &mut Table<'_, '_>, base: &Path) -> Option<VsphereSettings> {
-    let mut vsphere = escalation.table("vsphere");
-    let url = vsphere.required("url", |s| match s.split_once("://") {
-        Some(("https", rest)) if !rest.is_empty() => Ok(s.to_owned()),
-        Some(("http", _)) => Err(format!(
-            "url {s:?} is plain http: the vSphere password would cross the network in clear text; use https://HOST[:PORT]/sdk"
-        )),
-        _ => Err(format!(
-            "invalid url {s:?}: expected https://HOST[:PORT]/sdk"
-        )),
-    });
-    let api = vsphere
-        .parsed("api", |s| match s {
-            "soap" => Ok(VsphereApi::Soap),
-            "rest" => Ok(VsphereApi::Rest),
-            _ => Err(format!("unknown api `{s}`; expected soap or rest")),
-        })
-        .or(VsphereApi::Soap);
-    let vm = vsphere.parsed("vm", vm_selector).or(VmSelector::Auto);
-    let credentials = credentials_key(doc, &mut vsphere, base);
-    let ca_file = existing_file(doc, &mut vsphere, "ca_file", base);
-    let insecure = vsphere.bool("insecure").or(false);
-    let dmi_uuid_file = vsphere
-        .path("dmi_uuid_file", base)
-        .or(PathBuf::from(DMI_UUID_FILE));
-    let missing_credentials = matches!(credentials, Read::Absent);
-    vsphere.finish();
-    if missing_credentials {
-        doc.error(
-            0,
-            "escalation.vsphere.credentials",
-            "required key is missing",
-        );
-    }
-    Some(VsphereSettings {
-        url: url?,
-        api,
-        vm,
-        credentials: credentials.ok()?,
-        ca_file: ca_file.ok(),
-        insecure,
-        dmi_uuid_file,
-    })
-}
-
-fn vm_selector(s: &str) -> Result<VmSelector, String> {
-    let selector = match s.split_once(':') {
-        _ if s == "auto" => return Ok(VmSelector::Auto),
-        Some(("uuid", uuid)) if !uuid.is_empty() => VmSelector::Uuid(uuid.to_ascii_lowercase()),
-        Some(("moref", moref)) if !moref.is_empty() => VmSelector::Moref(moref.to_owned()),
-        Some(("path", path)) if path.starts_with('/') => VmSelector::Path(path.to_owned()),
-        _ => {
-            return Err(format!(
-                "invalid vm {s:?}: expected auto, uuid:UUID, moref:vm-N or path:/DC/vm/NAME"
-            ));
-        }
-    };
-    Ok(selector)
+/// Reports, at `at`, that `table`'s `backend = "libvirt"` cannot work in a
+/// build without the `libvirt` feature.
+pub(crate) fn without_libvirt(doc: &Doc<'_>, table: &Table<'_, '_>, at: usize) {
+    doc.error(
+        at,
+        &table.field("backend"),
+        "this medic was built without libvirt (cargo feature `libvirt`); \
+         use another backend or a build with it",
+    );
 }
 
 /// `[escalation.fence-agent]`.
@@ -218,7 +165,7 @@ fn fence_agent(
 
 /// A `credentials` key: a file that must be safe to read now (checked here
 /// so `medic config validate` names an unsafe file), or `env:PREFIX`.
-fn credentials_key(
+pub(crate) fn credentials_key(
     doc: &Doc<'_>,
     table: &mut Table<'_, '_>,
     base: &Path,
@@ -242,7 +189,7 @@ fn credentials_key(
 }
 
 /// An optional path key whose file must exist.
-fn existing_file(
+pub(crate) fn existing_file(
     doc: &Doc<'_>,
     table: &mut Table<'_, '_>,
     key: &'static str,

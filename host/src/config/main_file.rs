@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::reader::{Doc, Read, Table};
-use super::{DaemonSettings, EscalationSettings, Source};
+use super::reader::{Doc, Read, Table, non_empty};
+use super::{DaemonSettings, EscalationSettings, Source, TlsListen};
 
 /// What `medic.toml` says, plus how far the rest of loading may trust it.
 pub(crate) struct MainFile {
@@ -82,6 +82,7 @@ pub(crate) fn read(source: &Source, base: &Path) -> (MainFile, Vec<ConfigError>)
         journal_max: daemon
             .parsed("journal_max", journal_size)
             .or(fallback.daemon.journal_max),
+        listen: read_listen(&doc, &mut daemon, base),
     };
     if let Read::Valid(true, at) = daemon.bool("require_signed") {
         daemon_settings.require_signed = true;
@@ -150,6 +151,7 @@ fn defaults() -> MainFile {
             require_signed: false,
             journal_keep: DEFAULT_JOURNAL_KEEP,
             journal_max: DEFAULT_JOURNAL_MAX,
+            listen: None,
         },
         escalation: EscalationSettings::default(),
         alerts: Vec::new(),
@@ -193,4 +195,86 @@ fn journal_size(text: &str) -> Result<u64, String> {
         return Err(format!("{size} is less than the minimum of 1 MiB"));
     }
     Ok(size.as_u64())
+}
+
+/// `listen` and the keys it needs (`tls_cert`, `tls_key`, `client_ca` and
+/// a non-empty `clients`): the admin API over TCP is mutual TLS only, so
+/// whatever of them is missing is reported at `listen`. The certificate
+/// files are read here, so `config validate` finds a wrong one; the key is
+/// read (and its permissions judged) by the daemon, since the user who
+/// validates may not be the one who owns it.
+fn read_listen(doc: &Doc<'_>, daemon: &mut Table<'_, '_>, base: &Path) -> Option<TlsListen> {
+    let addr = daemon.parsed("listen", listen_address);
+    let cert = daemon.parsed("tls_cert", |path| certificate_file(path, base));
+    let key = daemon.path("tls_key", base);
+    let client_ca = daemon.parsed("client_ca", |path| certificate_file(path, base));
+    let clients = daemon.list("clients", |name| non_empty(name).map(str::to_owned));
+    let Read::Valid(addr, at) = addr else {
+        return None;
+    };
+    let no_clients = match &clients {
+        Read::Absent => true,
+        Read::Valid(names, _) => names.is_empty(),
+        Read::Invalid => false,
+    };
+    let missing: Vec<&str> = [
+        (is_absent(&cert), "tls_cert (the agent's certificate)"),
+        (is_absent(&key), "tls_key (its private key)"),
+        (
+            is_absent(&client_ca),
+            "client_ca (the CA of the client certificates)",
+        ),
+        (
+            no_clients,
+            "clients (the client certificate names let in, at least one)",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(missing, what)| missing.then_some(what))
+    .collect();
+    if !missing.is_empty() {
+        doc.error(
+            at,
+            &daemon.field("listen"),
+            format!(
+                "listen serves the admin API with mutual TLS only; it needs {}",
+                missing.join(", ")
+            ),
+        );
+        return None;
+    }
+    Some(TlsListen {
+        addr,
+        cert: cert.ok()?,
+        key: key.ok()?,
+        client_ca: client_ca.ok()?,
+        clients: clients.ok()?,
+    })
+}
+
+/// Whether a key is not in the file (an invalid value is reported already).
+fn is_absent<T>(read: &Read<T>) -> bool {
+    matches!(read, Read::Absent)
+}
+
+/// `listen`: an IP address and a port other than 0.
+fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
+    let addr: std::net::SocketAddr = text.parse().map_err(|_| {
+        format!("{text:?} is not an IP address and port such as \"0.0.0.0:8443\" or \"[::]:8443\"")
+    })?;
+    if addr.port() == 0 {
+        return Err("port 0 is not a port clients could be told".to_owned());
+    }
+    Ok(addr)
+}
+
+/// `tls_cert` or `client_ca`, made absolute against `base`, when the file
+/// holds at least one PEM certificate.
+fn certificate_file(path: &str, base: &Path) -> Result<PathBuf, String> {
+    if path.is_empty() {
+        return Err("path must not be empty".to_owned());
+    }
+    let path = base.join(path);
+    crate::api::tls::read_certificates(&path).map_err(|e| e.to_string())?;
+    Ok(path)
 }

@@ -6,11 +6,11 @@
 
 mod alert;
 mod app_file;
-mod backend;
+pub(crate) mod backend;
 mod dependencies;
 mod error;
 mod main_file;
-mod reader;
+pub(crate) mod reader;
 
 pub use reader::{DURATION_MAX, parse_duration};
 #[cfg(test)]
@@ -21,8 +21,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use dependencies::start_order;
+pub(crate) use dependencies::problems as dependency_problems;
+pub use dependencies::{Dependent, start_order};
 pub use error::{ConfigError, ConfigErrors};
+// Each hypervisor backend owns its settings and their parser; they are
+// named here too, where the rest of the configuration is.
+pub use crate::hypervisor::libvirt::{LibvirtInventorySettings, LibvirtSettings};
+pub use crate::hypervisor::vsphere::settings::{VmSelector, VsphereApi, VsphereSettings};
+pub use crate::hypervisor::{InventoryBackend, InventorySettings};
 
 /// A fully checked configuration: the daemon's settings and every app.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +79,33 @@ pub struct DaemonSettings {
     /// The journal's events may take this many bytes; the oldest beyond
     /// it are deleted.
     pub journal_max: u64,
+    /// The admin API over TCP with mutual TLS (`listen` and the keys it
+    /// needs), for a controller on another host; none when unset, and the
+    /// API is then on the unix socket only.
+    pub listen: Option<TlsListen>,
+}
+
+/// `[daemon] listen` and the keys it needs: the same admin API as on the
+/// unix socket, over TCP with mutual TLS only, because a caller on another
+/// host has no peer credentials to show: its certificate stands for them.
+/// There is no plaintext TCP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    /// `listen`: the IP address and port to listen on.
+    pub addr: std::net::SocketAddr,
+    /// `tls_cert`: the agent's certificate chain (PEM, its own first).
+    pub cert: PathBuf,
+    /// `tls_key`: the agent's private key (PEM), held to the rules of
+    /// credentials files (mode 0600 or 0400, owned by root or medic's
+    /// user) when the daemon reads it.
+    pub key: PathBuf,
+    /// `client_ca`: the CA certificates (PEM) a client's certificate must
+    /// be signed by.
+    pub client_ca: PathBuf,
+    /// `clients`: the client certificate names let in (the subject's
+    /// common name or a DNS subjectAltName), never empty; the name is the
+    /// caller's name in the journal.
+    pub clients: Vec<String>,
 }
 
 /// The `[escalation]` table of `medic.toml`: resetting the VM when local
@@ -162,57 +195,6 @@ pub enum QmpTarget {
     Socket(PathBuf),
     /// A TCP `host:port` (`-qmp tcp:HOST:PORT,server=on,wait=off`).
     Address(String),
-}
-
-/// `[escalation.libvirt]`: which libvirt and which domain.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct LibvirtSettings {
-    /// The connection URI (`qemu+ssh://host/system`, `test:///default`).
-    pub uri: String,
-    /// The domain's name or UUID.
-    pub domain: String,
-}
-
-/// `[escalation.vsphere]`: which vCenter, which VM, and how to trust it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct VsphereSettings {
-    /// The SOAP endpoint (`https://vcenter.example/sdk`); the REST API is
-    /// reached at the same scheme, host and port under `/api`.
-    pub url: String,
-    /// Which of vSphere's APIs to use.
-    pub api: VsphereApi,
-    /// How to find this VM.
-    pub vm: VmSelector,
-    /// Where the username and password come from.
-    pub credentials: crate::credentials::Source,
-    /// A PEM file of CA certificates to trust besides the system's.
-    pub ca_file: Option<PathBuf>,
-    /// Skip certificate verification; only when written, and logged.
-    pub insecure: bool,
-    /// Where `vm = "auto"` reads this VM's SMBIOS UUID.
-    pub dmi_uuid_file: PathBuf,
-}
-
-/// `[escalation.vsphere] api`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VsphereApi {
-    /// The vim25 SOAP API every vCenter and ESXi has.
-    Soap,
-    /// The vSphere Automation REST API (`/api`, vSphere 7+).
-    Rest,
-}
-
-/// `[escalation.vsphere] vm`: how medic finds the VM it runs in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum VmSelector {
-    /// By the SMBIOS UUID this VM reports (`dmi_uuid_file`).
-    Auto,
-    /// `uuid:…`: by BIOS UUID.
-    Uuid(String),
-    /// `moref:vm-42`: by managed object id.
-    Moref(String),
-    /// `path:/DC0/vm/name`: by inventory path.
-    Path(String),
 }
 
 /// `[escalation.fence-agent]`: which agent and what to tell it.

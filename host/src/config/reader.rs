@@ -127,6 +127,11 @@ impl<'r, 'i> Table<'r, 'i> {
         }
     }
 
+    /// Whether the table is in the file at all (an optional section).
+    pub(crate) fn is_present(&self) -> bool {
+        self.entries.is_some()
+    }
+
     /// Dotted path of `key` in this table, as shown in errors.
     pub(crate) fn field(&self, key: &str) -> String {
         if self.path.is_empty() {

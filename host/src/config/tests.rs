@@ -142,6 +142,7 @@ exec = ["/usr/sbin/nginx"]
             require_signed: false,
             journal_keep: Duration::from_secs(90 * 24 * 3600),
             journal_max: 256 << 20,
+            listen: None,
         },
         escalation: EscalationSettings {
             backend: Backend::DryRun,
@@ -220,6 +221,7 @@ fn daemon_and_escalation_defaults() {
             require_signed: false,
             journal_keep: Duration::from_secs(90 * 24 * 3600),
             journal_max: 256 << 20,
+            listen: None,
         }
     );
     assert_eq!(
@@ -1250,4 +1252,98 @@ mod any_input {
             loads_or_locates(&format!("kit = \"http\"\n{}", lines.join("\n")));
         }
     }
+}
+
+/// A fixture with `ca.pem` and `agent.pem` (PEM certificates) beside
+/// medic.toml, whose `[daemon]` has `lines` after its directories.
+fn tls_fixture(lines: &str) -> Fixture {
+    let fx = Fixture::new(&format!(
+        "[daemon]\nplugins_dir = \"kits\"\napps_dir = \"apps.d\"\n{lines}"
+    ));
+    for file in ["ca.pem", "agent.pem"] {
+        let certified = rcgen::generate_simple_self_signed(vec!["agent".to_owned()]).unwrap();
+        fs::write(fx.path(file), certified.cert.pem()).unwrap();
+    }
+    fx
+}
+
+#[test]
+fn listen_serves_the_api_with_mutual_tls() {
+    let fx = tls_fixture(
+        "listen = \"127.0.0.11:8443\"\ntls_cert = \"agent.pem\"\ntls_key = \"agent.key\"\n\
+         client_ca = \"ca.pem\"\nclients = [\"controller\", \"web-admin\"]\n",
+    );
+    let config = fx.load().unwrap();
+    assert_eq!(
+        config.daemon.listen,
+        Some(TlsListen {
+            addr: "127.0.0.11:8443".parse().unwrap(),
+            cert: fx.path("agent.pem"),
+            key: fx.path("agent.key"),
+            client_ca: fx.path("ca.pem"),
+            clients: vec!["controller".to_owned(), "web-admin".to_owned()],
+        }),
+        "paths relative to medic.toml; the key is read by the daemon, not here"
+    );
+}
+
+#[test]
+fn listen_without_what_mutual_tls_needs_is_an_error_at_listen() {
+    let fx = tls_fixture("listen = \"[::]:8443\"\nclients = []\n");
+    let main = fx.path("medic.toml").display().to_string();
+    assert_eq!(
+        fx.errors(),
+        [format!(
+            "{main}:4:10: daemon.listen: listen serves the admin API with mutual TLS only; it needs \
+             tls_cert (the agent's certificate), tls_key (its private key), \
+             client_ca (the CA of the client certificates), \
+             clients (the client certificate names let in, at least one)"
+        )]
+    );
+    let fx = tls_fixture(
+        "listen = \"0.0.0.0:8443\"\ntls_cert = \"agent.pem\"\ntls_key = \"agent.key\"\n\
+         clients = [\"controller\"]\n",
+    );
+    let main = fx.path("medic.toml").display().to_string();
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!("{main}:4:10: daemon.listen: "))
+            && errors[0].ends_with("it needs client_ca (the CA of the client certificates)"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn listen_keys_are_checked_at_their_line() {
+    let fx = tls_fixture(
+        "listen = \"localhost:8443\"\ntls_cert = \"medic.toml\"\ntls_key = \"\"\n\
+         client_ca = \"nope.pem\"\nclients = [\"controller\", \"\"]\nclient_cert = \"x\"\n",
+    );
+    let main = fx.path("medic.toml").display().to_string();
+    let errors = fx.errors();
+    assert_eq!(errors.len(), 6, "{errors:?}");
+    let expected = [
+        "4:10: daemon.listen: \"localhost:8443\" is not an IP address and port",
+        "5:12: daemon.tls_cert: ",
+        "6:11: daemon.tls_key: path must not be empty",
+        "7:13: daemon.client_ca: ",
+        "8:26: daemon.clients[1]: must not be empty",
+        "9:1: daemon.client_cert: unknown key `client_cert`; expected one of: ",
+    ];
+    for (error, expected) in errors.iter().zip(expected) {
+        assert!(
+            error.starts_with(&format!("{main}:{expected}")),
+            "{error} should start with {expected}"
+        );
+    }
+    assert!(errors[1].contains("no PEM certificate"), "{}", errors[1]);
+    assert!(errors[3].contains("nope.pem"), "{}", errors[3]);
+    assert!(
+        errors[5].contains("listen, tls_cert, tls_key, client_ca, clients"),
+        "{}",
+        errors[5]
+    );
+    let fx = tls_fixture("listen = \"127.0.0.1:0\"\n");
+    assert!(fx.errors()[0].contains("port 0"), "{:?}", fx.errors());
 }

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::alerts::Alerts;
+use crate::api::tls::TlsServer;
 use crate::api::{self, ApiState, Changes};
-use crate::config::Config;
+use crate::config::{Config, DaemonSettings, TlsListen};
 use crate::hypervisor::{Escalator, budget_filter};
 use crate::journal::{self, Event, Journal, Kind};
 use crate::maintenance::Book;
@@ -62,6 +64,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let listener =
         api::bind(&config.daemon.socket, config.daemon.socket_group).context("[daemon] socket")?;
+    let remote = match &config.daemon.listen {
+        Some(settings) => Some(listen_tls(settings).await?),
+        None => None,
+    };
     let engine =
         KitEngine::new(Some(state_dir.join("cache"))).context("starting the Wasm engine")?;
     journal.record(Event::new(
@@ -97,6 +103,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         escalator: escalator.clone(),
         metrics: metrics.clone(),
         maintenance: maintenance.clone(),
+        stopped: Arc::new(crate::stopped::Stopped::open(state_dir)),
     };
     let mut fleet = Fleet::new(shared, &config, started);
     fleet.apply(&config, &kits);
@@ -113,6 +120,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         reload: reload_requests,
     });
     let api = tokio::spawn(api::serve(listener, api_state.clone()));
+    let remote_api =
+        remote.map(|(server, listener)| tokio::spawn(server.serve(listener, api_state.clone())));
+    if let Some(metrics) = &metrics {
+        metrics.show_page(Arc::new(crate::web::DaemonPage::new(api_state.clone())));
+    }
     systemd::spawn_watchdog();
     let watching = |fleet: &Fleet, config: &Config| {
         format!("watching {} of {} apps", fleet.len(), config.apps.len())
@@ -152,6 +164,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     systemd::stopping();
     api.abort();
+    if let Some(remote_api) = &remote_api {
+        remote_api.abort();
+    }
     let _ = std::fs::remove_file(&config.daemon.socket);
     tracing::info!("shutting down");
     fleet.shutdown(SHUTDOWN_GRACE).await;
@@ -179,7 +194,7 @@ async fn reload(
             .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
         let mut refused = Vec::new();
         for (section, same) in [
-            ("[daemon]", new.daemon == config.daemon),
+            ("[daemon]", same_but_listen(&new.daemon, &config.daemon)),
             ("[escalation]", new.escalation == config.escalation),
             ("[[alert]]", new.alerts == config.alerts),
         ] {
@@ -223,6 +238,38 @@ async fn reload(
         )),
     }
     outcome
+}
+
+/// Whether `[daemon]` is the same in `new` as in `old` but for `listen`,
+/// which a reload does not apply: the TLS listener keeps its address,
+/// certificates and clients until medic restarts, and a change is logged.
+fn same_but_listen(new: &DaemonSettings, old: &DaemonSettings) -> bool {
+    if new.listen != old.listen {
+        tracing::warn!(
+            "[daemon] listen or its TLS keys changed: the admin API over TLS keeps listening as it started until medic restarts"
+        );
+    }
+    let unchanged = DaemonSettings {
+        listen: old.listen.clone(),
+        ..new.clone()
+    };
+    unchanged == *old
+}
+
+/// Reads the TLS listener's certificates and key (errors name the file)
+/// and binds its address (`[daemon] listen`): the admin API for callers on
+/// other hosts.
+async fn listen_tls(settings: &TlsListen) -> anyhow::Result<(TlsServer, TcpListener)> {
+    let server = TlsServer::load(settings).context("[daemon] listen")?;
+    let listener = TcpListener::bind(settings.addr)
+        .await
+        .with_context(|| format!("[daemon] listen: cannot listen on {}", settings.addr))?;
+    tracing::info!(
+        "admin API on https://{} (mutual TLS; clients: {})",
+        settings.addr,
+        settings.clients.join(", ")
+    );
+    Ok((server, listener))
 }
 
 /// How often retention runs (and once at start).

@@ -1,19 +1,26 @@
-//! Resetting the VM medic runs in, through the hypervisor's API.
+//! Resetting the VM medic runs in, through the hypervisor's API, and naming
+//! and acting on many VMs for a unit controller.
 //!
 //! Escalation is medic's own, never a kit's. Each backend lives in its own
 //! module behind [`Hypervisor`]; [`Escalator`] applies the reset guard and
-//! journals every decision before acting. Every backend classifies its
+//! journals every decision before acting. The backends that can see many
+//! VMs (vSphere, libvirt over several hosts) are also an [`Inventory`]: list,
+//! power operations, clone from a template, destroy; the single-VM
+//! escalation is one user of the same code. Every backend classifies its
 //! failures with [`ErrorKind`], which is what decides whether medic tries
-//! again: a timeout may pass, a wrong password will not.
+//! again: a timeout may pass, a wrong password will not. Each backend owns
+//! its settings type and their TOML parser.
 
 mod dry_run;
 mod escalator;
 mod fence_agent;
 mod guarded;
-#[cfg(feature = "libvirt")]
-mod libvirt;
+mod inventory;
+pub mod libvirt;
 mod qmp;
+pub(crate) mod settings;
 pub mod vsphere;
+mod xml;
 
 use crate::config::{Backend, EscalationSettings};
 use crate::credentials;
@@ -23,14 +30,17 @@ pub use escalator::{
     Escalator, ResetBudget, ResetOutcome, ResetRequest, RetryPolicy, budget_filter,
 };
 pub use fence_agent::FenceAgent;
-pub use guarded::Guarded;
+pub use guarded::{Guarded, GuardedInventory};
+pub use inventory::{CloneSpec, Inventory, VmInfo};
 #[cfg(feature = "libvirt")]
-pub use libvirt::Libvirt;
+pub use libvirt::{Libvirt, LibvirtInventory};
 pub use qmp::Qmp;
-pub use vsphere::Vsphere;
+pub(crate) use settings::read_inventory_settings;
+pub use settings::{InventoryBackend, InventorySettings, read_inventory_file};
+pub use vsphere::{Vsphere, VsphereInventory};
 
 /// The VM's power state as the hypervisor reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PowerState {
     /// Running.
@@ -41,6 +51,18 @@ pub enum PowerState {
     Suspended,
     /// The backend cannot tell (dry-run).
     Unknown,
+}
+
+impl std::fmt::Display for PowerState {
+    /// The state as its serialised name says it (`on`, `off`...), for messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::On => "on",
+            Self::Off => "off",
+            Self::Suspended => "suspended",
+            Self::Unknown => "unknown",
+        })
+    }
 }
 
 /// What kind of failure, which decides whether trying again may help.
@@ -65,6 +87,8 @@ pub enum ErrorKind {
     Protocol,
     /// The operation ran and failed (a task error, an agent's failure).
     Failed,
+    /// What was to be made exists already (a clone's name is taken).
+    AlreadyExists,
 }
 
 /// A failed hypervisor operation.
@@ -147,6 +171,42 @@ pub fn from_settings(settings: &EscalationSettings) -> Result<Guarded, Hyperviso
         }
     };
     Ok(Guarded::new(backend, settings.timeout))
+}
+
+/// Builds the inventory `[hypervisor]` names, with every call bounded by
+/// `timeout` and every clone by `clone_timeout`. Credentials are read here,
+/// as for [`from_settings`].
+pub fn inventory_from_settings(
+    settings: &InventorySettings,
+) -> Result<GuardedInventory, HypervisorError> {
+    let backend: Box<dyn Inventory> = match &settings.backend {
+        InventoryBackend::Vsphere(vsphere) => {
+            let credentials = load_credentials(&vsphere.credentials)?;
+            Box::new(VsphereInventory::new(
+                vsphere,
+                credentials,
+                settings.clone_timeout,
+            )?)
+        }
+        #[cfg(feature = "libvirt")]
+        InventoryBackend::Libvirt(libvirt) => Box::new(LibvirtInventory::new(
+            libvirt.clone(),
+            settings.clone_timeout,
+        )),
+        // The settings reader refuses the backend in such a build.
+        #[cfg(not(feature = "libvirt"))]
+        InventoryBackend::Libvirt(_) => {
+            return Err(HypervisorError::new(
+                ErrorKind::Failed,
+                "this medic was built without the `libvirt` feature",
+            ));
+        }
+    };
+    Ok(GuardedInventory::new(
+        backend,
+        settings.timeout,
+        settings.clone_timeout,
+    ))
 }
 
 fn load_credentials(

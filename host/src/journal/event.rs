@@ -81,6 +81,20 @@ pub enum Kind {
     /// Retention deleted events: `detail.by_age` (older than
     /// `journal_keep`), `by_size` (beyond `journal_max`).
     JournalPruned,
+    /// An admin stopped the app (`medic stop`): it is held stopped, neither
+    /// checked nor recovered, until `medic start`: `detail.by`, `reason`.
+    AppStopped,
+    /// An admin started a stopped app (`medic start`) and supervision
+    /// resumed: `detail.by`.
+    AppStarted,
+    /// The unit controller's journal: an operation on units began or
+    /// ended (`detail.verb`, `units`, `phase` = `started` | `ended`, and
+    /// at the end `ok` and `failed`, the members that failed). `app` is
+    /// the first unit's name.
+    UnitOperation,
+    /// The unit controller's journal: one member's part of an operation
+    /// ended (`detail.verb`, `vm`, `ok`, `detail`); `app` is the unit.
+    UnitMember,
 }
 
 impl fmt::Display for Kind {
@@ -138,7 +152,9 @@ pub(crate) fn rfc3339<S: Serializer>(ts: &SystemTime, serializer: S) -> Result<S
     serializer.collect_str(&humantime::format_rfc3339_millis(*ts))
 }
 
-fn from_rfc3339<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+pub(crate) fn from_rfc3339<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<SystemTime, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
 }

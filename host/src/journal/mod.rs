@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::Connection;
 
-pub(crate) use event::rfc3339;
 pub use event::{Event, Kind};
+pub(crate) use event::{from_rfc3339, rfc3339};
 pub use store::{FILE_NAME, Filter, Pruned};
 
 /// Why the journal could not be written or read.

@@ -18,6 +18,9 @@
 //! | `medic_alerts_total` | counter | `app` (empty for daemon-wide alerts) |
 //! | `medic_alert_deliveries_total` | counter | `sink`, `result` (delivered, failed, dropped) |
 //! | `medic_journal_write_failures_total` | counter | |
+//!
+//! The same listener serves a read-only HTML status page at `/` once one
+//! is given ([`Metrics::show_page`]; the daemon gives `web::DaemonPage`).
 
 mod server;
 
@@ -36,6 +39,7 @@ use prometheus_client::registry::Registry;
 use crate::journal::{Event, Kind};
 pub use crate::status::CheckResult;
 use crate::status::State;
+use crate::web::StatusPage;
 
 /// Upper bounds of the check duration buckets, in seconds: from 100 µs
 /// (a kit answering from memory) to 10 s (a check near its timeout).
@@ -93,6 +97,7 @@ pub struct Metrics {
     alert_deliveries: Family<DeliveryLabels, Counter>,
     journal_write_failures: Counter,
     scrape_hook: RwLock<Option<ScrapeHook>>,
+    page: RwLock<Option<Arc<dyn StatusPage>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -198,6 +203,7 @@ impl Metrics {
             alert_deliveries,
             journal_write_failures,
             scrape_hook: RwLock::new(None),
+            page: RwLock::new(None),
         }
     }
 
@@ -358,10 +364,27 @@ impl Metrics {
         text
     }
 
-    /// Serves `GET /metrics` on `listener` until the returned future is
-    /// dropped (which also ends open connections); any other request gets
-    /// 404. Accept errors (e.g. out of file descriptors) are logged and
-    /// retried after a pause, so the future only ends by being dropped.
+    /// Serves `page` at `GET /` and `GET /index.html` from now on,
+    /// replacing any earlier page. Until a page is given those paths are
+    /// 404, like any path but `/metrics`: the server can start before what
+    /// the page reads exists.
+    pub fn show_page(&self, page: Arc<dyn StatusPage>) {
+        *self.page.write().unwrap_or_else(PoisonError::into_inner) = Some(page);
+    }
+
+    /// The page given to [`Metrics::show_page`], if any.
+    fn page(&self) -> Option<Arc<dyn StatusPage>> {
+        self.page
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Serves `GET /metrics` (and the page given to [`Metrics::show_page`])
+    /// on `listener` until the returned future is dropped (which also ends
+    /// open connections); any other request gets 404. Accept errors (e.g.
+    /// out of file descriptors) are logged and retried after a pause, so
+    /// the future only ends by being dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         server::serve(self, listener).await
     }

@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::process::PinnedProcess;
 use crate::sandbox::{CallScope, Checked, Kit, KitFault, NextStep, Verdict};
 use crate::status::State;
+use crate::stopped::{Hold, Stopped};
 
 /// What one check of an app found.
 #[derive(Debug)]
@@ -165,6 +166,21 @@ impl AppRuntime {
         watched: Option<ProcessWatch>,
         journal: &Journal,
     ) -> Result<(), String> {
+        self.stop(watched, journal).await;
+        self.start().await
+    }
+
+    /// Whether [`AppRuntime::stop`] has anything to stop with: a `stop`
+    /// command or a process medic knows.
+    fn can_stop(&self, watched: Option<&ProcessWatch>) -> bool {
+        self.spec.stop.is_some() || watched.is_some() || self.spec.pidfile.is_some()
+    }
+
+    /// Runs `stop` (or, without one, terminates the known process) and
+    /// makes sure the old instance is gone, killing what outlives
+    /// `stop_grace` (journaled). A failed `stop` is logged, not returned:
+    /// it is expected when the app is already down.
+    async fn stop(&self, watched: Option<ProcessWatch>, journal: &Journal) {
         let name = &self.spec.name;
         let instance = watched
             .or_else(|| self.watch_process())
@@ -194,6 +210,11 @@ impl AppRuntime {
                 serde_json::json!({"pid": killed.pid, "pgid": killed.pgid, "after": after}),
             ));
         }
+    }
+
+    /// Runs `start`.
+    async fn start(&self) -> Result<(), String> {
+        let name = &self.spec.name;
         let start = self
             .spec
             .start
@@ -219,6 +240,8 @@ pub struct Shared {
     pub metrics: Option<Arc<Metrics>>,
     /// Maintenance windows: checks are reported but not acted on.
     pub maintenance: Arc<Book>,
+    /// Apps an admin stopped: neither checked nor recovered.
+    pub stopped: Arc<Stopped>,
 }
 
 /// Something an admin asks of a running supervisor.
@@ -232,6 +255,22 @@ pub enum Command {
         /// Who asked, for the journal (`uid 1000`).
         by: String,
         /// What ran, or why nothing did.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Stop the app and hold it stopped (`medic stop`).
+    Stop {
+        /// Who asked, for the journal.
+        by: String,
+        /// Why, as the admin wrote it.
+        reason: Option<String>,
+        /// What was done, or why nothing was.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Start a stopped app and watch it again (`medic start`).
+    Start {
+        /// Who asked, for the journal.
+        by: String,
+        /// What was done, or why it failed.
         reply: oneshot::Sender<Result<String, String>>,
     },
 }
@@ -277,6 +316,8 @@ enum Wake {
     Check(Option<oneshot::Sender<LastCheck>>),
     Exited(u32),
     Recover(String, oneshot::Sender<Result<String, String>>),
+    Stop(Hold, oneshot::Sender<Result<String, String>>),
+    Start(String, oneshot::Sender<Result<String, String>>),
     Dependencies,
 }
 
@@ -336,16 +377,33 @@ pub async fn supervise(
     let mut process = app.watch_process();
     let mut last_check = None;
     let mut blocked = blocked_by(&dependencies);
+    // An app an admin stopped stays stopped across restarts of medic.
+    let mut held = shared.stopped.hold_of(&name);
+    if let Some(hold) = &held {
+        process = None;
+        // No check will run to publish it: say so now.
+        channels.status.send_modify(|status| {
+            status.state = State::Stopped;
+            status.reason = Some(hold.describe());
+        });
+        if let Some(metrics) = &shared.metrics {
+            metrics.set_state(&name, State::Stopped);
+        }
+    }
     loop {
         let mut wake = tokio::select! {
-            _ = tokio::time::sleep_until(next_check) => Wake::Check(None),
+            _ = tokio::time::sleep_until(next_check), if held.is_none() => Wake::Check(None),
             _ = shutdown.wait_for(|stop| *stop) => break,
             Some(command) = channels.commands.recv() => match command {
                 Command::CheckNow(reply) => Wake::Check(Some(reply)),
                 Command::RecoverNow { by, reply } => Wake::Recover(by, reply),
+                Command::Stop { by, reason, reply } => {
+                    Wake::Stop(Hold { since: SystemTime::now(), reason, by }, reply)
+                }
+                Command::Start { by, reply } => Wake::Start(by, reply),
             },
             pid = exited(&process) => Wake::Exited(pid),
-            () = dependency_changed(&mut dependencies) => Wake::Dependencies,
+            () = dependency_changed(&mut dependencies), if held.is_none() => Wake::Dependencies,
         };
         if let Wake::Dependencies = wake {
             let was_blocked = blocked.take().is_some();
@@ -384,9 +442,53 @@ pub async fn supervise(
                 process = None;
                 Some(Event::ProcessExited(format!("process {pid} exited")))
             }
+            Wake::Recover(_, reply) if held.is_some() => {
+                let _ = reply.send(Err(format!(
+                    "{name} is stopped; `medic start {name}` starts it"
+                )));
+                None
+            }
             Wake::Recover(by, reply) => {
                 recovery_reply = Some(reply);
                 Some(Event::AdminRecover(by))
+            }
+            Wake::Stop(hold, reply) => {
+                let answer = if held.is_some() {
+                    Ok(format!("{name} is already stopped"))
+                } else if !app.can_stop(process.as_ref()) {
+                    Err(format!(
+                        "{name} has no `stop` command and no pidfile: medic cannot stop it"
+                    ))
+                } else {
+                    hold_stopped(&app, &shared, &hold, process.take())
+                        .await
+                        .inspect(|_| {
+                            ladder = AppState::default();
+                            held = Some(hold);
+                        })
+                };
+                let _ = reply.send(answer);
+                None
+            }
+            Wake::Start(by, reply) => {
+                let answer = match held.take() {
+                    None => Ok(format!("{name} is not stopped; nothing to do")),
+                    Some(hold) => {
+                        let started = release_and_start(&app, &shared, &by).await;
+                        if started.is_err() && shared.stopped.hold_of(&name).is_some() {
+                            // Still held: the book could not be written.
+                            held = Some(hold);
+                        } else {
+                            ladder = AppState::starting(&app.policy, Instant::now().into_std());
+                            process = app.watch_process();
+                            blocked = blocked_by(&dependencies);
+                            next_check = Instant::now();
+                        }
+                        started
+                    }
+                };
+                let _ = reply.send(answer);
+                None
             }
             Wake::Dependencies => None,
         };
@@ -397,7 +499,7 @@ pub async fn supervise(
             // Reported, not acted on: no recovery, no escalation (and a
             // dependent waits for what it needs).
             Some(Event::Checked(_) | Event::ProcessExited(_))
-                if maintenance.is_some() || blocked.is_some() => {}
+                if maintenance.is_some() || blocked.is_some() || held.is_some() => {}
             Some(first) => events.push_back(first),
             None => {}
         }
@@ -446,13 +548,16 @@ pub async fn supervise(
                 false => Ok(done.join("; ")),
             });
         }
-        if process.is_none() && ladder.phase == state::Phase::Healthy {
+        if process.is_none() && held.is_none() && ladder.phase == state::Phase::Healthy {
             process = app.watch_process();
         }
         let mut status = AppStatus::of(&name, &ladder, &app.policy, std::time::Instant::now());
         status.last_check = last_check.clone();
         status.pid = process.as_ref().map(ProcessWatch::pid);
-        if maintenance.is_some() {
+        if let Some(hold) = &held {
+            status.state = State::Stopped;
+            status.reason = Some(hold.describe());
+        } else if maintenance.is_some() {
             status.state = State::Maintenance;
         } else if let Some(why) = &blocked {
             status.state = State::Blocked;
@@ -464,4 +569,46 @@ pub async fn supervise(
         }
         channels.status.send_replace(status);
     }
+}
+
+/// `medic stop`: the hold is written and journaled before the app is
+/// stopped, so a crash in between does not bring the app back.
+async fn hold_stopped(
+    app: &AppRuntime,
+    shared: &Shared,
+    hold: &Hold,
+    watched: Option<ProcessWatch>,
+) -> Result<String, String> {
+    let name = &app.spec.name;
+    shared
+        .stopped
+        .hold(name, hold.clone())
+        .map_err(|e| e.to_string())?;
+    shared.journal.record(journal::Event::new(
+        Some(name),
+        Kind::AppStopped,
+        serde_json::json!({"by": hold.by, "reason": hold.reason}),
+    ));
+    app.stop(watched, &shared.journal).await;
+    Ok(format!("{name} stopped"))
+}
+
+/// `medic start`: releases the hold (journaled) and runs `start`; an app
+/// without `start` is only watched again. A failed `start` is reported,
+/// and supervision resumes either way: the admin asked for the app to run.
+async fn release_and_start(app: &AppRuntime, shared: &Shared, by: &str) -> Result<String, String> {
+    let name = &app.spec.name;
+    shared.stopped.release(name).map_err(|e| e.to_string())?;
+    shared.journal.record(journal::Event::new(
+        Some(name),
+        Kind::AppStarted,
+        serde_json::json!({"by": by}),
+    ));
+    if app.spec.start.is_none() {
+        return Ok(format!("{name} has no `start` command; watched again"));
+    }
+    app.start()
+        .await
+        .map(|()| format!("{name} started"))
+        .map_err(|e| format!("start: {e} (the app is watched again)"))
 }

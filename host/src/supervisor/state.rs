@@ -202,6 +202,17 @@ impl Default for AppState {
     }
 }
 
+impl AppState {
+    /// A fresh ladder for an app an admin just started: in its start grace,
+    /// so a slow starter is not taken for a failed one.
+    pub fn starting(policy: &Policy, now: Instant) -> Self {
+        Self {
+            grace_until: (!policy.start_grace.is_zero()).then(|| now + policy.start_grace),
+            ..Self::default()
+        }
+    }
+}
+
 /// Moves the app along the ladder. `now` is when `event` happened.
 pub fn next(state: &mut AppState, event: Event, policy: &Policy, now: Instant) -> Vec<Action> {
     state

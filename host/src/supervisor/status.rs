@@ -3,13 +3,13 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::state::{AppState, CheckOutcome, Phase, Policy};
 use crate::status::{CheckResult, State};
 
 /// One app's state as shown to admins.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AppStatus {
     /// The app's name.
     pub app: String,
@@ -31,11 +31,32 @@ pub struct AppStatus {
     pub maintenance: Option<crate::maintenance::Window>,
 }
 
+impl AppStatus {
+    /// What an admin reads first about the app: why it is held, stopped
+    /// or blocked, else why it is in maintenance, else what its last check
+    /// said.
+    pub fn detail(&self) -> Option<&str> {
+        self.reason
+            .as_deref()
+            .or(self
+                .maintenance
+                .as_ref()
+                .map(|window| window.reason.as_str()))
+            .or(self
+                .last_check
+                .as_ref()
+                .and_then(|last| last.reason.as_deref()))
+    }
+}
+
 /// The result of one check.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LastCheck {
     /// When it finished.
-    #[serde(serialize_with = "crate::journal::rfc3339")]
+    #[serde(
+        serialize_with = "crate::journal::rfc3339",
+        deserialize_with = "crate::journal::from_rfc3339"
+    )]
     pub at: SystemTime,
     /// What the check concluded (a timeout is a `kit_fault`).
     pub result: CheckResult,

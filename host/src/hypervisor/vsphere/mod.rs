@@ -1,4 +1,6 @@
-//! The vSphere backend: resets the VM medic runs in through vCenter or ESXi.
+//! The vSphere backend: resets the VM medic runs in through vCenter or ESXi
+//! ([`Vsphere`]), and names and acts on every VM the account sees
+//! ([`VsphereInventory`], SOAP only); the first uses the second's code.
 //!
 //! It speaks either the vim25 SOAP API (every vSphere version, and the only
 //! one ESXi has) or the Automation REST API, as configured. Each operation
@@ -7,7 +9,9 @@
 
 mod errors;
 mod http_client;
+mod inventory;
 mod rest;
+pub mod settings;
 mod soap;
 mod target;
 pub mod vm_uuid;
@@ -15,11 +19,12 @@ pub mod vm_uuid;
 use std::path::PathBuf;
 
 pub use http_client::ClientTimeouts;
+pub use inventory::VsphereInventory;
 
-use crate::config::{VmSelector, VsphereApi, VsphereSettings};
 use crate::credentials::Credentials;
 use crate::hypervisor::{ErrorKind, Hypervisor, HypervisorError, PowerState};
 use rest::RestClient;
+use settings::{VmSelector, VsphereApi, VsphereSettings};
 use soap::SoapClient;
 use target::{FoundVm, VmTarget};
 
@@ -31,10 +36,11 @@ pub struct Vsphere {
     dmi_uuid_file: PathBuf,
 }
 
-/// The configured API and its client.
+/// The configured API and its client: SOAP through the inventory's code,
+/// which finds and resets any VM, this one among them.
 #[derive(Debug)]
 enum Api {
-    Soap(SoapClient),
+    Soap(VsphereInventory),
     Rest(RestClient),
 }
 
@@ -55,24 +61,13 @@ impl Vsphere {
         credentials: Credentials,
         timeouts: ClientTimeouts,
     ) -> Result<Self, HypervisorError> {
-        let url = reqwest::Url::parse(&settings.url).map_err(|err| {
-            HypervisorError::new(
-                ErrorKind::Protocol,
-                format!("invalid vSphere url {:?}: {err}", settings.url),
-            )
-        })?;
-        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-            return Err(HypervisorError::new(
-                ErrorKind::Protocol,
-                format!(
-                    "vSphere url {:?} must be http(s)://host[:port]/...",
-                    settings.url
-                ),
-            ));
-        }
-        let http = http_client::build_client(settings, timeouts)?;
+        let (http, url) = endpoint(settings, timeouts)?;
         let api = match settings.api {
-            VsphereApi::Soap => Api::Soap(SoapClient::new(http, url, credentials)),
+            VsphereApi::Soap => Api::Soap(VsphereInventory::from_client(SoapClient::new(
+                http,
+                url,
+                credentials,
+            ))),
             VsphereApi::Rest => Api::Rest(RestClient::new(http, &url, credentials)),
         };
         Ok(Self {
@@ -91,54 +86,73 @@ impl Vsphere {
     /// when finding the VM or the operation failed.
     async fn on_vm<T>(
         &self,
-        operation: impl AsyncFnOnce(&Session<'_>, &FoundVm) -> Result<T, HypervisorError>,
+        operation: impl AsyncFnOnce(Session<'_, '_>, &FoundVm) -> Result<T, HypervisorError>,
     ) -> Result<T, HypervisorError> {
         let target = self.target().await?;
-        let session = match &self.api {
-            Api::Soap(client) => Session::Soap(client.login().await?),
-            Api::Rest(client) => Session::Rest(client.login().await?),
-        };
-        let result = match session.locate(&target).await {
-            Ok(vm) => operation(&session, &vm).await,
-            Err(err) => Err(err),
-        };
-        session.logout().await;
-        result
+        match &self.api {
+            Api::Soap(inventory) => {
+                inventory
+                    .on_vm(&target, async |session, vm| {
+                        operation(Session::Soap(session), vm).await
+                    })
+                    .await
+            }
+            Api::Rest(client) => {
+                let session = client.login().await?;
+                let result = match session.locate(&target).await {
+                    Ok(vm) => operation(Session::Rest(&session), &vm).await,
+                    Err(err) => Err(err),
+                };
+                session.logout().await;
+                result
+            }
+        }
     }
+}
+
+/// The URL and HTTPS client `settings` ask for, checked: what both the
+/// single-VM backend and the inventory talk through.
+fn endpoint(
+    settings: &VsphereSettings,
+    timeouts: ClientTimeouts,
+) -> Result<(reqwest::Client, reqwest::Url), HypervisorError> {
+    let url = reqwest::Url::parse(&settings.url).map_err(|err| {
+        HypervisorError::new(
+            ErrorKind::Protocol,
+            format!("invalid vSphere url {:?}: {err}", settings.url),
+        )
+    })?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(HypervisorError::new(
+            ErrorKind::Protocol,
+            format!(
+                "vSphere url {:?} must be http(s)://host[:port]/...",
+                settings.url
+            ),
+        ));
+    }
+    Ok((http_client::build_client(settings, timeouts)?, url))
 }
 
 /// A logged-in session of either API.
-enum Session<'a> {
-    Soap(soap::Session<'a>),
-    Rest(rest::RestSession<'a>),
+#[derive(Clone, Copy)]
+enum Session<'s, 'a> {
+    Soap(&'s soap::Session<'a>),
+    Rest(&'s rest::RestSession<'a>),
 }
 
-impl Session<'_> {
-    async fn locate(&self, target: &VmTarget) -> Result<FoundVm, HypervisorError> {
-        match self {
-            Self::Soap(session) => session.locate(target).await,
-            Self::Rest(session) => session.locate(target).await,
-        }
-    }
-
-    async fn power_state(&self, vm: &FoundVm) -> Result<PowerState, HypervisorError> {
+impl Session<'_, '_> {
+    async fn power_state(self, vm: &FoundVm) -> Result<PowerState, HypervisorError> {
         match self {
             Self::Soap(session) => session.power_state(vm).await,
             Self::Rest(session) => session.power_state(vm).await,
         }
     }
 
-    async fn reset(&self, vm: &FoundVm) -> Result<String, HypervisorError> {
+    async fn reset(self, vm: &FoundVm) -> Result<String, HypervisorError> {
         match self {
             Self::Soap(session) => session.reset(vm).await,
             Self::Rest(session) => session.reset(vm).await,
-        }
-    }
-
-    async fn logout(self) {
-        match self {
-            Self::Soap(session) => session.logout().await,
-            Self::Rest(session) => session.logout().await,
         }
     }
 }

@@ -179,26 +179,9 @@ impl RestSession<'_> {
             }
             VmTarget::Path(path) => {
                 let name = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or(path);
-                let mut url = self.client.url(&["api", "vcenter", "vm"])?;
-                url.query_pairs_mut().append_pair("names", name);
-                let list: Vec<VmSummary> = self
-                    .get_json(url, &format!("listing VMs named {name}"))
-                    .await?;
-                match <[VmSummary; 1]>::try_from(list) {
-                    Ok([vm]) => Ok(FoundVm {
-                        id: vm.vm,
-                        name: vm.name,
-                    }),
-                    Err(list) if list.is_empty() => Err(not_found(target)),
-                    Err(list) => Err(HypervisorError::new(
-                        ErrorKind::NotFound,
-                        format!(
-                            "{} VMs are named {name:?}; REST cannot tell which is {path}: use moref: or uuid:",
-                            list.len()
-                        ),
-                    )),
-                }
+                self.locate_by_name(name, target).await
             }
+            VmTarget::Name(name) => self.locate_by_name(name, target).await,
             VmTarget::Uuids(uuids) => {
                 let url = self.client.url(&["api", "vcenter", "vm"])?;
                 let list: Vec<VmSummary> = self.get_json(url, "listing VMs").await?;
@@ -224,6 +207,34 @@ impl RestSession<'_> {
                 }
                 Err(err)
             }
+        }
+    }
+
+    /// The one VM named `name` (REST searches by name only), for `target`.
+    async fn locate_by_name(
+        &self,
+        name: &str,
+        target: &VmTarget,
+    ) -> Result<FoundVm, HypervisorError> {
+        let mut url = self.client.url(&["api", "vcenter", "vm"])?;
+        url.query_pairs_mut().append_pair("names", name);
+        let list: Vec<VmSummary> = self
+            .get_json(url, &format!("listing VMs named {name}"))
+            .await?;
+        match <[VmSummary; 1]>::try_from(list) {
+            Ok([vm]) => Ok(FoundVm {
+                id: vm.vm,
+                name: vm.name,
+            }),
+            Err(list) if list.is_empty() => Err(not_found(target)),
+            Err(list) => Err(HypervisorError::new(
+                ErrorKind::NotFound,
+                format!(
+                    "{} VMs are named {name:?}; REST cannot tell which is the {}: use moref: or uuid:",
+                    list.len(),
+                    target.describe()
+                ),
+            )),
         }
     }
 

@@ -16,6 +16,8 @@ pub(super) enum VmTarget {
     Moref(String),
     /// An inventory path such as "/DC0/vm/name".
     Path(String),
+    /// A display name, which must be unique among the VMs the account sees.
+    Name(String),
 }
 
 impl VmTarget {
@@ -41,12 +43,23 @@ impl VmTarget {
         })
     }
 
+    /// An inventory call's reference to a VM: a uuid (any case) when it has
+    /// a uuid's form, else a display name.
+    pub(super) fn from_reference(reference: &str) -> Self {
+        if crate::hypervisor::inventory::is_uuid(reference) {
+            Self::Uuids(vec![reference.to_ascii_lowercase()])
+        } else {
+            Self::Name(reference.to_owned())
+        }
+    }
+
     /// What was searched for, for "not found" messages.
     pub(super) fn describe(&self) -> String {
         match self {
             Self::Uuids(uuids) => format!("BIOS uuid {}", uuids.join(" or ")),
             Self::Moref(moref) => format!("managed object {moref}"),
             Self::Path(path) => format!("inventory path {path}"),
+            Self::Name(name) => format!("name {name:?}"),
         }
     }
 }

@@ -8,6 +8,7 @@
 
 use std::path::Path;
 
+use crate::hypervisor::inventory::is_uuid;
 use crate::hypervisor::{ErrorKind, HypervisorError};
 
 /// Reads the SMBIOS uuid from `path`, trimmed and lowercased.
@@ -53,12 +54,6 @@ pub fn byte_swapped(uuid: &str) -> Option<String> {
         fields.get(3)?,
         fields.get(4)?
     ))
-}
-
-/// Whether `text` is a uuid in the 8-4-4-4-12 hex form.
-fn is_uuid(text: &str) -> bool {
-    let lengths: Vec<usize> = text.split('-').map(str::len).collect();
-    lengths == [8, 4, 4, 4, 12] && text.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! The vim25 SOAP client: one session per operation, logged out at the end.
 
+mod inventory;
 mod requests;
 mod response;
-mod xml;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
@@ -13,8 +13,10 @@ use crate::hypervisor::{ErrorKind, HypervisorError, PowerState};
 
 use super::errors::{snippet, status_error, transport_error};
 use super::target::{FoundVm, VmTarget};
+use crate::hypervisor::xml::Element;
 use response::{Answer, properties, returnval};
-use xml::Element;
+
+pub(super) use inventory::Power;
 
 /// The vim25 version sent in `SOAPAction`; 6.5 is understood from vSphere 6.5 to 8.
 const SOAP_ACTION: &str = "urn:vim25/6.5";
@@ -37,6 +39,8 @@ struct ServiceContent {
     session_manager: String,
     search_index: String,
     property_collector: String,
+    view_manager: String,
+    root_folder: String,
 }
 
 /// A logged-in session; end it with [`Session::logout`].
@@ -169,6 +173,7 @@ impl Session<'_> {
                     .await?;
                 optional_ref(&response).ok_or_else(|| not_found(target))?
             }
+            VmTarget::Name(name) => return self.find_by_name(name).await,
         };
         let props = self.read("VirtualMachine", &id, &["name"]).await?;
         let name = props
@@ -197,36 +202,52 @@ impl Session<'_> {
                     format!("{vm}: the server returned no runtime.powerState"),
                 )
             })?;
-        Ok(match state {
-            "poweredOn" => PowerState::On,
-            "poweredOff" => PowerState::Off,
-            "suspended" => PowerState::Suspended,
-            _ => PowerState::Unknown,
-        })
+        Ok(power_state_of(state))
     }
 
     /// Starts `ResetVM_Task` and waits for the task to end.
     pub(super) async fn reset(&self, vm: &FoundVm) -> Result<String, HypervisorError> {
-        let what = format!("ResetVM_Task on {vm}");
-        let (_, response) = self.call(&what, requests::reset_vm(&vm.id)).await?;
-        let task = returnval(&response, &what)?.to_string();
-        tracing::info!(vm = %vm, task = %task, "vSphere reset started");
-        self.wait_for_task(&task, &what).await?;
-        Ok(format!("task {task} succeeded (ResetVM_Task on {vm})"))
+        self.run_task(vm, "ResetVM_Task").await
     }
 
-    /// Polls the task's `info.state` until it is `success` or `error`.
-    async fn wait_for_task(&self, task: &str, what: &str) -> Result<(), HypervisorError> {
+    /// Runs `method` (a `VirtualMachine` method that ends in a task and
+    /// takes no argument) on `vm` and waits for its task to end.
+    async fn run_task(&self, vm: &FoundVm, method: &str) -> Result<String, HypervisorError> {
+        let what = format!("{method} on {vm}");
+        let (_, response) = self
+            .call(&what, requests::vm_method(method, &vm.id))
+            .await?;
+        let task = returnval(&response, &what)?.to_string();
+        tracing::info!(vm = %vm, task = %task, method, "vSphere task started");
+        self.wait_for_task(&task, &what, None).await?;
+        Ok(format!("task {task} succeeded ({what})"))
+    }
+
+    /// Polls the task's `info.state` until it is `success` (giving its
+    /// `info.result`, if any) or `error`; a `Timeout` once `deadline` has
+    /// passed, with the task left running.
+    async fn wait_for_task(
+        &self,
+        task: &str,
+        what: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Element>, HypervisorError> {
         let mut pause = TASK_POLL_FIRST;
         loop {
-            let props = self
-                .read("Task", task, &["info.state", "info.error"])
+            let mut props = self
+                .read("Task", task, &["info.state", "info.error", "info.result"])
                 .await?;
             let state = props.get("info.state").map(Element::value).unwrap_or("");
             match state {
-                "success" => return Ok(()),
+                "success" => return Ok(props.remove("info.result")),
                 "error" => return Err(task_error(task, what, props.get("info.error"))),
                 "queued" | "running" => {
+                    if deadline.is_some_and(|deadline| Instant::now() + pause > deadline) {
+                        return Err(HypervisorError::new(
+                            ErrorKind::Timeout,
+                            format!("{what}: task {task} did not end in time"),
+                        ));
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(TASK_POLL_MAX);
                 }
@@ -264,6 +285,16 @@ impl Session<'_> {
     }
 }
 
+/// What vSphere's `VirtualMachinePowerState` stands for.
+fn power_state_of(state: &str) -> PowerState {
+    match state {
+        "poweredOn" => PowerState::On,
+        "poweredOff" => PowerState::Off,
+        "suspended" => PowerState::Suspended,
+        _ => PowerState::Unknown,
+    }
+}
+
 /// Picks the manager ids out of `RetrieveServiceContentResponse`.
 fn service_content(response: &Element) -> Result<ServiceContent, HypervisorError> {
     let field = |name: &str| {
@@ -282,6 +313,8 @@ fn service_content(response: &Element) -> Result<ServiceContent, HypervisorError
         session_manager: field("sessionManager")?,
         search_index: field("searchIndex")?,
         property_collector: field("propertyCollector")?,
+        view_manager: field("viewManager")?,
+        root_folder: field("rootFolder")?,
     })
 }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::hypervisor::{ErrorKind, HypervisorError};
 
-use super::xml::{self, Element};
+use crate::hypervisor::xml::{self, Element};
 
 /// A SOAP fault: the vim25 fault type (from the detail's `xsi:type`) and the server's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,7 @@ pub(crate) fn fault_kind(name: &str) -> Option<ErrorKind> {
         "InvalidLogin" | "NotAuthenticated" | "NoPermission" => ErrorKind::BadCredentials,
         "ManagedObjectNotFound" => ErrorKind::NotFound,
         "InvalidPowerState" => ErrorKind::WrongPowerState,
+        "DuplicateName" | "AlreadyExists" | "FileAlreadyExists" => ErrorKind::AlreadyExists,
         // Server-side conditions that pass: a host reconnecting, a task
         // already running on the VM, vpxd busy.
         "HostCommunication" | "HostNotConnected" | "HostNotReachable" | "TaskInProgress"
@@ -109,13 +110,60 @@ pub(crate) fn properties(
     response: &Element,
     what: &str,
 ) -> Result<HashMap<String, Element>, HypervisorError> {
-    let mut found = HashMap::new();
     let Some(object) = response.path(&["returnval", "objects"]) else {
         return Err(HypervisorError::new(
             ErrorKind::NotFound,
             format!("{what}: the server returned no such object"),
         ));
     };
+    object_properties(object, what)
+}
+
+/// One object of a `RetrievePropertiesEx` answer.
+#[derive(Debug, Clone)]
+pub(crate) struct Object {
+    /// Its managed object type (`VirtualMachine`).
+    pub kind: String,
+    /// Its managed object id (`vm-42`).
+    pub id: String,
+    /// Its properties, by path.
+    pub properties: HashMap<String, Element>,
+}
+
+/// Every object of a `RetrievePropertiesEx` (or `Continue...`) answer, and
+/// the token of the next page if there is one. An answer without
+/// `returnval` is an empty result.
+pub(crate) fn objects(
+    response: &Element,
+    what: &str,
+) -> Result<(Vec<Object>, Option<String>), HypervisorError> {
+    let Some(returnval) = response.child("returnval") else {
+        return Ok((Vec::new(), None));
+    };
+    let objects = returnval
+        .children_named("objects")
+        .map(|object| {
+            let obj = object.child("obj");
+            Ok(Object {
+                kind: obj.and_then(|o| o.ref_type.clone()).unwrap_or_default(),
+                id: obj.map(|o| o.value().to_owned()).unwrap_or_default(),
+                properties: object_properties(object, what)?,
+            })
+        })
+        .collect::<Result<Vec<_>, HypervisorError>>()?;
+    let token = returnval
+        .child("token")
+        .map(|t| t.value().to_owned())
+        .filter(|t| !t.is_empty());
+    Ok((objects, token))
+}
+
+/// The properties of one `objects` element, by path; a `missingSet` is
+/// the error of its fault.
+fn object_properties(
+    object: &Element,
+    what: &str,
+) -> Result<HashMap<String, Element>, HypervisorError> {
     if let Some(missing) = object.child("missingSet") {
         let path = missing.child("path").map(Element::value).unwrap_or("?");
         let fault = Fault {
@@ -127,6 +175,7 @@ pub(crate) fn properties(
         };
         return Err(fault_error(&fault, &format!("{what} (property {path})")));
     }
+    let mut found = HashMap::new();
     for prop in object.children_named("propSet") {
         if let (Some(name), Some(val)) = (prop.child("name"), prop.child("val")) {
             found.insert(name.value().to_string(), val.clone());
@@ -177,6 +226,34 @@ mod tests {
         let err = properties(&response, "read").unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadCredentials);
         assert!(err.message.contains("NotAuthenticated"), "{}", err.message);
+    }
+
+    #[test]
+    fn reads_every_object_and_the_token() {
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>7</token><objects><obj type="VirtualMachine">vm-1</obj><propSet><name>name</name><val>a</val></propSet></objects><objects><obj type="HostSystem">host-2</obj><propSet><name>parent</name><val type="ClusterComputeResource">domain-c3</val></propSet></objects></returnval></RetrievePropertiesExResponse></soapenv:Body></soapenv:Envelope>"#;
+        let Answer::Response(response) = read_answer(text).unwrap() else {
+            panic!("expected a response");
+        };
+        let (found, token) = objects(&response, "read").unwrap();
+        assert_eq!(token.as_deref(), Some("7"));
+        assert_eq!(found.len(), 2);
+        assert_eq!(
+            (found[0].kind.as_str(), found[0].id.as_str()),
+            ("VirtualMachine", "vm-1")
+        );
+        assert_eq!(found[0].properties["name"].value(), "a");
+        let parent = &found[1].properties["parent"];
+        assert_eq!(parent.ref_type.as_deref(), Some("ClusterComputeResource"));
+        let Answer::Response(empty) = read_answer(&text.replace(
+            &text[text.find("<returnval>").unwrap()
+                ..text.find("</RetrievePropertiesExResponse>").unwrap()],
+            "",
+        ))
+        .unwrap() else {
+            panic!("expected a response");
+        };
+        assert!(objects(&empty, "read").unwrap().0.is_empty());
     }
 
     #[test]

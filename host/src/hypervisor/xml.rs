@@ -1,17 +1,26 @@
-//! A small element tree read with quick-xml, enough to walk SOAP answers.
+//! A small element tree read with quick-xml: enough to walk SOAP answers
+//! and to rewrite a libvirt domain definition.
 //!
-//! vim25 answers are small, so reading them whole into a tree keeps the code
-//! that picks values out simple. Names are kept without their namespace
-//! prefix: servers differ in which prefixes they use.
+//! vim25 answers and domain definitions are small, so reading them whole
+//! into a tree keeps the code that picks values out (or changes them)
+//! simple. Lookups go by local name, since servers differ in which
+//! namespace prefixes they use; the name as written and every attribute are
+//! kept too, so [`Element::write`] gives back an equivalent document.
+//! Comments, processing instructions and the position of text between
+//! child elements are not kept: neither format has mixed content.
 
 use quick_xml::Reader;
 use quick_xml::events::{BytesStart, Event};
 
-/// One XML element with the parts SOAP answers need.
+/// One XML element.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Element {
     /// Local name (no prefix).
     pub name: String,
+    /// The name as written, with its prefix if it had one (`qemu:commandline`).
+    pub qname: String,
+    /// Every attribute as written (`xmlns:` declarations too), values unescaped.
+    pub attributes: Vec<(String, String)>,
     /// The `xsi:type` attribute (any prefix), its own prefix removed: names fault and value types.
     pub xsi_type: Option<String>,
     /// The unprefixed `type` attribute: the type of a managed object reference.
@@ -47,6 +56,81 @@ impl Element {
     pub(crate) fn value(&self) -> &str {
         self.text.trim()
     }
+}
+
+/// Changing and writing elements: what a libvirt clone's definition needs.
+#[cfg(feature = "libvirt")]
+impl Element {
+    /// An element without attributes or children, written as `qname`.
+    pub(crate) fn new(qname: &str) -> Self {
+        Self {
+            name: local_part(qname).to_owned(),
+            qname: qname.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// The value of the attribute written as `name`.
+    pub(crate) fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Sets (or adds) the attribute written as `name`.
+    pub(crate) fn set_attribute(&mut self, name: &str, value: &str) {
+        match self.attributes.iter_mut().find(|(key, _)| key == name) {
+            Some((_, old)) => *old = value.to_owned(),
+            None => self.attributes.push((name.to_owned(), value.to_owned())),
+        }
+    }
+
+    /// The first child with this local name, to change.
+    pub(crate) fn child_mut(&mut self, name: &str) -> Option<&mut Element> {
+        self.children.iter_mut().find(|c| c.name == name)
+    }
+
+    /// The element as XML text, every value escaped; text is written only
+    /// for elements without children (whitespace between elements is not
+    /// content in the formats read here).
+    pub(crate) fn write(&self) -> String {
+        let mut out = String::new();
+        self.write_into(&mut out);
+        out
+    }
+
+    fn write_into(&self, out: &mut String) {
+        out.push('<');
+        out.push_str(&self.qname);
+        for (key, value) in &self.attributes {
+            out.push(' ');
+            out.push_str(key);
+            out.push_str("=\"");
+            out.push_str(&quick_xml::escape::escape(value.as_str()));
+            out.push('"');
+        }
+        if self.children.is_empty() && self.text.is_empty() {
+            out.push_str("/>");
+            return;
+        }
+        out.push('>');
+        if self.children.is_empty() {
+            out.push_str(&quick_xml::escape::escape(self.text.as_str()));
+        }
+        for child in &self.children {
+            child.write_into(out);
+        }
+        out.push_str("</");
+        out.push_str(&self.qname);
+        out.push('>');
+    }
+}
+
+/// `name` without its namespace prefix.
+#[cfg(feature = "libvirt")]
+fn local_part(name: &str) -> &str {
+    name.rsplit(':').next().unwrap_or(name)
 }
 
 /// Reads a whole document into its root element.
@@ -115,17 +199,21 @@ fn attach(
 fn element(start: &BytesStart<'_>) -> Result<Element, String> {
     let mut element = Element {
         name: start.local_name().as_ref().to_string(),
+        qname: start.name().as_ref().to_string(),
         ..Element::default()
     };
     for attribute in start.attributes() {
         let attribute = attribute.map_err(|err| format!("bad attribute: {err}"))?;
-        if attribute.key.local_name().as_ref() != "type" {
-            continue;
-        }
         let value = attribute
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|err| format!("bad attribute value: {err}"))?
             .into_owned();
+        element
+            .attributes
+            .push((attribute.key.as_ref().to_string(), value.clone()));
+        if attribute.key.local_name().as_ref() != "type" {
+            continue;
+        }
         if attribute.key.prefix().is_some() {
             let local = value.rsplit(':').next().unwrap_or(&value).to_string();
             element.xsi_type = Some(local);
