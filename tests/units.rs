@@ -479,3 +479,52 @@ fn verbs_say_what_is_missing_and_bad_files_are_reported_at_their_line() {
         "{error}"
     );
 }
+
+/// A unit whose member VM lives in the vCenter simulator and whose agent
+/// is a real medic: `stop --power-off` stops the app, then shuts the guest
+/// down; `start` powers the VM on, waits for the agent, starts the app and
+/// waits for its check to pass.
+#[test]
+fn stop_with_power_off_and_start_drive_the_vm_and_the_app() {
+    let sim = fixtures::vcsim::Vcsim::start();
+    let tls_dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(tls_dir.path(), "ca");
+    let web = Agent::start(&ca, "127.0.0.25", "web");
+    let files = ControllerFiles::new(
+        &ca,
+        &format!(
+            "{}\n[[unit]]\nname = \"web\"\napp = \"web\"\nmembers = [{{ vm = \"DC0_H0_VM0\", agent = \"{}\" }}]\n",
+            vsphere_section(&sim),
+            web.url
+        ),
+    );
+    wait_healthy(&files, "web");
+    let power = |files: &ControllerFiles| {
+        let status = files.unit(&["status", "web", "--json"]);
+        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        status["members"][0]["power"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(power(&files), "on");
+
+    let stop = files.unit(&["stop", "web", "--power-off", "--shutdown-timeout", "20s"]);
+    assert_eq!(stop.status.code(), Some(0), "{}", text(&stop));
+    assert!(
+        text(&stop).contains("web/DC0_H0_VM0: ok web stopped, shut down"),
+        "{}",
+        text(&stop)
+    );
+    assert_eq!(power(&files), "off");
+
+    let start = files.unit(&["start", "web", "--health-timeout", "30s"]);
+    assert_eq!(start.status.code(), Some(0), "{}", text(&start));
+    assert!(
+        text(&start).contains("web/DC0_H0_VM0: ok powered on, web started, healthy"),
+        "{}",
+        text(&start)
+    );
+    assert_eq!(power(&files), "on");
+    assert!(web.first(Kind::AppStarted) > web.first(Kind::AppStopped));
+}

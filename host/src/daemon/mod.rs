@@ -3,6 +3,7 @@
 
 mod fleet;
 mod lock;
+pub mod page;
 mod registry;
 mod systemd;
 mod watch;
@@ -123,7 +124,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let remote_api =
         remote.map(|(server, listener)| tokio::spawn(server.serve(listener, api_state.clone())));
     if let Some(metrics) = &metrics {
-        metrics.show_page(Arc::new(crate::web::DaemonPage::new(api_state.clone())));
+        metrics.show_page(Arc::new(page::DaemonPage::new(api_state.clone())));
     }
     systemd::spawn_watchdog();
     let watching = |fleet: &Fleet, config: &Config| {

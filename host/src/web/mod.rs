@@ -1,5 +1,8 @@
-//! Read-only HTML status pages: the toolkit they share and the daemon's
-//! page (served at `/` on the `[daemon] metrics` listener).
+//! Read-only HTML status pages: the toolkit they share. The pages live
+//! with what they show: the daemon's (`daemon::page`, served at `/` on the
+//! `[daemon] metrics` listener) and the unit controller's (`unit::page`).
+//! This module depends on nothing but the app states and the journal, so
+//! the metrics server can serve any page without a cycle through the API.
 //!
 //! The pages are small and built in code with [`std::fmt::Write`], not
 //! with a template crate: a template engine (or maud's proc macro) would
@@ -15,11 +18,11 @@
 //! Content-Security-Policy allows inline styles and `data:` pictures and
 //! nothing else, so even a bug in the escaping could not run a script.
 
-mod daemon;
+mod events;
 mod html;
 mod page;
 
-pub use daemon::{DaemonPage, DaemonView, Escalation, RECENT_EVENTS, recent_events, render_daemon};
+pub use events::recent_events;
 pub use html::{Escaped, Markup, escape, shorten};
 pub use page::{Document, Table, Tone, badge, state_badge, time_ago, time_until};
 

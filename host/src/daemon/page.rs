@@ -12,20 +12,20 @@
 //! field added later stays hidden until it is judged harmless. Put the
 //! listener on loopback or a management network like any metrics port.
 
-use std::path::PathBuf;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use super::html::{Markup, shorten};
-use super::page::{Document, Table, badge, state_badge, time_ago, time_until};
-use super::{StatusPage, Tone};
 use crate::api::ApiState;
-use crate::journal::{self, Event, Filter};
+use crate::journal::Event;
 use crate::maintenance::Window;
 use crate::status::State;
 use crate::supervisor::AppStatus;
+use crate::web::{
+    Document, Markup, StatusPage, Table, Tone, badge, recent_events, shorten, state_badge,
+    time_ago, time_until,
+};
 
 /// How many journal events the page lists, newest first.
 pub const RECENT_EVENTS: u64 = 50;
@@ -138,41 +138,6 @@ impl DaemonPage {
 impl StatusPage for DaemonPage {
     async fn render(&self) -> String {
         render_daemon(&self.gather().await)
-    }
-}
-
-/// The newest `limit` events of the journal in `state_dir`, newest first.
-/// SQLite is read on a blocking thread, and the answer waited for `wait`
-/// at most, so a busy disk delays no page by more. The error is a note fit
-/// for a page (the details, with paths, go to the log).
-pub async fn recent_events(
-    state_dir: PathBuf,
-    limit: u64,
-    wait: Duration,
-) -> Result<Vec<Event>, String> {
-    let filter = Filter {
-        limit: Some(limit),
-        ..Filter::default()
-    };
-    let read = tokio::task::spawn_blocking(move || journal::read_filtered(&state_dir, &filter));
-    match tokio::time::timeout(wait, read).await {
-        Ok(Ok(Ok(mut events))) => {
-            // The journal gives the newest `limit` oldest first.
-            events.reverse();
-            Ok(events)
-        }
-        Ok(Ok(Err(error))) => {
-            tracing::warn!(%error, "status page: cannot read the journal");
-            Err("the journal cannot be read now (medic's log says why)".to_owned())
-        }
-        Ok(Err(error)) => {
-            tracing::error!(%error, "status page: the journal reader failed");
-            Err("the journal cannot be read now (medic's log says why)".to_owned())
-        }
-        Err(_) => Err(format!(
-            "the journal did not answer within {}",
-            humantime::format_duration(wait)
-        )),
     }
 }
 
@@ -371,7 +336,7 @@ fn detail(detail: &Value) -> Markup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{Journal, Kind};
+    use crate::journal::Kind;
     use crate::status::CheckResult;
     use crate::supervisor::LastCheck;
     use serde_json::json;
@@ -531,39 +496,5 @@ mod tests {
         let html = render_daemon(&view);
         assert!(html.contains(&format!("<td>{}…</td>", "x".repeat(TEXT_MAX))));
         assert!(!html.contains(&"x".repeat(TEXT_MAX + 1)));
-    }
-
-    #[tokio::test]
-    async fn recent_events_are_the_newest_newest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let journal = Journal::open(dir.path()).unwrap();
-        for i in 0..60 {
-            let mut event = Event::new(Some("web"), Kind::AppFailed, json!({"reason": i}));
-            event.ts = at(i);
-            journal.append(&event).unwrap();
-        }
-        let events = recent_events(dir.path().to_owned(), 50, WAIT)
-            .await
-            .unwrap();
-        let reasons: Vec<u64> = events
-            .iter()
-            .map(|e| e.detail["reason"].as_u64().unwrap())
-            .collect();
-        assert_eq!(reasons, (10..60).rev().collect::<Vec<_>>());
-    }
-
-    #[tokio::test]
-    async fn a_missing_journal_is_empty_and_a_broken_one_a_note() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(
-            recent_events(dir.path().to_owned(), 50, WAIT).await,
-            Ok(Vec::new())
-        );
-        std::fs::write(dir.path().join(journal::FILE_NAME), "not a database").unwrap();
-        let note = recent_events(dir.path().to_owned(), 50, WAIT)
-            .await
-            .unwrap_err();
-        assert!(note.contains("cannot be read"), "{note}");
-        assert!(!note.contains(&dir.path().display().to_string()), "{note}");
     }
 }
