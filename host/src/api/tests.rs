@@ -77,17 +77,7 @@ impl Daemon {
 /// recovery done and refused in turn.
 fn fake_supervisor() -> AppHandle {
     let (commands, mut received) = mpsc::channel(16);
-    let (_, status) = watch::channel(AppStatus {
-        app: APP.to_owned(),
-        state: crate::status::State::Healthy,
-        reason: None,
-        last_check: None,
-        failures: 0,
-        attempts_used: 0,
-        attempts_allowed: 3,
-        pid: None,
-        maintenance: None,
-    });
+    let (_, status) = watch::channel(AppStatus::bare(APP, crate::status::State::Healthy));
     tokio::spawn(async move {
         let mut done = false;
         while let Some(command) = received.recv().await {

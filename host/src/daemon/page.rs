@@ -348,17 +348,7 @@ mod tests {
     }
 
     fn app(name: &str, state: State) -> AppStatus {
-        AppStatus {
-            app: name.to_owned(),
-            state,
-            reason: None,
-            last_check: None,
-            failures: 0,
-            attempts_used: 0,
-            attempts_allowed: 3,
-            pid: None,
-            maintenance: None,
-        }
+        AppStatus::bare(name, state)
     }
 
     fn view() -> DaemonView {

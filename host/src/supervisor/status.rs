@@ -31,6 +31,25 @@ pub struct AppStatus {
     pub maintenance: Option<crate::maintenance::Window>,
 }
 
+#[cfg(test)]
+impl AppStatus {
+    /// An app in `state` with nothing else known, for tests of what shows
+    /// statuses (the API, the pages).
+    pub(crate) fn bare(name: &str, state: State) -> Self {
+        Self {
+            app: name.to_owned(),
+            state,
+            reason: None,
+            last_check: None,
+            failures: 0,
+            attempts_used: 0,
+            attempts_allowed: 3,
+            pid: None,
+            maintenance: None,
+        }
+    }
+}
+
 impl AppStatus {
     /// What an admin reads first about the app: why it is held, stopped
     /// or blocked, else why it is in maintenance, else what its last check
