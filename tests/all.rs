@@ -34,6 +34,7 @@ mod sandbox;
 mod signing;
 mod systemd;
 mod units;
+mod updates;
 #[path = "vsphere_fixtures/mod.rs"]
 mod vsphere_fixtures;
 mod wat_guests;

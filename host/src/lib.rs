@@ -23,4 +23,5 @@ pub mod status;
 pub mod stopped;
 pub mod supervisor;
 pub mod unit;
+pub mod versions;
 pub mod web;

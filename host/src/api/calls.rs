@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::client::{Client, ClientError};
 use super::messages::{
     Changes, Done, MaintenanceAnswer, MaintenanceRequest, ReloadAnswer, StatusReport, StopRequest,
+    UpdateRequest,
 };
 use crate::supervisor::LastCheck;
 
@@ -34,6 +35,15 @@ impl Client {
     pub async fn stop(&self, app: &str, request: &StopRequest) -> Result<Done, ClientError> {
         let body = encode(request)?;
         self.typed(Method::POST, &app_route(app, "stop"), Some(&body))
+            .await
+    }
+
+    /// `POST /v1/apps/{app}/update`: update the app to a version; answers
+    /// once it is healthy on it, or refuses (409) once the update failed
+    /// and was rolled back.
+    pub async fn update(&self, app: &str, request: &UpdateRequest) -> Result<Done, ClientError> {
+        let body = encode(request)?;
+        self.typed(Method::POST, &app_route(app, "update"), Some(&body))
             .await
     }
 

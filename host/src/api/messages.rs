@@ -90,6 +90,41 @@ pub struct StopRequest {
     pub reason: Option<String>,
 }
 
+/// The body of `POST /v1/apps/{app}/update`. A misspelt field is refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    /// The version to install, given to `update` as `{version}`.
+    pub version: String,
+    /// How long the app may take to pass its checks after `start`
+    /// (humantime, e.g. `2m`); 2 minutes when left out.
+    pub health_timeout: Option<String>,
+    /// Passed checks in a row that prove it healthy; the app file's
+    /// `healthy_checks` when left out.
+    pub healthy_checks: Option<u32>,
+}
+
+impl UpdateRequest {
+    /// Whether the version can be handed to a command: 1 to 128 of
+    /// letters, digits and `.`, `_`, `-`, `+`, `~` (no spaces, no shell or
+    /// path characters, so `{version}` can never change a command's shape).
+    pub fn check_version(&self) -> Result<(), String> {
+        let version = &self.version;
+        let valid = (1..=128).contains(&version.len())
+            && version.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'~')
+            })
+            && !version.starts_with('-');
+        if valid {
+            Ok(())
+        } else {
+            Err(format!(
+                "{version:?} is not a version: 1 to 128 letters, digits and . _ - + ~, not starting with -"
+            ))
+        }
+    }
+}
+
 /// What a reload changed, by app name: the daemon's answer to `POST
 /// /v1/reload`, journaled as `reload_applied`.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]

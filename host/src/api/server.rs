@@ -20,14 +20,14 @@ use tokio::sync::oneshot;
 
 use super::messages::{
     Done, EscalationSummary, MaintenanceAnswer, MaintenanceRequest, Refusal, ReloadAnswer,
-    StatusReport, StopRequest,
+    StatusReport, StopRequest, UpdateRequest,
 };
 use super::peer::Peer;
 use crate::config::EscalationSettings;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Event, Journal, Kind};
 use crate::maintenance::{Book, Window};
-use crate::supervisor::{AppHandle, Command, LastCheck};
+use crate::supervisor::{AppHandle, Command, LastCheck, UpdateOrder};
 
 /// Everything the API reads and acts on.
 pub struct ApiState {
@@ -110,6 +110,7 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/v1/apps/{app}/recover", post(recover))
         .route("/v1/apps/{app}/stop", post(stop))
         .route("/v1/apps/{app}/start", post(start))
+        .route("/v1/apps/{app}/update", post(update))
         .route("/v1/maintenance", post(maintenance))
         .route("/v1/events", get(events))
         .route("/v1/reload", post(reload))
@@ -291,6 +292,45 @@ async fn start(
     admin_action(&state, &peer, Some(&app), "start", json!({}));
     let by = peer.name();
     done(ask(&handle, |reply| Command::Start { by, reply }).await?)
+}
+
+/// How long an updated app may take to pass its checks unless the request
+/// says.
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// `medic update APP --version V`: answers when the app is healthy on the
+/// new version, or the update failed (409, after the rollback).
+async fn update(
+    State(state): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    UrlPath(app): UrlPath<String>,
+    Json(request): Json<UpdateRequest>,
+) -> Result<Json<Done>, Failure> {
+    let handle = handle(&state, &app)?;
+    let bad = |message: String| Failure(StatusCode::BAD_REQUEST, message);
+    request.check_version().map_err(bad)?;
+    let health_timeout = match &request.health_timeout {
+        Some(text) => crate::config::parse_duration(text, Duration::from_secs(1))
+            .map_err(|e| bad(format!("health_timeout: {e}")))?,
+        None => DEFAULT_HEALTH_TIMEOUT,
+    };
+    if request.healthy_checks == Some(0) {
+        return Err(bad("healthy_checks: at least 1".to_owned()));
+    }
+    admin_action(
+        &state,
+        &peer,
+        Some(&app),
+        "update",
+        json!({"version": request.version}),
+    );
+    let by = peer.name();
+    let update = UpdateOrder {
+        version: request.version,
+        health_timeout,
+        healthy_checks: request.healthy_checks,
+    };
+    done(ask(&handle, |reply| Command::Update { by, update, reply }).await?)
 }
 
 /// A body that may be left out (`curl -X POST` with none): empty is the

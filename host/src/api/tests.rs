@@ -92,7 +92,8 @@ fn fake_supervisor() -> AppHandle {
                 }
                 Command::RecoverNow { reply, .. }
                 | Command::Stop { reply, .. }
-                | Command::Start { reply, .. } => {
+                | Command::Start { reply, .. }
+                | Command::Update { reply, .. } => {
                     done = !done;
                     let _ = reply.send(if done {
                         Ok("restarted".to_owned())
@@ -365,6 +366,7 @@ fn route() -> impl Strategy<Value = (Method, String)> {
         app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/recover"))),
         app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/stop"))),
         app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/start"))),
+        app_segment().prop_map(|app| (Method::POST, format!("/v1/apps/{app}/update"))),
         Just((Method::POST, "/v1/maintenance".to_owned())),
         events_query().prop_map(|query| (Method::GET, format!("/v1/events?{query}"))),
         Just((Method::POST, "/v1/reload".to_owned())),

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::api::client::{Client, ClientError};
-use crate::api::messages::{MaintenanceAnswer, MaintenanceRequest, StatusReport, StopRequest};
+use crate::api::messages::{
+    MaintenanceAnswer, MaintenanceRequest, StatusReport, StopRequest, UpdateRequest,
+};
 
 /// Where a client verb finds the daemon.
 #[derive(Debug, Clone, clap::Args)]
@@ -148,6 +150,17 @@ pub(super) fn recover(target: &Target, app: &str) -> ExitCode {
 pub(super) fn stop(target: &Target, app: &str, reason: Option<String>) -> ExitCode {
     target.run(|client| async move {
         let answer = client.stop(app, &StopRequest { reason }).await?;
+        println!("{}", answer.done);
+        Ok(())
+    })
+}
+
+/// `medic update APP --version V`: exit 0 when the app is healthy on the
+/// new version, 1 when the update failed (the answer says at which step and
+/// what the rollback did).
+pub(super) fn update(target: &Target, app: &str, request: UpdateRequest) -> ExitCode {
+    target.run(|client| async move {
+        let answer = client.update(app, &request).await?;
         println!("{}", answer.done);
         Ok(())
     })

@@ -85,6 +85,26 @@ enum Command {
         /// The app's name.
         app: String,
     },
+    /// Update APP to a version: in a maintenance window, its `stop`,
+    /// `update` (with {version}) and `start`, then its check must pass
+    /// `healthy_checks` times in a row; on failure its `rollback` runs and
+    /// it is checked again. Exit 0 updated, 1 failed (rolled back or not).
+    Update {
+        #[command(flatten)]
+        target: admin::Target,
+        /// The app's name.
+        app: String,
+        /// The version to install.
+        #[arg(long)]
+        version: String,
+        /// How long the app may take to pass its checks (default 2m).
+        #[arg(long)]
+        health_timeout: Option<String>,
+        /// Checks in a row that must pass (default: the app's
+        /// healthy_checks).
+        #[arg(long)]
+        healthy_checks: Option<u32>,
+    },
     /// Reload the daemon's config (same as SIGHUP): apply what changed, or
     /// refuse it whole and keep the running one. Exit 0 applied, 1 refused.
     Reload {
@@ -254,6 +274,21 @@ impl Cli {
                 reason,
             } => admin::stop(&target, &app, reason),
             Command::Start { target, app } => admin::start(&target, &app),
+            Command::Update {
+                target,
+                app,
+                version,
+                health_timeout,
+                healthy_checks,
+            } => admin::update(
+                &target,
+                &app,
+                crate::api::messages::UpdateRequest {
+                    version,
+                    health_timeout,
+                    healthy_checks,
+                },
+            ),
             Command::Reload { target } => admin::reload(&target),
             Command::Maintenance {
                 target,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::reader::{Doc, Table, non_empty};
-use super::{AppSpec, Grants, RecoveryPolicy, Source, Then};
+use super::{AppSpec, Grants, RecoveryPolicy, Source, Then, UpdateSpec};
 
 /// What an app file is checked against: the main file's settings.
 pub(crate) struct Context<'a> {
@@ -50,6 +50,13 @@ pub(crate) fn read(
     let command_timeout = app
         .duration("command_timeout", Duration::from_millis(1))
         .or(Duration::from_secs(30));
+    let updates = UpdateSpec {
+        update: app.argv("update").ok(),
+        rollback: app.argv("rollback").ok(),
+        healthy_checks: app
+            .u32_in("healthy_checks", 1..=1000)
+            .or(super::DEFAULT_HEALTHY_CHECKS),
+    };
     let pidfile = app.path("pidfile", cx.base_dir).ok();
     let stop_grace = app
         .duration("stop_grace", Duration::ZERO)
@@ -114,6 +121,7 @@ pub(crate) fn read(
                 start,
                 stop,
                 command_timeout,
+                updates,
                 pidfile,
                 stop_grace,
                 start_grace,

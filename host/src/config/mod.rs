@@ -236,6 +236,9 @@ pub struct AppSpec {
     pub stop: Option<Vec<String>>,
     /// How long `start` and `stop` may run before they are killed.
     pub command_timeout: Duration,
+    /// How `medic update` changes the app's version (`update`, `rollback`,
+    /// `healthy_checks`).
+    pub updates: UpdateSpec,
     /// The app's pidfile, if it has one: medic then watches the process
     /// through a pidfd and reacts the moment it exits.
     pub pidfile: Option<PathBuf>,
@@ -259,6 +262,33 @@ pub struct AppSpec {
     /// down this app is `blocked` (reported, not recovered on its own).
     pub depends_on: Vec<String>,
 }
+
+/// How an app is updated to a version: argv (no shell) in which
+/// `{version}` stands for the version asked for (for `rollback`: the one
+/// that ran before), and how many passed checks in a row prove it healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateSpec {
+    /// `update`: installs the version (run between `stop` and `start`).
+    pub update: Option<Vec<String>>,
+    /// `rollback`: puts the previous version back after a failed update.
+    pub rollback: Option<Vec<String>>,
+    /// `healthy_checks`: checks that must pass in a row after the update.
+    pub healthy_checks: u32,
+}
+
+impl Default for UpdateSpec {
+    fn default() -> Self {
+        Self {
+            update: None,
+            rollback: None,
+            healthy_checks: DEFAULT_HEALTHY_CHECKS,
+        }
+    }
+}
+
+/// Passed checks in a row that prove an updated app healthy unless the
+/// app file says: one pass can be luck, three are a trend.
+pub const DEFAULT_HEALTHY_CHECKS: u32 = 3;
 
 /// The `[recovery]` table of an app: local restarts, then escalation.
 #[derive(Debug, Clone, PartialEq, Eq)]

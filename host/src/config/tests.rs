@@ -166,6 +166,7 @@ exec = ["/usr/sbin/nginx"]
             start: Some(strings(&["systemctl", "start", "nginx"])),
             stop: Some(strings(&["systemctl", "stop", "nginx"])),
             command_timeout: Duration::from_secs(45),
+            updates: UpdateSpec::default(),
             pidfile: Some(fx.path("run/nginx.pid")),
             start_grace: Duration::from_secs(30),
             stop_grace: Duration::from_secs(3),

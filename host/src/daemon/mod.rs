@@ -105,6 +105,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         maintenance: maintenance.clone(),
         stopped: Arc::new(crate::stopped::Stopped::open(state_dir)),
+        versions: Arc::new(crate::versions::Versions::open(state_dir)),
     };
     let mut fleet = Fleet::new(shared, &config, started);
     fleet.apply(&config, &kits);

@@ -87,6 +87,20 @@ pub enum Kind {
     /// An admin started a stopped app (`medic start`) and supervision
     /// resumed: `detail.by`.
     AppStarted,
+    /// `medic update` began: `detail.by`, `version`, `from` (the version
+    /// running before, if known). The app is in a maintenance window until
+    /// the update ends.
+    AppUpdateStarted,
+    /// The update succeeded: the app passed `healthy_checks` checks in a
+    /// row on the new version. `detail.version`, `from`, `took_ms`.
+    AppUpdated,
+    /// The update failed: `detail.version`, `step` (`stop`, `update`,
+    /// `start`, `health`), `error`, `last_line` (the command's last output
+    /// line, if it wrote one). A rollback, if the app has one, follows.
+    AppUpdateFailed,
+    /// After a failed update, `rollback` ran and the app was checked again:
+    /// `detail.version` (the one put back), `ok`, `error`.
+    AppRolledBack,
     /// The unit controller's journal: an operation on units began or
     /// ended (`detail.verb`, `units`, `phase` = `started` | `ended`, and
     /// at the end `ok` and `failed`, the members that failed). `app` is

@@ -74,14 +74,19 @@ pub async fn run_command(argv: &[String], timeout: Duration, log: &Path) -> Resu
 /// `what` failed, followed by the last line the command wrote, the admin's
 /// first clue (`could not bind()`, `lock held by pid 42`).
 fn with_last_line(what: String, log: &Path) -> String {
-    let last_line = std::fs::read_to_string(log).ok().and_then(|text| {
+    match last_line(log) {
+        Some(line) => format!("{what}: {line}"),
+        None => what,
+    }
+}
+
+/// The last non-empty line a command wrote to `log`, control characters
+/// escaped.
+pub(super) fn last_line(log: &Path) -> Option<String> {
+    std::fs::read_to_string(log).ok().and_then(|text| {
         text.lines()
             .rev()
             .find(|l| !l.trim().is_empty())
             .map(crate::sandbox::tame_text)
-    });
-    match last_line {
-        Some(line) => format!("{what}: {line}"),
-        None => what,
-    }
+    })
 }

@@ -13,6 +13,7 @@ use super::pidfd::ProcessWatch;
 use super::state::{self, Action, AppState, CheckOutcome, Event, KitRecovery, Policy};
 use super::status::{AppStatus, LastCheck};
 use super::stop::Instance;
+use super::update::UpdateOrder;
 use crate::config::AppSpec;
 use crate::hypervisor::Escalator;
 use crate::journal::{self, Journal, Kind};
@@ -22,6 +23,7 @@ use crate::process::PinnedProcess;
 use crate::sandbox::{CallScope, Checked, Kit, KitFault, NextStep, Verdict};
 use crate::status::State;
 use crate::stopped::{Hold, Stopped};
+use crate::versions::Versions;
 
 /// What one check of an app found.
 #[derive(Debug)]
@@ -180,7 +182,7 @@ impl AppRuntime {
     /// makes sure the old instance is gone, killing what outlives
     /// `stop_grace` (journaled). A failed `stop` is logged, not returned:
     /// it is expected when the app is already down.
-    async fn stop(&self, watched: Option<ProcessWatch>, journal: &Journal) {
+    pub(super) async fn stop(&self, watched: Option<ProcessWatch>, journal: &Journal) {
         let name = &self.spec.name;
         let instance = watched
             .or_else(|| self.watch_process())
@@ -213,7 +215,7 @@ impl AppRuntime {
     }
 
     /// Runs `start`.
-    async fn start(&self) -> Result<(), String> {
+    pub(super) async fn start(&self) -> Result<(), String> {
         let name = &self.spec.name;
         let start = self
             .spec
@@ -242,6 +244,8 @@ pub struct Shared {
     pub maintenance: Arc<Book>,
     /// Apps an admin stopped: neither checked nor recovered.
     pub stopped: Arc<Stopped>,
+    /// The version each app runs, as `medic update` installed it.
+    pub versions: Arc<Versions>,
 }
 
 /// Something an admin asks of a running supervisor.
@@ -264,6 +268,16 @@ pub enum Command {
         /// Why, as the admin wrote it.
         reason: Option<String>,
         /// What was done, or why nothing was.
+        reply: oneshot::Sender<Result<String, String>>,
+    },
+    /// Update the app to a version (`medic update`); replies when it is
+    /// healthy on it, or the update failed (and was rolled back).
+    Update {
+        /// Who asked, for the journal.
+        by: String,
+        /// What to install and how to judge it.
+        update: UpdateOrder,
+        /// What was done, or why it failed.
         reply: oneshot::Sender<Result<String, String>>,
     },
     /// Start a stopped app and watch it again (`medic start`).
@@ -318,6 +332,7 @@ enum Wake {
     Recover(String, oneshot::Sender<Result<String, String>>),
     Stop(Hold, oneshot::Sender<Result<String, String>>),
     Start(String, oneshot::Sender<Result<String, String>>),
+    Update(String, UpdateOrder, oneshot::Sender<Result<String, String>>),
     Dependencies,
 }
 
@@ -401,6 +416,7 @@ pub async fn supervise(
                     Wake::Stop(Hold { since: SystemTime::now(), reason, by }, reply)
                 }
                 Command::Start { by, reply } => Wake::Start(by, reply),
+                Command::Update { by, update, reply } => Wake::Update(by, update, reply),
             },
             pid = exited(&process) => Wake::Exited(pid),
             () = dependency_changed(&mut dependencies), if held.is_none() => Wake::Dependencies,
@@ -490,6 +506,25 @@ pub async fn supervise(
                 let _ = reply.send(answer);
                 None
             }
+            Wake::Update(_, _, reply) if held.is_some() => {
+                let _ = reply.send(Err(format!(
+                    "{name} is stopped; `medic start {name}` first"
+                )));
+                None
+            }
+            Wake::Update(by, order, reply) => {
+                let updating = format!("updating to {}", order.version);
+                channels.status.send_modify(|status| {
+                    status.state = State::Maintenance;
+                    status.reason = Some(updating);
+                });
+                let answer = super::update::run(&app, &shared, &by, &order, process.take()).await;
+                ladder = AppState::default();
+                process = app.watch_process();
+                next_check = Instant::now() + app.policy.interval;
+                let _ = reply.send(answer);
+                None
+            }
             Wake::Dependencies => None,
         };
         let maintenance = shared.maintenance.active(&name, SystemTime::now());
@@ -564,6 +599,7 @@ pub async fn supervise(
             status.reason = Some(why.clone());
         }
         status.maintenance = maintenance;
+        status.version = shared.versions.of(&name).map(|installed| installed.version);
         if let Some(metrics) = &shared.metrics {
             metrics.set_state(&name, status.state);
         }

@@ -7,6 +7,7 @@ mod pidfd;
 pub mod state;
 mod status;
 mod stop;
+mod update;
 
 pub use commands::run_command;
 pub use executor::{
@@ -14,3 +15,4 @@ pub use executor::{
 };
 pub use state::{Action, AppState, CheckOutcome, Event, KitRecovery, Phase, Policy};
 pub use status::{AppStatus, LastCheck};
+pub use update::UpdateOrder;

@@ -29,6 +29,9 @@ pub struct AppStatus {
     pub pid: Option<u32>,
     /// The maintenance window the app is under, if any.
     pub maintenance: Option<crate::maintenance::Window>,
+    /// The version `medic update` last installed, if it ever ran.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 #[cfg(test)]
@@ -46,6 +49,7 @@ impl AppStatus {
             attempts_allowed: 3,
             pid: None,
             maintenance: None,
+            version: None,
         }
     }
 }
@@ -135,6 +139,7 @@ impl AppStatus {
             attempts_allowed: policy.local_attempts,
             pid: None,
             maintenance: None,
+            version: None,
         }
     }
 }
