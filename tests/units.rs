@@ -22,17 +22,27 @@ use crate::vsphere_fixtures as fixtures;
 
 /// One member: a medic agent on its own loopback address watching a real
 /// nginx as app `app`.
-struct Agent {
-    setup: Setup,
-    daemon: common::Daemon,
-    url: String,
-    _nginx: Nginx,
+pub struct Agent {
+    pub setup: Setup,
+    pub daemon: common::Daemon,
+    pub url: String,
+    pub nginx: Nginx,
 }
 
 impl Agent {
     /// An agent at `ip` whose certificate the `ca` signed, letting in the
     /// client named `controller`.
-    fn start(ca: &Ca, ip: &str, app: &str) -> Self {
+    pub fn start(ca: &Ca, ip: &str, app: &str) -> Self {
+        Self::start_with(ca, ip, app, |nginx| nginx.http_app("200ms"))
+    }
+
+    /// The same, with the app file `app_file` writes for the agent's nginx.
+    pub fn start_with(
+        ca: &Ca,
+        ip: &str,
+        app: &str,
+        app_file: impl FnOnce(&Nginx) -> String,
+    ) -> Self {
         let nginx = Nginx::start();
         let port = free_port_on(ip);
         let (cert, key) = ca.server(&format!("agent-{ip}"), &[ip]);
@@ -45,18 +55,18 @@ impl Agent {
                 ca.file().display()
             ))
             .with_kit("http")
-            .app(app, &nginx.http_app("200ms"));
+            .app(app, &app_file(&nginx));
         let daemon = setup.daemon();
         Self {
             setup,
             daemon,
             url: format!("https://{ip}:{port}"),
-            _nginx: nginx,
+            nginx,
         }
     }
 
     /// The time of this agent's first event of `kind`.
-    fn first(&self, kind: Kind) -> SystemTime {
+    pub fn first(&self, kind: Kind) -> SystemTime {
         let events: Vec<Event> = self.setup.events();
         events
             .iter()
@@ -68,12 +78,12 @@ impl Agent {
 
 /// A controller's directory: its certificate and `units.toml` with
 /// `units` (TOML) appended to the `[controller]` table.
-struct ControllerFiles {
-    dir: tempfile::TempDir,
+pub struct ControllerFiles {
+    pub dir: tempfile::TempDir,
 }
 
 impl ControllerFiles {
-    fn new(ca: &Ca, rest: &str) -> Self {
+    pub fn new(ca: &Ca, rest: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = ca.client_files("controller");
         std::fs::write(
@@ -90,12 +100,12 @@ impl ControllerFiles {
         Self { dir }
     }
 
-    fn path(&self) -> PathBuf {
+    pub fn path(&self) -> PathBuf {
         self.dir.path().join("units.toml")
     }
 
     /// `medic unit --units FILE ARGS...`.
-    fn unit(&self, args: &[&str]) -> Output {
+    pub fn unit(&self, args: &[&str]) -> Output {
         common::medic()
             .arg("unit")
             .arg("--units")
@@ -106,7 +116,7 @@ impl ControllerFiles {
     }
 }
 
-fn text(output: &Output) -> String {
+pub fn text(output: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -124,7 +134,7 @@ fn members(agents: &[&Agent], vms: &[&str]) -> String {
 }
 
 /// Waits until every agent answers the controller (the daemons start).
-fn wait_healthy(files: &ControllerFiles, unit: &str) {
+pub fn wait_healthy(files: &ControllerFiles, unit: &str) {
     let mut last = None;
     let healthy = common::wait_for(Duration::from_secs(60), || {
         let out = files.unit(&["status", unit]);

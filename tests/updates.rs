@@ -17,9 +17,7 @@ use serde_json::Value;
 /// An nginx app whose `update` and `rollback` copy `releases/VERSION.html`
 /// over the served `index.html`, with releases v1 and v2 on disk.
 pub fn versioned_app(nginx: &Nginx, releases: &std::path::Path) -> String {
-    for version in ["v1", "v2"] {
-        std::fs::write(releases.join(format!("{version}.html")), version).unwrap();
-    }
+    release(releases, &["v1", "v2"]);
     std::fs::write(nginx.prefix.join("html/index.html"), "v1").unwrap();
     let copy = common::argv_toml(&[
         "/usr/bin/cp".to_owned(),
@@ -33,7 +31,15 @@ pub fn versioned_app(nginx: &Nginx, releases: &std::path::Path) -> String {
     )
 }
 
-fn serves(nginx: &Nginx) -> String {
+/// Puts `versions` into `releases`, each page saying its version.
+pub fn release(releases: &std::path::Path, versions: &[&str]) {
+    for version in versions {
+        std::fs::write(releases.join(format!("{version}.html")), version).unwrap();
+    }
+}
+
+/// What `GET /` of `nginx` answers.
+pub fn serves(nginx: &Nginx) -> String {
     use std::io::{Read as _, Write as _};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
     stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();

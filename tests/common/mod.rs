@@ -6,6 +6,7 @@
 pub mod chromium;
 pub mod examples;
 pub mod guests;
+pub mod haproxy;
 pub mod nginx;
 pub mod postgres;
 pub mod redis;

@@ -61,7 +61,8 @@ const EXAMPLE_LANGS: &[&str] = &["rust", "python", "js", "c"];
 /// (QEMU, fence-agents' fence_dummy, govmomi's vCenter simulator, built
 /// with Go), `minisign`, which signs the kits of the signing tests,
 /// `qemu-img` and `xorriso` for the libvirt clones (overlay and cloud-init
-/// seed), and Chromium, which reads the status pages.
+/// seed), Chromium, which reads the status pages, and HAProxy, the load
+/// balancer a unit's members are rolled behind.
 const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "redis-server",
@@ -77,6 +78,7 @@ const TEST_PACKAGES: &[&str] = &[
     "qemu-utils",
     "xorriso",
     "chromium",
+    "haproxy",
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -95,6 +95,33 @@ pub(super) enum UnitCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A rolling update behind the unit's HAProxy ([unit.lb]): each member
+    /// in turn drained, updated (`medic update` on its agent, proved by
+    /// the app's check), put back ready and UP. Stops at the first failure
+    /// with that member out of service. Exit 0 rolled out, 1 stopped at a
+    /// member (named), 3 bad input or refused before it started.
+    Roll {
+        /// The unit.
+        unit: String,
+        /// The version to roll out.
+        #[arg(long)]
+        version: String,
+        /// Members out of service at once.
+        #[arg(long, default_value_t = 1)]
+        max_unavailable: usize,
+        /// How long a member's sessions may take to end.
+        #[arg(long, default_value = "30s", value_parser = duration)]
+        drain_timeout: Duration,
+        /// How long a member may take to be healthy, and then UP.
+        #[arg(long, default_value = "2m", value_parser = duration)]
+        health_timeout: Duration,
+        /// Continue the unit's interrupted roll to VERSION.
+        #[arg(long)]
+        resume: bool,
+        /// One JSON object per step instead of progress lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// A read-only web page of the units (members, health, the map,
     /// recent operations) that refreshes itself, until stopped.
     Serve {
@@ -217,6 +244,45 @@ async fn verb(controller: &std::sync::Arc<Controller>, command: UnitCommand) -> 
                     .await?;
             Ok(u8::from(outcomes.iter().any(|outcome| !outcome.ok)))
         }
+        UnitCommand::Roll {
+            unit: name,
+            version,
+            max_unavailable,
+            drain_timeout,
+            health_timeout,
+            resume,
+            json,
+        } => {
+            let unit = unit(controller, &name)?;
+            let _lock = controller.lock_units([unit.name.as_str()])?;
+            let plan = crate::unit::roll::RollPlan {
+                version,
+                max_unavailable: max_unavailable.max(1),
+                drain_timeout,
+                health_timeout,
+                resume,
+            };
+            let progress = |step: &crate::unit::roll::Step| {
+                if json {
+                    println!("{}", to_json(step));
+                } else {
+                    println!("{}/{}: {} {}", name, step.vm, step.step, step.detail);
+                }
+            };
+            match crate::unit::roll::roll(controller, unit, &plan, &progress).await {
+                Ok(()) => {
+                    if !json {
+                        println!("{name}: rolled out {}", plan.version);
+                    }
+                    Ok(0)
+                }
+                Err(crate::unit::roll::RollError::Stopped(error)) => {
+                    eprintln!("medic: roll of {name} stopped at {error}");
+                    Ok(1)
+                }
+                Err(crate::unit::roll::RollError::Refused(error)) => Err(error),
+            }
+        }
         UnitCommand::Serve { listen } => serve(controller.clone(), listen).await,
         UnitCommand::Map { json, dot } => {
             controller.require_inventory("map")?;
@@ -284,16 +350,31 @@ async fn status(controller: &Controller, name: &str, json: bool) -> Result<u8, S
     let unit = unit(controller, name)?;
     let survey = Survey::take(&[unit], &controller.agents, controller.inventory.as_deref()).await;
     let health = Health::of(&survey, name);
+    let roll = crate::unit::roll::in_progress(controller, name);
     if json {
-        println!("{}", to_json(&survey));
+        /// The survey with the roll in progress.
+        #[derive(serde::Serialize)]
+        struct StatusView<'a> {
+            #[serde(flatten)]
+            survey: &'a Survey,
+            roll: Option<crate::unit::roll::InProgress>,
+        }
+        println!(
+            "{}",
+            to_json(&StatusView {
+                survey: &survey,
+                roll
+            })
+        );
     } else {
         println!(
-            "{:<16} {:<20} {:<10} {:<12} {:<26} DETAIL",
-            "VM", "HOST", "POWER", "STATE", "LAST CHECK"
+            "{:<16} {:<20} {:<10} {:<12} {:<10} {:<26} DETAIL",
+            "VM", "HOST", "POWER", "STATE", "VERSION", "LAST CHECK"
         );
         for member in &survey.members {
-            let (last, detail) = match &member.agent {
+            let (version, last, detail) = match &member.agent {
                 crate::unit::survey::AgentView::Reachable { app_status } => (
+                    app_status.version.clone().unwrap_or_else(|| "-".to_owned()),
                     app_status.last_check.as_ref().map_or_else(
                         || "-".to_owned(),
                         |last| {
@@ -308,20 +389,24 @@ async fn status(controller: &Controller, name: &str, json: bool) -> Result<u8, S
                 ),
                 crate::unit::survey::AgentView::NoSuchApp { error }
                 | crate::unit::survey::AgentView::Unreachable { error } => {
-                    ("-".to_owned(), error.clone())
+                    ("-".to_owned(), "-".to_owned(), error.clone())
                 }
             };
             println!(
-                "{:<16} {:<20} {:<10} {:<12} {:<26} {detail}",
+                "{:<16} {:<20} {:<10} {:<12} {:<10} {:<26} {detail}",
                 member.vm,
                 member.host.as_deref().unwrap_or("-"),
                 member.power_text(),
                 member.state_text(),
+                version,
                 last,
             );
         }
         if let Some(error) = &survey.inventory_error {
             println!("inventory: {error}");
+        }
+        if let Some(roll) = &roll {
+            println!("{}", roll.text());
         }
         println!("{name}: {}", health.text());
     }

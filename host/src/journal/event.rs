@@ -106,6 +106,12 @@ pub enum Kind {
     /// at the end `ok` and `failed`, the members that failed). `app` is
     /// the first unit's name.
     UnitOperation,
+    /// The unit controller's journal: a rolling update's progress, `app`
+    /// the unit. `detail.phase` is `started` (`version`, `by`,
+    /// `max_unavailable`), `member` (`vm`, `step`: draining, drained,
+    /// updating, updated, ready, failed; `detail`) or `ended` (`ok`,
+    /// `error`). A roll started and never ended is what `--resume` continues.
+    UnitRoll,
     /// The unit controller's journal: one member's part of an operation
     /// ended (`detail.verb`, `vm`, `ok`, `detail`); `app` is the unit.
     UnitMember,

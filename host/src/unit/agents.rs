@@ -59,12 +59,26 @@ impl Agents {
     where
         F: Future<Output = Result<T, ClientError>>,
     {
-        match tokio::time::timeout(self.timeout, call(self.client(member))).await {
+        self.call_within(member, self.timeout, call).await
+    }
+
+    /// `call` on `member`'s agent, bounded by `timeout` (for a call that
+    /// takes as long as an update does).
+    pub async fn call_within<T, F>(
+        &self,
+        member: &Member,
+        timeout: Duration,
+        call: impl FnOnce(Client) -> F,
+    ) -> Result<T, String>
+    where
+        F: Future<Output = Result<T, ClientError>>,
+    {
+        match tokio::time::timeout(timeout, call(self.client(member))).await {
             Ok(answer) => answer.map_err(|e| e.to_string()),
             Err(_) => Err(format!(
                 "{}: no answer within {}",
                 member.agent,
-                humantime::format_duration(self.timeout)
+                humantime::format_duration(timeout)
             )),
         }
     }

@@ -291,6 +291,7 @@ mod tests {
             app: "web".into(),
             depends_on: Vec::new(),
             members: vec![member("web-1", "https://10.0.0.11:9443")],
+            lb: None,
         };
         let taken = BTreeSet::from(["web-2".to_owned(), "template".to_owned()]);
         assert_eq!(new_names(&unit, &taken, 2), ["web-3", "web-4"]);

@@ -2,7 +2,7 @@
 //! the units, checked like `medic.toml` is: every error at once, each as
 //! `FILE:LINE:COL: field: message`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use crate::api::tls::AgentUrl;
 use crate::config::reader::{Doc, Read, Table, non_empty};
 use crate::config::{ConfigError, ConfigErrors, Dependent, Source};
 use crate::hypervisor::InventorySettings;
+use crate::unit::haproxy::{self, Endpoint};
 
 /// Where `medic unit` reads its units unless `--units` says.
 pub const DEFAULT_UNITS: &str = "/etc/medic/units.toml";
@@ -72,6 +73,19 @@ pub struct Unit {
     pub depends_on: Vec<String>,
     /// The VMs.
     pub members: Vec<Member>,
+    /// The load balancer in front of the members, for rolling updates.
+    pub lb: Option<LoadBalancer>,
+}
+
+/// `[unit.lb]`: the HAProxy in front of a unit, through its runtime API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancer {
+    /// Where its runtime API listens (`socket` or `address`).
+    pub endpoint: Endpoint,
+    /// The HAProxy backend of the unit.
+    pub backend: String,
+    /// Each member VM's server name in that backend.
+    pub servers: BTreeMap<String, String>,
 }
 
 impl Dependent for Unit {
@@ -201,6 +215,14 @@ fn units(doc: &Doc<'_>, root: &mut Table<'_, '_>) -> Vec<Unit> {
             _ => None,
         };
         let members = members(doc, &mut table);
+        let lb = {
+            let mut lb = table.table("lb");
+            let read = lb
+                .is_present()
+                .then(|| load_balancer(doc, &mut lb, &members));
+            lb.finish();
+            read.flatten()
+        };
         let field = table.field("depends_on");
         table.finish();
         if let (Some(name), Some(app)) = (unit_name.ok(), app) {
@@ -210,6 +232,7 @@ fn units(doc: &Doc<'_>, root: &mut Table<'_, '_>) -> Vec<Unit> {
                 app,
                 depends_on: depends_on.or(Vec::new()),
                 members,
+                lb,
             });
         }
     }
@@ -249,6 +272,64 @@ fn members(doc: &Doc<'_>, unit: &mut Table<'_, '_>) -> Vec<Member> {
         }
     }
     members
+}
+
+/// `[unit.lb]`: `kind = "haproxy"`, `socket` or `address`, `backend`, and
+/// `members`, each a VM of the unit mapped to its HAProxy server.
+fn load_balancer(
+    doc: &Doc<'_>,
+    lb: &mut Table<'_, '_>,
+    members: &[Member],
+) -> Option<LoadBalancer> {
+    let kind = lb.required("kind", |kind| match kind {
+        "haproxy" => Ok(()),
+        other => Err(format!(
+            "unknown load balancer `{other}`; expected: haproxy"
+        )),
+    });
+    let socket = lb.parsed("socket", |s| non_empty(s).map(PathBuf::from));
+    let address = lb.parsed("address", |s| {
+        s.parse::<std::net::SocketAddr>()
+            .map_err(|e| format!("`{s}` is not IP:PORT: {e}"))
+    });
+    let backend = lb.required("backend", |s| haproxy::valid_name(s).map(|()| s.to_owned()));
+    // A problem is reported at its key, and fails the whole file.
+    let servers: BTreeMap<String, String> = lb
+        .scalars("members", |vm, server| {
+            if members.iter().any(|member| member.vm == vm) {
+                haproxy::valid_name(server)
+            } else {
+                Err(format!("`{vm}` is not a member of this unit"))
+            }
+        })
+        .into_iter()
+        .collect();
+    let endpoint = match (socket, address) {
+        (Read::Valid(path, _), Read::Absent) => Some(Endpoint::Socket(path)),
+        (Read::Absent, Read::Valid(address, _)) => Some(Endpoint::Address(address)),
+        (Read::Valid(_, at), Read::Valid(..)) => {
+            doc.error(
+                at,
+                &lb.field("socket"),
+                "set either `socket` or `address`, not both",
+            );
+            None
+        }
+        (Read::Absent, Read::Absent) => {
+            lb.missing(
+                "socket",
+                "give HAProxy's runtime API: `socket` or `address`",
+            );
+            None
+        }
+        _ => None,
+    };
+    Some(LoadBalancer {
+        endpoint: endpoint?,
+        backend: backend?,
+        servers,
+    })
+    .filter(|_| kind.is_some())
 }
 
 /// Unit and app names: what an app file's name may be.
@@ -373,6 +454,37 @@ mod tests {
             cycle[0].contains("dependency cycle: web → db → web"),
             "{cycle:?}"
         );
+    }
+
+    #[test]
+    fn a_load_balancer_maps_members_to_haproxy_servers() {
+        let unit = "[[unit]]\nname = \"web\"\napp = \"web\"\nmembers = [{ vm = \"web-1\", agent = \"https://10.0.0.11:9443\" }]\n";
+        let file = read_text(&format!(
+            "{CONTROLLER}{unit}[unit.lb]\nkind = \"haproxy\"\nsocket = \"/run/haproxy/admin.sock\"\nbackend = \"web_back\"\nmembers = {{ \"web-1\" = \"web1\" }}\n"
+        ))
+        .unwrap();
+        let lb = file.unit("web").unwrap().lb.as_ref().unwrap();
+        assert_eq!(
+            lb.endpoint,
+            Endpoint::Socket(PathBuf::from("/run/haproxy/admin.sock"))
+        );
+        assert_eq!(lb.servers["web-1"], "web1");
+        let errors = errors(&format!(
+            "{CONTROLLER}{unit}[unit.lb]\nkind = \"nginx\"\naddress = \"127.0.0.1:9999\"\nbackend = \"web back\"\nmembers = {{ \"web-9\" = \"web1\", \"web-1\" = \"a;b\" }}\n"
+        ));
+        let expected = [
+            "unit[0].lb.kind: unknown load balancer `nginx`",
+            "unit[0].lb.backend:",
+            "unit[0].lb.members.web-9: `web-9` is not a member of this unit",
+            "unit[0].lb.members.web-1:",
+        ];
+        for expected in expected {
+            assert!(
+                errors.iter().any(|e| e.contains(expected)),
+                "{expected}: {errors:#?}"
+            );
+        }
+        assert_eq!(errors.len(), expected.len(), "{errors:#?}");
     }
 
     #[test]

@@ -13,8 +13,10 @@
 pub mod agents;
 pub mod build;
 pub mod config;
+pub mod haproxy;
 pub mod ops;
 pub mod page;
+pub mod roll;
 pub mod survey;
 pub mod topology;
 

@@ -110,6 +110,8 @@ pub fn render(
     }
     page.table(&units);
 
+    rolls_in_progress(&mut page, controller);
+
     page.heading("Members");
     let mut members = Table::new(&[
         "Unit",
@@ -117,6 +119,7 @@ pub fn render(
         "Host",
         "Power",
         "State",
+        "Version",
         "Last check",
         "Detail",
     ]);
@@ -155,9 +158,10 @@ pub fn render(
 }
 
 fn member_row(member: &MemberReport, now: SystemTime) -> Vec<Markup> {
-    let (state, last, detail) = match &member.agent {
+    let (state, version, last, detail) = match &member.agent {
         AgentView::Reachable { app_status } => (
             state_badge(app_status.state),
+            Markup::text(app_status.version.as_deref().unwrap_or("-")),
             app_status
                 .last_check
                 .as_ref()
@@ -167,10 +171,12 @@ fn member_row(member: &MemberReport, now: SystemTime) -> Vec<Markup> {
         AgentView::NoSuchApp { error } => (
             badge("no such app", Tone::Bad),
             Markup::muted("-"),
+            Markup::muted("-"),
             error.clone(),
         ),
         AgentView::Unreachable { error } => (
             badge("unreachable", Tone::Bad),
+            Markup::muted("-"),
             Markup::muted("-"),
             error.clone(),
         ),
@@ -181,15 +187,54 @@ fn member_row(member: &MemberReport, now: SystemTime) -> Vec<Markup> {
         Markup::text(member.host.as_deref().unwrap_or("-")),
         Markup::text(&member.power_text()),
         state,
+        version,
         last,
         Markup::text(&web::shorten(&detail, 300)),
     ]
+}
+
+/// The rolls started and not ended, each member's last step.
+fn rolls_in_progress(page: &mut Document, controller: &Controller) {
+    let mut table = Table::new(&["Unit", "Version", "Members"]);
+    for unit in &controller.file.units {
+        let Some(roll) = super::roll::in_progress(controller, &unit.name) else {
+            continue;
+        };
+        let steps: Vec<String> = roll
+            .steps
+            .iter()
+            .map(|(vm, step)| format!("{vm}: {step}"))
+            .collect();
+        table.row([
+            Markup::text(&unit.name),
+            Markup::text(&roll.version),
+            Markup::text(&steps.join(", ")),
+        ]);
+    }
+    if !table.is_empty() {
+        page.heading("Rolling updates in progress");
+        page.table(&table);
+    }
 }
 
 /// A journaled operation in a line.
 fn operation_text(event: &Event) -> String {
     let detail = &event.detail;
     let field = |key: &str| detail[key].as_str().unwrap_or_default().to_owned();
+    if event.kind == crate::journal::Kind::UnitRoll {
+        return match detail["phase"].as_str() {
+            Some("member") => format!(
+                "roll to {}: {} {} {}",
+                field("version"),
+                field("vm"),
+                field("step"),
+                field("detail")
+            ),
+            Some("ended") if detail["ok"] == true => format!("roll to {} done", field("version")),
+            Some("ended") => format!("roll to {} stopped: {}", field("version"), field("error")),
+            _ => format!("roll to {} started by {}", field("version"), field("by")),
+        };
+    }
     match detail["phase"].as_str() {
         Some(phase) => format!(
             "{} {} {phase}{}",
