@@ -192,6 +192,9 @@ fn a_roll_updates_every_member_with_zero_failed_requests_stops_at_a_failure_and_
             break;
         }
     }
+    // Long enough for the update to reach the agent, which goes on with it:
+    // the resumed roll must wait for it rather than update web-2 again.
+    std::thread::sleep(Duration::from_millis(50));
     common::kill9(controller.id());
     let _ = controller.wait();
     let status = text(&fleet.files.unit(&["status", "web"]));
