@@ -95,15 +95,8 @@ impl MemberReport {
 
     /// The power state, or `-` without a hypervisor.
     pub fn power_text(&self) -> String {
-        self.power.map_or_else(
-            || "-".to_owned(),
-            |power| {
-                serde_json::to_value(power)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
-            },
-        )
+        self.power
+            .map_or_else(|| "-".to_owned(), |power| power.to_string())
     }
 }
 

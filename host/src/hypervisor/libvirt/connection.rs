@@ -147,6 +147,19 @@ impl std::fmt::Display for Found {
 /// several hosts (after a migration) is the one running there; with none
 /// or several running it is ambiguous. A host that cannot be asked is an
 /// error unless the domain was found elsewhere.
+/// A domain's name and uuid, the two things every answer about it names.
+pub(super) fn name_and_uuid(
+    domain: &virt::domain::Domain,
+) -> Result<(String, String), HypervisorError> {
+    let name = domain
+        .get_name()
+        .map_err(|e| classify(&e, "read the name"))?;
+    let uuid = domain
+        .get_uuid_string()
+        .map_err(|e| classify(&e, "read the uuid"))?;
+    Ok((name, uuid))
+}
+
 pub(super) async fn find_on_hosts(
     uris: &[String],
     reference: &str,
@@ -156,12 +169,7 @@ pub(super) async fn find_on_hosts(
         let Some(domain) = connection.find(&wanted)? else {
             return Ok(None);
         };
-        let name = domain
-            .get_name()
-            .map_err(|e| classify(&e, "read the name"))?;
-        let uuid = domain
-            .get_uuid_string()
-            .map_err(|e| classify(&e, "read the uuid"))?;
+        let (name, uuid) = name_and_uuid(&domain)?;
         let active = domain.is_active().unwrap_or(false);
         let host = connection.host_name();
         Ok(Some((

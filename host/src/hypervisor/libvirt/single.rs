@@ -51,12 +51,7 @@ impl Hypervisor for Libvirt {
     async fn identify(&self) -> Result<String, HypervisorError> {
         let uri = self.settings.uri.clone();
         self.on_domain(move |domain| {
-            let name = domain
-                .get_name()
-                .map_err(|e| classify(&e, "read the name"))?;
-            let uuid = domain
-                .get_uuid_string()
-                .map_err(|e| classify(&e, "read the uuid"))?;
+            let (name, uuid) = super::connection::name_and_uuid(domain)?;
             Ok(format!("domain `{name}` ({uuid}) on {uri}"))
         })
         .await
