@@ -91,6 +91,13 @@ fn an_update_is_proved_by_the_app_s_check_and_a_failed_one_is_rolled_back() {
     assert_eq!(serves(&nginx), "v2");
     let status: Value = serde_json::from_slice(&medic(&["status", "--json"]).stdout).unwrap();
     assert_eq!(status["apps"][0]["version"], "v2", "{status}");
+    let table = String::from_utf8_lossy(&medic(&["status"]).stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("web ") && l.contains(" v2 ")),
+        "{table}"
+    );
 
     // v3 was never released: the update step fails, v2 comes back.
     let out = medic(&[

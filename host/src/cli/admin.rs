@@ -73,8 +73,8 @@ pub(super) fn status(target: &Target, as_json: bool) -> ExitCode {
 /// The status as a table for people.
 fn status_text(status: &StatusReport) -> String {
     let mut out = format!(
-        "{:<16} {:<12} {:<26} {:>8} {:>8} {:>8}  {}\n",
-        "APP", "STATE", "LAST CHECK", "FAILURES", "ATTEMPTS", "PID", "DETAIL"
+        "{:<16} {:<12} {:<26} {:>8} {:>8} {:>8}  {:<10} {}\n",
+        "APP", "STATE", "LAST CHECK", "FAILURES", "ATTEMPTS", "PID", "VERSION", "DETAIL"
     );
     for app in &status.apps {
         let last = app.last_check.as_ref();
@@ -90,13 +90,14 @@ fn status_text(status: &StatusReport) -> String {
         );
         let detail = app.detail().unwrap_or("");
         out.push_str(&format!(
-            "{:<16} {:<12} {:<26} {:>8} {:>8} {:>8}  {detail}\n",
+            "{:<16} {:<12} {:<26} {:>8} {:>8} {:>8}  {:<10} {detail}\n",
             app.app,
             app.state,
             last_text,
             app.failures,
             format!("{}/{}", app.attempts_used, app.attempts_allowed),
             app.pid.map_or_else(|| "-".to_owned(), |p| p.to_string()),
+            app.version.as_deref().unwrap_or("-"),
         ));
     }
     let escalation = &status.escalation;
