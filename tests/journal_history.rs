@@ -149,3 +149,43 @@ fn config_validate_names_a_bad_retention_setting() {
         );
     }
 }
+
+/// `medic events | head -1`: when the reader goes away, medic stops
+/// printing and exits 0, as `cat` would, instead of panicking on the
+/// closed pipe. The history is larger than a pipe's buffer, so medic is
+/// still writing when the reader closes it.
+#[test]
+fn a_reader_that_goes_away_ends_events_quietly() {
+    use std::io::BufRead as _;
+    let setup = Setup::new("backend = \"dry-run\"");
+    let journal = Journal::open(&setup.state_dir()).unwrap();
+    let events: Vec<Event> = (0..3000)
+        .map(|i| {
+            Event::new(
+                Some("web"),
+                Kind::AppFailed,
+                json!({"reason": format!("failure {i:04} of a long run")}),
+            )
+        })
+        .collect();
+    journal.append_batch(&events).unwrap();
+    for json in [false, true] {
+        let mut child = common::medic()
+            .args(["events", "--config"])
+            .arg(setup.config())
+            .args(json.then_some("--json"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.contains("failure 0000"), "{first}");
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(0), "json {json}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -215,8 +215,13 @@ impl Client {
     }
 
     /// A request answered with JSON lines, handed to `each` as they come
-    /// (for `events --follow`, until the daemon stops).
-    pub async fn lines(&self, path: &str, mut each: impl FnMut(&str)) -> Result<(), ClientError> {
+    /// (for `events --follow`, until the daemon stops or `each` breaks:
+    /// the reader of `medic events --follow | head` went away).
+    pub async fn lines(
+        &self,
+        path: &str,
+        mut each: impl FnMut(&str) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), ClientError> {
         let mut body = self.send(Method::GET, path, None).await?.into_body();
         let mut pending = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -227,7 +232,9 @@ impl Client {
             pending.extend_from_slice(&data);
             while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = pending.drain(..=end).collect();
-                each(String::from_utf8_lossy(&line[..end]).as_ref());
+                if each(String::from_utf8_lossy(&line[..end]).as_ref()).is_break() {
+                    return Ok(());
+                }
             }
         }
         Ok(())

@@ -209,10 +209,11 @@ pub(super) fn events(
 ) -> ExitCode {
     let path = format!("/v1/events?follow={follow}{}", selection.query());
     target.run(|client| async move {
+        let mut out = super::events::Output::default();
         client
             .lines(&path, |line| match serde_json::from_str(line) {
-                Ok(event) if !as_json => println!("{}", super::events::text(&event)),
-                _ => println!("{line}"),
+                Ok(event) if !as_json => out.event(&event, false),
+                _ => out.line(line),
             })
             .await
     })

@@ -2,6 +2,7 @@
 //! scripts, with the same selection whether read from the file or asked of
 //! the daemon.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::SystemTime;
@@ -78,19 +79,53 @@ fn when(text: &str) -> Result<SystemTime, String> {
         .ok_or_else(|| format!("`{text}` ago is before the epoch"))
 }
 
+/// Standard output for events, which stops at the first failed write: the
+/// reader of `medic events | head` went away, and that is not an error.
+#[derive(Debug, Default)]
+pub(super) struct Output {
+    closed: bool,
+}
+
+impl Output {
+    /// Prints `event` (one JSON object with `json`, else a line of text);
+    /// `Break` once standard output is closed.
+    pub(super) fn event(&mut self, event: &journal::Event, json: bool) -> ControlFlow<()> {
+        let line = if json {
+            match serde_json::to_string(event) {
+                Ok(line) => line,
+                Err(e) => {
+                    eprintln!("medic: {e}");
+                    return ControlFlow::Continue(());
+                }
+            }
+        } else {
+            text(event)
+        };
+        self.line(&line)
+    }
+
+    /// Prints `line`; `Break` once standard output is closed.
+    pub(super) fn line(&mut self, line: &str) -> ControlFlow<()> {
+        use std::io::Write as _;
+        if !self.closed && writeln!(std::io::stdout().lock(), "{line}").is_err() {
+            self.closed = true;
+        }
+        if self.closed {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+}
+
 pub(super) fn run(config_path: &Path, selection: &Selection, json: bool) -> ExitCode {
     let Some(config) = super::load_or_report(config_path) else {
         return ExitCode::FAILURE;
     };
+    let mut out = Output::default();
     let printed = journal::query(&config.daemon.state_dir, &selection.filter(), |event| {
-        if json {
-            match serde_json::to_string(&event) {
-                Ok(line) => println!("{line}"),
-                Err(e) => eprintln!("medic: {e}"),
-            }
-        } else {
-            println!("{}", text(&event));
-        }
+        // Once the reader is gone the rest is read and dropped unprinted.
+        let _ = out.event(&event, json);
     });
     match printed {
         Ok(0) => ExitCode::SUCCESS,
