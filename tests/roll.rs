@@ -97,24 +97,6 @@ impl Fleet {
         self.files.unit(&all)
     }
 
-    /// The controller's status page as Chromium renders it.
-    fn page_dom(&self) -> String {
-        let port = common::free_port();
-        let mut serve = common::medic()
-            .args(["unit", "--units"])
-            .arg(self.files.path())
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .spawn()
-            .unwrap();
-        assert!(common::wait_for(Duration::from_secs(20), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        }));
-        let dom = common::chromium::dump_dom(&format!("http://127.0.0.1:{port}/"));
-        common::terminate(serve.id());
-        let _ = serve.wait();
-        dom
-    }
-
     /// How many updates to `version` each agent's journal has.
     fn updates_to(&self, version: &str) -> Vec<usize> {
         self.agents
@@ -200,7 +182,7 @@ fn a_roll_updates_every_member_with_zero_failed_requests_stops_at_a_failure_and_
     let status = text(&fleet.files.unit(&["status", "web"]));
     assert!(status.contains("roll to v4 in progress"), "{status}");
     assert!(status.contains("web-1 ready"), "{status}");
-    let dom = fleet.page_dom();
+    let dom = fleet.files.with_page(common::chromium::dump_dom);
     assert!(dom.contains("Rolling updates in progress"), "{dom}");
     assert!(dom.contains("web-1: ready"), "{dom}");
     let refused = fleet.roll(&["--version", "v4"]);

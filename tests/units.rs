@@ -104,6 +104,25 @@ impl ControllerFiles {
         self.dir.path().join("units.toml")
     }
 
+    /// Runs `medic unit serve` on a free port while `look` reads its page
+    /// at the URL given, then stops it (by its pid).
+    pub fn with_page<T>(&self, look: impl FnOnce(&str) -> T) -> T {
+        let port = common::free_port();
+        let mut serve = common::medic()
+            .args(["unit", "--units"])
+            .arg(self.path())
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .spawn()
+            .unwrap();
+        let listening = common::wait_for(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let seen = listening.then(|| look(&format!("http://127.0.0.1:{port}/")));
+        common::terminate(serve.id());
+        let _ = serve.wait();
+        seen.expect("medic unit serve never listened")
+    }
+
     /// `medic unit --units FILE ARGS...`.
     pub fn unit(&self, args: &[&str]) -> Output {
         common::medic()
@@ -257,23 +276,12 @@ fn bulk_stop_and_start_follow_depends_on_and_the_page_shows_every_member() {
         "{journal:?}"
     );
 
-    let port = common::free_port();
-    let mut serve = common::medic()
-        .args(["unit", "--units"])
-        .arg(files.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/");
-    assert!(common::wait_for(Duration::from_secs(20), || {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-    }));
-    let dom = common::chromium::dump_dom(&url);
-    let shot = common::chromium::artifacts("units").join("units.png");
-    common::chromium::screenshot(&url, &shot, (1280, 900));
-    println!("screenshot: {}", shot.display());
-    common::terminate(serve.id());
-    let _ = serve.wait();
+    let (dom, shot) = files.with_page(|url| {
+        let shot = common::chromium::artifacts("units").join("units.png");
+        common::chromium::screenshot(url, &shot, (1280, 900));
+        println!("screenshot: {}", shot.display());
+        (common::chromium::dump_dom(url), shot)
+    });
     for vm in ["web-1", "web-2", "db-1", "ghost"] {
         assert!(
             dom.contains(&format!("<td>{vm}</td>")),
