@@ -262,9 +262,15 @@ async fn recover(
     UrlPath(app): UrlPath<String>,
 ) -> Result<Json<Done>, Failure> {
     let handle = handle(&state, &app)?;
-    admin_action(&state, &peer, Some(&app), "recover", json!({}));
-    let by = peer.name();
-    done(ask(&handle, |reply| Command::RecoverNow { by, reply }).await?)
+    act(
+        &state,
+        &peer,
+        &app,
+        handle,
+        ("recover", json!({})),
+        |by, reply| Command::RecoverNow { by, reply },
+    )
+    .await
 }
 
 /// `medic stop APP`: runs the app's `stop` and holds it stopped, across
@@ -277,9 +283,11 @@ async fn stop(
 ) -> Result<Json<Done>, Failure> {
     let handle = handle(&state, &app)?;
     let StopRequest { reason } = optional_body(&body)?;
-    admin_action(&state, &peer, Some(&app), "stop", json!({"reason": reason}));
-    let by = peer.name();
-    done(ask(&handle, |reply| Command::Stop { by, reason, reply }).await?)
+    let journaled = ("stop", json!({"reason": reason}));
+    act(&state, &peer, &app, handle, journaled, |by, reply| {
+        Command::Stop { by, reason, reply }
+    })
+    .await
 }
 
 /// `medic start APP`: runs the app's `start` and resumes supervision.
@@ -289,9 +297,15 @@ async fn start(
     UrlPath(app): UrlPath<String>,
 ) -> Result<Json<Done>, Failure> {
     let handle = handle(&state, &app)?;
-    admin_action(&state, &peer, Some(&app), "start", json!({}));
-    let by = peer.name();
-    done(ask(&handle, |reply| Command::Start { by, reply }).await?)
+    act(
+        &state,
+        &peer,
+        &app,
+        handle,
+        ("start", json!({})),
+        |by, reply| Command::Start { by, reply },
+    )
+    .await
 }
 
 /// How long an updated app may take to pass its checks unless the request
@@ -317,20 +331,16 @@ async fn update(
     if request.healthy_checks == Some(0) {
         return Err(bad("healthy_checks: at least 1".to_owned()));
     }
-    admin_action(
-        &state,
-        &peer,
-        Some(&app),
-        "update",
-        json!({"version": request.version}),
-    );
-    let by = peer.name();
+    let journaled = ("update", json!({"version": request.version}));
     let update = UpdateOrder {
         version: request.version,
         health_timeout,
         healthy_checks: request.healthy_checks,
     };
-    done(ask(&handle, |reply| Command::Update { by, update, reply }).await?)
+    act(&state, &peer, &app, handle, journaled, |by, reply| {
+        Command::Update { by, update, reply }
+    })
+    .await
 }
 
 /// A body that may be left out (`curl -X POST` with none): empty is the
@@ -347,10 +357,21 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Resul
     })
 }
 
-/// A supervisor's answer to an admin action: what ran, or a 409 with why
-/// nothing could.
-fn done(answer: Result<String, String>) -> Result<Json<Done>, Failure> {
-    answer
+/// An admin action on one app: journaled (`action` and its detail) with
+/// who asked, handed to the app's supervisor as `command`, and answered
+/// with what ran, or a 409 with why nothing could.
+async fn act(
+    state: &ApiState,
+    peer: &Peer,
+    app: &str,
+    handle: AppHandle,
+    (action, detail): (&str, Value),
+    command: impl FnOnce(String, oneshot::Sender<Result<String, String>>) -> Command,
+) -> Result<Json<Done>, Failure> {
+    admin_action(state, peer, Some(app), action, detail);
+    let by = peer.name();
+    ask(&handle, |reply| command(by, reply))
+        .await?
         .map(|done| Json(Done { done }))
         .map_err(|why| Failure(StatusCode::CONFLICT, why))
 }
