@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Grants;
-use crate::sandbox::{CallScope, Capability, Kit, KitEngine, KitInfo};
+use crate::sandbox::{CallScope, Capability, Kit, KitInfo};
 use crate::signing::{KitTrust, Provenance};
 
 /// How long `describe` may take.
@@ -96,8 +96,7 @@ fn describe(file: &Path, app: Option<&Path>, config: Option<&Path>) -> anyhow::R
     };
     let runtime = super::runtime()?;
     runtime.block_on(async {
-        let engine = KitEngine::new(super::user_kit_cache())?;
-        let kit = engine.load_trusted(file, &trust)?;
+        let kit = super::load_kit_reporting(file, &trust)?;
         let scratch = tempfile::tempdir()?;
         let scope = CallScope::new(
             "inspect",

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::check;
 use crate::config::AppSpec;
-use crate::sandbox::{KitEngine, KitFault};
+use crate::sandbox::KitFault;
 use crate::supervisor::{AppCheck, KitRecovery};
 
 pub(super) fn run(file: &Path, app_file: &Path, recover: bool) -> ExitCode {
@@ -36,7 +36,7 @@ pub(super) fn run(file: &Path, app_file: &Path, recover: bool) -> ExitCode {
 async fn exercise(file: &Path, spec: &AppSpec, recover: bool) -> anyhow::Result<u8> {
     let scratch = tempfile::tempdir()?;
     let loading = Instant::now();
-    let kit = KitEngine::new(super::user_kit_cache())?.load(file)?;
+    let kit = super::load_kit_reporting(file, &crate::signing::KitTrust::default())?;
     println!("loaded   {} in {}", file.display(), ms(loading.elapsed()));
     let runtime = crate::daemon::build_runtime(
         spec,

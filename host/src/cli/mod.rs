@@ -447,3 +447,49 @@ fn user_kit_cache() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("medic").join("kits"))
 }
+
+/// Loads the kit `file` through the user's kit cache. When it is not in the
+/// cache and must be compiled first (seconds for a large Python or
+/// JavaScript kit), the person waiting is told on stderr, with the time so
+/// far every few seconds.
+fn load_kit_reporting(
+    file: &std::path::Path,
+    trust: &crate::signing::KitTrust,
+) -> anyhow::Result<crate::sandbox::Kit> {
+    use crate::sandbox::{KitEngine, LoadProgress};
+    const TICK: std::time::Duration = std::time::Duration::from_secs(2);
+    let engine = KitEngine::new(user_kit_cache())?;
+    std::thread::scope(|scope| {
+        let (running, stopped) = std::sync::mpsc::channel::<()>();
+        let ticker = std::sync::Mutex::new(Some(stopped));
+        let progress = |step: LoadProgress| match step {
+            LoadProgress::Compiling { bytes } => {
+                eprintln!(
+                    "compiling {} ({:.1} MB; first load, cached for the next one)...",
+                    file.display(),
+                    bytes as f64 / 1e6
+                );
+                let stopped = ticker
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                if let Some(stopped) = stopped {
+                    let since = std::time::Instant::now();
+                    scope.spawn(move || {
+                        while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                            stopped.recv_timeout(TICK)
+                        {
+                            eprintln!("  still compiling: {} s", since.elapsed().as_secs());
+                        }
+                    });
+                }
+            }
+            LoadProgress::Compiled { took } => {
+                eprintln!("compiled in {:.1} s", took.as_secs_f64());
+            }
+        };
+        let loaded = engine.load_reporting(file, trust, &progress);
+        drop(running);
+        Ok(loaded?)
+    })
+}

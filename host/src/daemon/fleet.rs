@@ -1,6 +1,10 @@
 //! The running supervisors, one per app, and how a new config changes them:
 //! an unchanged app keeps its supervisor (state and schedule), a changed
 //! app or kit gets a new one, a removed app's supervisor stops.
+//!
+//! A supervisor starts before its kit has loaded: its handle answers (and
+//! its dependents can wait on it) while the kit compiles, and its first
+//! check runs the moment the kit is ready.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -10,16 +14,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::registry::build_runtime;
+use super::registry::{KitSlot, build_runtime, policy_of};
 use crate::api::Changes;
 use crate::config::{self, AppSpec, Config};
-use crate::sandbox::Kit;
-use crate::supervisor::{AppHandle, Shared, channels, supervise};
+use crate::supervisor::{AppHandle, Shared, await_kit, channels, supervise};
 
 /// One running supervisor.
 struct Running {
     spec: AppSpec,
-    kit_sha256: String,
+    kit: KitSlot,
     handle: AppHandle,
     stop: watch::Sender<bool>,
 }
@@ -48,9 +51,9 @@ impl Fleet {
     }
 
     /// Makes the running supervisors match `config`'s apps, with `kits`
-    /// loaded for them (an app whose kit is missing is not watched).
-    pub fn apply(&mut self, config: &Config, kits: &HashMap<PathBuf, Kit>) -> Changes {
-        let sha = |path: &Path| kits.get(path).map(|kit| kit.sha256().to_owned());
+    /// loading (or loaded) for them.
+    pub fn apply(&mut self, config: &Config, kits: &HashMap<PathBuf, KitSlot>) -> Changes {
+        let sha = |path: &Path| kits.get(path).and_then(KitSlot::sha256);
         let wanted: BTreeMap<&str, &AppSpec> =
             config.apps.iter().map(|a| (a.name.as_str(), a)).collect();
         let mut changes = Changes::default();
@@ -59,7 +62,7 @@ impl Fleet {
                 None => changes.removed.push(name.clone()),
                 Some(spec)
                     if **spec != running.spec
-                        || sha(&spec.kit_path).as_deref() != Some(&running.kit_sha256) =>
+                        || sha(&spec.kit_path) != running.kit.sha256() =>
                 {
                     changes.changed.push(name.clone());
                 }
@@ -93,7 +96,7 @@ impl Fleet {
                 continue;
             }
             let Some(kit) = kits.get(&spec.kit_path) else {
-                tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit did not load");
+                tracing::error!(app = %spec.name, kit = %spec.kit_path.display(), "not watched: its kit was not loaded");
                 continue;
             };
             if !changes.changed.contains(&spec.name) {
@@ -105,38 +108,35 @@ impl Fleet {
         changes
     }
 
-    fn start(&mut self, spec: &AppSpec, kit: Kit) {
-        let kit_sha256 = kit.sha256().to_owned();
-        let runtime = Arc::new(build_runtime(
-            spec,
-            kit,
-            &self.state_dir,
-            self.started,
-            self.min_uptime,
-        ));
-        tracing::info!(
-            app = %spec.name, kit = %spec.kit, interval = %humantime::format_duration(spec.interval),
-            then = spec.recovery.then.name(), "watching"
-        );
-        let (handle, channels) = channels(&runtime);
+    fn start(&mut self, spec: &AppSpec, kit: KitSlot) {
+        let policy = policy_of(spec, self.started, self.min_uptime);
+        let (handle, mut channels) = channels(&spec.name, &policy);
         let dependencies = spec
             .depends_on
             .iter()
             .filter_map(|name| self.running.get(name).map(|r| r.handle.status.clone()))
             .collect();
-        let (stop, stopped) = watch::channel(false);
-        self.tasks.spawn(supervise(
-            runtime,
-            self.shared.clone(),
-            channels,
-            dependencies,
-            stopped,
-        ));
+        let (stop, mut stopped) = watch::channel(false);
+        let (owned, loading) = (spec.clone(), kit.clone());
+        let (state_dir, started, min_uptime) =
+            (self.state_dir.clone(), self.started, self.min_uptime);
+        let shared = self.shared.clone();
+        self.tasks.spawn(async move {
+            let Some(kit) = await_kit(loading.loaded(), &mut channels, &mut stopped).await else {
+                return;
+            };
+            let runtime = Arc::new(build_runtime(&owned, kit, &state_dir, started, min_uptime));
+            tracing::info!(
+                app = %owned.name, kit = %owned.kit, interval = %humantime::format_duration(owned.interval),
+                then = owned.recovery.then.name(), "watching"
+            );
+            supervise(runtime, shared, channels, dependencies, stopped).await;
+        });
         self.running.insert(
             spec.name.clone(),
             Running {
                 spec: spec.clone(),
-                kit_sha256,
+                kit,
                 handle,
                 stop,
             },

@@ -8,6 +8,8 @@ mod registry;
 mod systemd;
 mod watch;
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ use crate::sandbox::KitEngine;
 use crate::supervisor::Shared;
 
 use fleet::Fleet;
-pub use registry::{build_runtime, load_kits};
+pub use registry::{KitSlot, build_runtime, load_kits, start_loading};
 
 /// How long running checks and recoveries get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -85,7 +87,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let probe = escalator.clone();
     tokio::spawn(async move { probe.probe().await });
 
-    let kits = load_kits(&engine, &config, &journal).await;
+    // Each app is watched as soon as its own kit is ready.
+    let kits = start_loading(&engine, &config, &journal);
+    tokio::spawn(clean_cache_when_loaded(engine.clone(), kits.clone()));
     let started = std::time::Instant::now();
     let alerts = Alerts::start(
         config.alerts.clone(),
@@ -184,7 +188,7 @@ async fn reload(
     config: &mut Config,
     fleet: &mut Fleet,
     engine: &KitEngine,
-    journal: &Journal,
+    journal: &Arc<Journal>,
 ) -> Result<Changes, Vec<String>> {
     let outcome = async {
         if crate::demo::is_demo(config) {
@@ -214,7 +218,7 @@ async fn reload(
         let unloaded: Vec<String> = new
             .apps
             .iter()
-            .filter(|app| !kits.contains_key(&app.kit_path))
+            .filter(|app| kits.get(&app.kit_path).and_then(KitSlot::sha256).is_none())
             .map(|app| {
                 format!(
                     "{}: kit {} did not load (see kit_load_failed)",
@@ -228,6 +232,7 @@ async fn reload(
         }
         let changes = fleet.apply(&new, &kits);
         *config = new;
+        clean_cache_when_loaded(engine.clone(), kits).await;
         Ok(changes)
     }
     .await;
@@ -272,6 +277,24 @@ async fn listen_tls(settings: &TlsListen) -> anyhow::Result<(TlsServer, TcpListe
         settings.clients.join(", ")
     );
     Ok((server, listener))
+}
+
+/// Once every kit in `kits` has loaded or failed, removes the compiled
+/// artifacts of kits none of them is any more (a rebuilt 18 MB kit leaves
+/// 35 MB behind otherwise).
+async fn clean_cache_when_loaded(engine: KitEngine, kits: HashMap<PathBuf, KitSlot>) {
+    let loaded = futures_util::future::join_all(kits.into_values().map(KitSlot::loaded)).await;
+    let kept: Vec<String> = loaded
+        .iter()
+        .filter_map(|kit| kit.as_ref().ok().map(|kit| kit.sha256().to_owned()))
+        .collect();
+    match tokio::task::spawn_blocking(move || engine.remove_cached_except(&kept)).await {
+        Ok(removed) if !removed.is_empty() => {
+            tracing::info!("kit cache: removed {} stale artifact(s)", removed.len());
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("kit cache cleaning panicked: {e}"),
+    }
 }
 
 /// How often retention runs (and once at start).

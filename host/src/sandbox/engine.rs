@@ -38,6 +38,21 @@ const MAX_KIT_MEMORY: usize = 4096 << 20;
 /// typical Rust kit's stack and heap; 256 KiB to 4 MiB measured the same.
 const KEEP_RESIDENT: usize = 1 << 20;
 
+/// What a kit load is doing, for someone waiting on it.
+#[derive(Debug, Clone, Copy)]
+pub enum LoadProgress {
+    /// The kit is not in the cache: compiling its `bytes` bytes starts.
+    Compiling {
+        /// Size of the kit file.
+        bytes: usize,
+    },
+    /// Compiling is done.
+    Compiled {
+        /// How long it took.
+        took: Duration,
+    },
+}
+
 /// Compiles, caches and links kits. Cheap to clone.
 #[derive(Clone)]
 pub struct KitEngine {
@@ -117,13 +132,25 @@ impl KitEngine {
     /// satisfies, using the cache when the same bytes were compiled before
     /// by a compatible engine. The bytes judged are the bytes compiled.
     pub fn load_trusted(&self, path: &Path, trust: &KitTrust) -> Result<Kit, LoadError> {
+        self.load_reporting(path, trust, &|_| {})
+    }
+
+    /// [`KitEngine::load_trusted`], telling `progress` when the kit is not
+    /// in the cache and must be compiled (seconds for a large kit), and
+    /// when that is done, so a person waiting sees why.
+    pub fn load_reporting(
+        &self,
+        path: &Path,
+        trust: &KitTrust,
+        progress: &dyn Fn(LoadProgress),
+    ) -> Result<Kit, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: path.to_owned(),
             source,
         })?;
         let provenance = trust.judge(path, &bytes)?;
         let sha256 = hex(&Sha256::digest(&bytes));
-        let component = self.compile_cached(&bytes, &sha256)?;
+        let component = self.compile_cached(&bytes, &sha256, progress)?;
         let pre = self
             .inner
             .linker
@@ -157,7 +184,12 @@ impl KitEngine {
         })
     }
 
-    fn compile_cached(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
+    fn compile_cached(
+        &self,
+        bytes: &[u8],
+        sha256: &str,
+        progress: &dyn Fn(LoadProgress),
+    ) -> Result<Component, LoadError> {
         let name = self.cache_file_name(sha256);
         let cache = self.trusted_cache_dir();
         if let Some(dir) = &cache {
@@ -179,8 +211,13 @@ impl KitEngine {
         if !bytes.starts_with(b"\0asm") {
             return Err(LoadError::NotWasm);
         }
+        progress(LoadProgress::Compiling { bytes: bytes.len() });
+        let compiling = std::time::Instant::now();
         let component = Component::new(&self.inner.engine, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        progress(LoadProgress::Compiled {
+            took: compiling.elapsed(),
+        });
         if let Some(dir) = cache {
             // Replaces an artifact that was refused above: the directory is
             // medic's, so what sits in it is for medic to overwrite.
@@ -193,6 +230,37 @@ impl KitEngine {
             }
         }
         Ok(component)
+    }
+
+    /// Removes every compiled artifact from the cache but those of the kits
+    /// whose sha256 is in `kept` for this engine: artifacts of kit files no
+    /// app uses any more, and of other wasmtime versions or settings, which
+    /// this engine never reads. Returns the names removed; files that are
+    /// not artifacts are left alone.
+    pub fn remove_cached_except(&self, kept: &[String]) -> Vec<String> {
+        let Some(dir) = self.trusted_cache_dir() else {
+            return Vec::new();
+        };
+        let kept: std::collections::HashSet<String> =
+            kept.iter().map(|sha| self.cache_file_name(sha)).collect();
+        let names = match dir.names() {
+            Ok(names) => names,
+            Err(e) => {
+                tracing::warn!(path = %dir.path().display(), error = %e, "cannot list the kit cache");
+                return Vec::new();
+            }
+        };
+        names
+            .into_iter()
+            .filter(|name| is_artifact_name(name) && !kept.contains(name))
+            .filter(|name| match dir.remove(name) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(path = %dir.path().join(name).display(), error = %e, "cannot remove a stale compiled kit");
+                    false
+                }
+            })
+            .collect()
     }
 
     /// The cache directory, opened and checked, when there is one and it is
@@ -236,6 +304,15 @@ impl KitEngine {
             .hash(&mut hasher);
         format!("{sha256}-{:016x}.cwasm", hasher.finish())
     }
+}
+
+/// Whether `name` is what [`KitEngine::cache_file_name`] makes, for any
+/// engine: 64 hex digits, `-`, 16 hex digits, `.cwasm`.
+fn is_artifact_name(name: &str) -> bool {
+    let is_hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    name.strip_suffix(".cwasm")
+        .and_then(|stem| stem.split_once('-'))
+        .is_some_and(|(sha, engine)| is_hex(sha, 64) && is_hex(engine, 16))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use bindings::{Capability, HttpResponse, KitInfo, NextStep, SettingDoc, Verdict};
-pub use engine::KitEngine;
+pub use engine::{KitEngine, LoadProgress};
 pub use kit::{Checked, Kit};
 pub use store::{CallScope, deadline_margin};
 

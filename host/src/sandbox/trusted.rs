@@ -115,6 +115,26 @@ impl TrustedDir {
     }
 }
 
+impl TrustedDir {
+    /// The names in this directory (those that are valid UTF-8).
+    pub(super) fn names(&self) -> std::io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in rustix::fs::Dir::read_from(&self.fd)? {
+            let entry = entry?;
+            if let Ok(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    /// Removes the file `name` from this directory (never a directory, and
+    /// relative to the directory that was checked).
+    pub(super) fn remove(&self, name: &str) -> std::io::Result<()> {
+        Ok(rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::empty())?)
+    }
+}
+
 /// Checks the open `fd`: of type `kind`, owned by medic's effective user,
 /// not writable by group or others.
 fn check(fd: impl AsFd, kind: FileType) -> Result<(), Untrusted> {

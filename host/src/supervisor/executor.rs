@@ -300,19 +300,15 @@ pub struct AppHandle {
 
 /// The inside of a running supervisor, the other ends of an [`AppHandle`].
 pub struct AppChannels {
-    commands: mpsc::Receiver<Command>,
-    status: watch::Sender<AppStatus>,
+    pub(super) commands: mpsc::Receiver<Command>,
+    pub(super) status: watch::Sender<AppStatus>,
 }
 
-/// A handle and the channels that serve it, for app `app`.
-pub fn channels(app: &AppRuntime) -> (AppHandle, AppChannels) {
+/// A handle and the channels that serve it, for app `app` watched under
+/// `policy`; made before its kit has loaded.
+pub fn channels(app: &str, policy: &Policy) -> (AppHandle, AppChannels) {
     let (commands_tx, commands) = mpsc::channel(16);
-    let mut initial = AppStatus::of(
-        &app.spec.name,
-        &AppState::default(),
-        &app.policy,
-        std::time::Instant::now(),
-    );
+    let mut initial = AppStatus::of(app, &AppState::default(), policy, std::time::Instant::now());
     // Nothing is known before the first check.
     initial.state = State::Starting;
     let (status, status_rx) = watch::channel(initial);

@@ -3,6 +3,7 @@
 
 mod commands;
 mod executor;
+mod loading;
 mod pidfd;
 pub mod state;
 mod status;
@@ -10,6 +11,7 @@ mod stop;
 mod update;
 
 pub use commands::run_command;
+pub use loading::await_kit;
 pub use executor::{
     AppChannels, AppCheck, AppHandle, AppRuntime, Command, Shared, channels, supervise,
 };
