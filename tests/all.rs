@@ -34,6 +34,7 @@ mod reset_guard;
 mod roll;
 mod sandbox;
 mod signing;
+mod startup;
 mod systemd;
 mod units;
 mod updates;

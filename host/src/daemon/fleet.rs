@@ -61,8 +61,7 @@ impl Fleet {
             match wanted.get(name.as_str()) {
                 None => changes.removed.push(name.clone()),
                 Some(spec)
-                    if **spec != running.spec
-                        || sha(&spec.kit_path) != running.kit.sha256() =>
+                    if **spec != running.spec || sha(&spec.kit_path) != running.kit.sha256() =>
                 {
                     changes.changed.push(name.clone());
                 }

@@ -131,7 +131,11 @@ impl TrustedDir {
     /// Removes the file `name` from this directory (never a directory, and
     /// relative to the directory that was checked).
     pub(super) fn remove(&self, name: &str) -> std::io::Result<()> {
-        Ok(rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::empty())?)
+        Ok(rustix::fs::unlinkat(
+            &self.fd,
+            name,
+            rustix::fs::AtFlags::empty(),
+        )?)
     }
 }
 

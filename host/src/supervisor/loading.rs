@@ -23,7 +23,9 @@ pub async fn await_kit(
     tokio::pin!(kit);
     let mut why = "its kit is still loading".to_owned();
     let mut failed = false;
-    channels.status.send_modify(|status| status.reason = Some(why.clone()));
+    channels
+        .status
+        .send_modify(|status| status.reason = Some(why.clone()));
     loop {
         tokio::select! {
             loaded = &mut kit, if !failed => match loaded {

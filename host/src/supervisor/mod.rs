@@ -11,10 +11,10 @@ mod stop;
 mod update;
 
 pub use commands::run_command;
-pub use loading::await_kit;
 pub use executor::{
     AppChannels, AppCheck, AppHandle, AppRuntime, Command, Shared, channels, supervise,
 };
+pub use loading::await_kit;
 pub use state::{Action, AppState, CheckOutcome, Event, KitRecovery, Phase, Policy};
 pub use status::{AppStatus, LastCheck};
 pub use update::UpdateOrder;
