@@ -7,7 +7,7 @@
 
 use crate::common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::Setup;
@@ -50,21 +50,6 @@ fn artifacts(setup: &Setup) -> Vec<PathBuf> {
     found.retain(|p| p.extension().is_some_and(|e| e == "cwasm"));
     found.sort();
     found
-}
-
-/// `kit` with a custom section appended: the same code, other bytes (and
-/// so another sha256), as a rebuild of a kit is.
-fn rebuilt(kit: &Path, tag: &str) -> Vec<u8> {
-    let mut bytes = std::fs::read(kit).unwrap();
-    let name = b"medic-test";
-    let payload = tag.as_bytes();
-    let size = 1 + name.len() + payload.len();
-    bytes.push(0); // custom section
-    bytes.push(u8::try_from(size).unwrap());
-    bytes.push(u8::try_from(name.len()).unwrap());
-    bytes.extend_from_slice(name);
-    bytes.extend_from_slice(payload);
-    bytes
 }
 
 /// The Python example kit (18 MB, seconds to compile) does not hold up an
@@ -171,7 +156,7 @@ fn compiled_kits_nobody_uses_leave_the_cache() {
     let first = artifacts(&setup);
 
     let kit = setup.dir.path().join("kits/http.wasm");
-    std::fs::write(&kit, rebuilt(&kit, "v2")).unwrap();
+    std::fs::write(&kit, common::guests::rebuilt(&kit, "v2")).unwrap();
     let out = common::medic()
         .args(["reload", "--socket"])
         .arg(setup.dir.path().join("medic.sock"))

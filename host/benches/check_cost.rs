@@ -1,9 +1,16 @@
-//! CPU cost of one HTTP check of a local nginx, measured four ways in one
-//! run: medic's http kit through the sandbox, the floor (a plain in-process
-//! GET on a new connection), Nagios `check_http` as a process, and Monit 5
-//! doing the same checks in its daemon. Client-side CPU only (nginx's own CPU
-//! is the same for all and not counted). Run: `cargo xtask bench`; results go
-//! in docs/benchmarks.md.
+//! CPU cost of one HTTP check of a local nginx, measured side by side in
+//! one run: medic's daemon checking 50 apps every 100 ms through the
+//! bundled `http` kit, Monit 5's daemon doing the same 50 checks, the floor
+//! (a blocking GET on a new connection, back to back and at the daemon's
+//! pace), and Nagios `check_http` as a process. A daemon's cost per check
+//! is its CPU divided by the requests its own nginx logged, so a daemon
+//! that died or did nothing fails the run instead of reading as free.
+//! Only the checking side's CPU is counted (nginx's is the same for all).
+//!
+//! Run: `cargo xtask bench`, which writes the Markdown this prints into
+//! docs/benchmarks.md. `MEDIC_BENCH_QUICK=1` takes shorter samples and
+//! skips `check_http`. `MEDIC_BENCH_PROFILE=1` only calls the http kit in a
+//! loop for a minute, for `perf record -p`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
 #[path = "../../tests/common/mod.rs"]
@@ -13,33 +20,149 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::nginx::Nginx;
 use medic::config::Grants;
 use medic::sandbox::{CallScope, KitEngine, Verdict};
 use nix::sys::resource::UsageWho;
-use support::{check_http, cpu, median, per_check};
+use support::{DaemonSample, check_http, cpu, median, per_check, sample_daemon};
 
 const CHECKS: u32 = 3_000;
 const ROUNDS: usize = 3;
 const MONIT: &str = "/usr/bin/monit";
+/// Apps (medic) and hosts (Monit) checked by each daemon.
+const APPS: usize = 50;
+/// medic's interval; Monit's shortest cycle is 1 s.
+const INTERVAL: Duration = Duration::from_millis(100);
 
-fn floor(port: u16) -> f64 {
-    let before = cpu(UsageWho::RUSAGE_SELF);
-    for _ in 0..CHECKS {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        assert!(response.starts_with(b"HTTP/1.1 200"));
-    }
-    per_check(cpu(UsageWho::RUSAGE_SELF) - before, CHECKS)
+fn quick() -> bool {
+    std::env::var_os("MEDIC_BENCH_QUICK").is_some()
 }
 
-/// CPU per check of `kit` with `grants` and `settings`, after a warm-up
-/// (the first instantiations touch fresh pool slots).
+fn sample() -> Duration {
+    Duration::from_secs(if quick() { 10 } else { 20 })
+}
+
+/// One blocking GET of `/healthz` on a new connection, answered `ok`.
+fn get_once(port: u16) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    assert!(response.starts_with(b"HTTP/1.1 200") && response.ends_with(b"ok\n"));
+}
+
+/// The floor: GETs back to back, CPU of this thread.
+fn floor(port: u16) -> f64 {
+    let before = cpu(UsageWho::RUSAGE_THREAD);
+    for _ in 0..CHECKS {
+        get_once(port);
+    }
+    per_check(cpu(UsageWho::RUSAGE_THREAD) - before, CHECKS)
+}
+
+/// The floor at the pace of medic's daemon below (50 apps every 100 ms):
+/// one GET every 2 ms, sleeping in between, so each GET starts cold as a
+/// daemon's check does.
+fn floor_paced(port: u16) -> f64 {
+    let every = INTERVAL / u32::try_from(APPS).unwrap();
+    let checks = CHECKS / 2;
+    let before = cpu(UsageWho::RUSAGE_THREAD);
+    let mut next = Instant::now();
+    for _ in 0..checks {
+        get_once(port);
+        next += every;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    per_check(cpu(UsageWho::RUSAGE_THREAD) - before, checks)
+}
+
+/// medic's daemon with 50 apps checking `nginx` through the bundled http
+/// kit every 100 ms, at the log level the packaged daemon runs at.
+fn medic_daemon() -> DaemonSample {
+    let nginx = Nginx::start_logged();
+    let mut setup = common::Setup::new("backend = \"dry-run\"").with_kit("http");
+    for app in 0..APPS {
+        setup = setup.app(
+            &format!("app{app:02}"),
+            &format!(
+                "kit = \"http\"\ninterval = \"{}ms\"\n[settings]\nurl = \"http://127.0.0.1:{port}/healthz?app={app}\"\n\
+                 expect_body = \"ok\"\n[grants]\nconnect = [\"127.0.0.1:{port}\"]\n",
+                INTERVAL.as_millis(),
+                port = nginx.port
+            ),
+        );
+    }
+    let mut daemon = setup.daemon_logging("medic=info,warn");
+    wait_all_checked(&nginx, APPS, &mut daemon);
+    // Past the start-up: every app has found its place in the interval.
+    std::thread::sleep(INTERVAL * 3);
+    let per_second = APPS as f64 / INTERVAL.as_secs_f64();
+    let measured = sample_daemon("medic", daemon.pid(), &[&nginx], sample(), per_second);
+    daemon.stop();
+    measured
+}
+
+/// Waits until each of `apps` apps has been checked at least once.
+fn wait_all_checked(nginx: &Nginx, apps: usize, daemon: &mut common::Daemon) {
+    let checked = || {
+        let uris: std::collections::HashSet<String> =
+            nginx.requests().into_iter().map(|(_, uri)| uri).collect();
+        uris.iter().filter(|uri| uri.contains("app=")).count()
+    };
+    assert!(
+        common::wait_for(Duration::from_secs(120), || checked() >= apps),
+        "only {} of {apps} apps checked: {}",
+        checked(),
+        daemon.log_text()
+    );
+}
+
+/// Monit 5 with the same 50 HTTP checks in its daemon, one cycle a second.
+fn monit(dir: &std::path::Path) -> DaemonSample {
+    assert!(
+        std::path::Path::new(MONIT).exists(),
+        "{MONIT} is missing: install monit (cargo xtask bench does)"
+    );
+    let nginx = Nginx::start_logged();
+    let rc = dir.join("monitrc");
+    let mut conf = format!(
+        "set daemon 1\nset pidfile {d}/monit.pid\nset idfile {d}/monit.id\nset statefile {d}/monit.state\nset logfile {d}/monit.log\n",
+        d = dir.display()
+    );
+    for host in 0..APPS {
+        conf += &format!(
+            "check host h{host} with address 127.0.0.1\n  if failed port {} protocol http request \"/healthz\" content = \"ok\" then alert\n",
+            nginx.port
+        );
+    }
+    std::fs::write(&rc, conf).unwrap();
+    std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut child = Command::new(MONIT)
+        .args(["-I", "-c"])
+        .arg(&rc)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || nginx.request_count() >= APPS),
+        "Monit did not check: {}",
+        std::fs::read_to_string(dir.join("monit.log")).unwrap_or_default()
+    );
+    let measured = sample_daemon("Monit", child.id(), &[&nginx], sample() * 2, APPS as f64);
+    assert!(child.try_wait().unwrap().is_none(), "Monit died");
+    common::terminate(child.id());
+    let _ = child.wait();
+    measured
+}
+
+/// CPU per check of `kit` with `grants` and `settings`, called in a loop
+/// in this process after a warm-up (the first calls touch fresh pool
+/// slots).
 fn kit_cost(
     runtime: &tokio::runtime::Runtime,
     dir: &std::path::Path,
@@ -71,7 +194,7 @@ fn kit_cost(
     })
 }
 
-/// The bundled http kit checking nginx through the sandbox.
+/// The bundled http kit checking nginx through the sandbox, in a loop.
 fn http_kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
     let grants = Grants {
         connect: vec![format!("127.0.0.1:{port}")],
@@ -84,7 +207,7 @@ fn http_kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path)
     kit_cost(runtime, dir, "http", grants, &settings)
 }
 
-/// The host's own GET behind `host.http-get` (tokio + hyper), no Wasm.
+/// The host's own GET behind `host.http-get`, no Wasm.
 fn host_get(port: u16, runtime: &tokio::runtime::Runtime) -> f64 {
     let uri =
         medic::sandbox::lean_http::parse_url(&format!("http://127.0.0.1:{port}/healthz")).unwrap();
@@ -113,93 +236,102 @@ fn sandbox_only(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64
     )
 }
 
-/// Monit with `hosts` identical http checks, one cycle per second; its CPU
-/// is read from /proc over `seconds` cycles.
-fn monit(port: u16, dir: &std::path::Path) -> f64 {
-    const HOSTS: u32 = 100;
-    const SECONDS: u32 = 10;
-    let rc = dir.join("monitrc");
-    let mut conf = format!(
-        "set daemon 1\nset pidfile {d}/monit.pid\nset idfile {d}/monit.id\nset statefile {d}/monit.state\nset logfile {d}/monit.log\n",
-        d = dir.display()
-    );
-    for i in 0..HOSTS {
-        conf += &format!(
-            "check host h{i} with address 127.0.0.1\n  if failed port {port} protocol http request \"/healthz\" content = \"ok\" then alert\n"
-        );
-    }
-    std::fs::write(&rc, conf).unwrap();
-    let mut perms = std::fs::metadata(&rc).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o600);
-    std::fs::set_permissions(&rc, perms).unwrap();
-    let mut child = Command::new(MONIT)
-        .args(["-I", "-c"])
-        .arg(&rc)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let ticks = || -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    };
-    std::thread::sleep(Duration::from_secs(3));
-    let before = ticks();
-    std::thread::sleep(Duration::from_secs(u64::from(SECONDS)));
-    let used = ticks() - before;
-    common::terminate(child.id());
-    let _ = child.wait();
-    let hz = 100.0; // USER_HZ on Linux
-    used as f64 / hz * 1e6 / f64::from(HOSTS * SECONDS)
+fn verdict(ratio: f64, target: f64) -> &'static str {
+    if ratio <= target { "met" } else { "not met" }
 }
 
-/// `MEDIC_BENCH_QUICK=1` measures only medic and the floor (for iterating).
 fn main() {
-    let quick = std::env::var_os("MEDIC_BENCH_QUICK").is_some();
     let dir = tempfile::tempdir().unwrap();
-    let nginx = common::nginx::Nginx::start();
+    let nginx = Nginx::start();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut rows: Vec<(&str, Vec<f64>)> = vec![
-        ("floor: Rust TcpStream GET, new connection", vec![]),
-        ("medic http kit (sandboxed Wasm)", vec![]),
-        ("Nagios check_http as a process", vec![]),
-        ("(medic sandbox alone: instantiate + call, no I/O)", vec![]),
-        ("(host GET alone: tokio + hyper, no Wasm)", vec![]),
-    ];
-    for _ in 0..ROUNDS {
-        rows[0].1.push(floor(nginx.port));
-        rows[1].1.push(http_kit(nginx.port, &runtime, dir.path()));
-        if !quick {
-            rows[2].1.push(check_http(nginx.port, CHECKS / 10));
+    if std::env::var_os("MEDIC_BENCH_PROFILE").is_some() {
+        for _ in 0..20 {
+            http_kit(nginx.port, &runtime, dir.path());
         }
-        rows[3].1.push(sandbox_only(&runtime, dir.path()));
-        rows[4].1.push(host_get(nginx.port, &runtime));
+        return;
     }
-    let monit_cost = if !quick && std::path::Path::new(MONIT).exists() {
-        Some(monit(nginx.port, dir.path()))
-    } else {
-        None
+    let mut floors = Vec::new();
+    let mut paced = Vec::new();
+    let mut loop_rows: Vec<(&str, Vec<f64>)> = vec![
+        ("(medic's http kit called in a loop, no daemon)", vec![]),
+        (
+            "(the sandbox alone: instantiate + a call that does no I/O)",
+            vec![],
+        ),
+        ("(the host's GET alone: tokio + hyper, no Wasm)", vec![]),
+    ];
+    let mut processes = Vec::new();
+    for _ in 0..ROUNDS {
+        floors.push(floor(nginx.port));
+        paced.push(floor_paced(nginx.port));
+        loop_rows[0]
+            .1
+            .push(http_kit(nginx.port, &runtime, dir.path()));
+        loop_rows[1].1.push(sandbox_only(&runtime, dir.path()));
+        loop_rows[2].1.push(host_get(nginx.port, &runtime));
+        if !quick() {
+            processes.push(check_http(nginx.port, CHECKS / 10));
+        }
+    }
+    let medic = medic_daemon();
+    let monit = monit(dir.path());
+    let floor = median(floors);
+    let row = |name: &str, cost: f64, checks: String| {
+        println!("| {name} | {cost:.0} | {:.2} | {checks} |", cost / floor);
     };
-    let floor_cost = median(rows[0].1.clone());
-    println!("| way of checking | µs CPU per check (median of {ROUNDS}) | × floor |");
-    println!("|---|---:|---:|");
-    for (name, values) in rows.into_iter().filter(|(_, v)| !v.is_empty()) {
-        let m = median(values);
-        println!("| {name} | {m:.0} | {:.2} |", m / floor_cost);
-    }
-    if let Some(m) = monit_cost {
-        println!(
-            "| Monit 5 http check in its daemon | {m:.0} | {:.2} |",
-            m / floor_cost
+    println!("### What one HTTP check costs\n");
+    println!("| way of checking | µs CPU per check | × floor | checks measured |");
+    println!("|---|---:|---:|---:|");
+    row(
+        "**floor**: blocking GET on a new connection, back to back",
+        floor,
+        format!("{ROUNDS} × {CHECKS}"),
+    );
+    row(
+        "floor at the daemon's pace: one GET every 2 ms",
+        median(paced),
+        format!("{ROUNDS} × {}", CHECKS / 2),
+    );
+    row(
+        &format!(
+            "**medic daemon**: {APPS} apps every {} ms, bundled `http` kit",
+            INTERVAL.as_millis()
+        ),
+        medic.per_check,
+        medic.requests.to_string(),
+    );
+    row(
+        &format!("**Monit 5 daemon**: the same {APPS} checks every 1 s"),
+        monit.per_check,
+        monit.requests.to_string(),
+    );
+    if !processes.is_empty() {
+        row(
+            "Nagios `check_http` as a process",
+            median(processes),
+            format!("{ROUNDS} × {}", CHECKS / 10),
         );
     }
+    for (name, values) in loop_rows {
+        row(name, median(values), format!("{ROUNDS} × {CHECKS}"));
+    }
+    let to_floor = medic.per_check / floor;
+    let to_monit = medic.per_check / monit.per_check;
+    println!(
+        "\nmedic's daemon per check: {to_floor:.2}× the floor (target ≤ 2.0: {}), \
+         {to_monit:.2}× Monit's (target ≤ 0.7: {}). Daemons: CPU of the process over \
+         {} s (Monit {} s) divided by the requests their own nginx logged; medic at \
+         {:.1} % of a core and {:.0} MiB resident, Monit at {:.1} % and {:.0} MiB.\n",
+        verdict(to_floor, 2.0),
+        verdict(to_monit, 0.7),
+        sample().as_secs(),
+        sample().as_secs() * 2,
+        medic.cpu_percent,
+        medic.rss_mib,
+        monit.cpu_percent,
+        monit.rss_mib,
+    );
 }

@@ -43,3 +43,18 @@ pub fn kit(name: &str) -> PathBuf {
         .get_or_init(build_all)
         .join(format!("kit_{name}.wasm"))
 }
+
+/// `kit` with a custom section appended: the same code, other bytes (and
+/// so another sha256 and another compiled artifact), as a rebuild is.
+pub fn rebuilt(kit: &Path, tag: &str) -> Vec<u8> {
+    let mut bytes = std::fs::read(kit).unwrap();
+    let name = b"medic-test";
+    let payload = tag.as_bytes();
+    let size = 1 + name.len() + payload.len();
+    bytes.push(0); // custom section
+    bytes.push(u8::try_from(size).unwrap());
+    bytes.push(u8::try_from(name.len()).unwrap());
+    bytes.extend_from_slice(name);
+    bytes.extend_from_slice(payload);
+    bytes
+}

@@ -21,23 +21,29 @@ impl Nginx {
     /// Writes the config and starts nginx as a single process; returns
     /// once it serves.
     pub fn start() -> Self {
-        Self::start_with(false, "")
+        Self::start_with(false, "", false)
+    }
+
+    /// A single process that logs every request with its time (for the
+    /// benchmarks, which count and time the checks that reached it).
+    pub fn start_logged() -> Self {
+        Self::start_with(false, "", true)
     }
 
     /// The same with a master process and one worker, as nginx runs in
     /// production (a reload replaces the worker).
     pub fn start_with_master() -> Self {
-        Self::start_with(true, "")
+        Self::start_with(true, "", false)
     }
 
     /// A single process whose accept queue holds one connection: once it
     /// hangs, new connections hang too instead of being completed by the
     /// kernel, as they do at a real hung server once its queue is full.
     pub fn start_with_tiny_backlog() -> Self {
-        Self::start_with(false, " backlog=1")
+        Self::start_with(false, " backlog=1", false)
     }
 
-    fn start_with(master: bool, listen_options: &str) -> Self {
+    fn start_with(master: bool, listen_options: &str, logged: bool) -> Self {
         let port = super::free_port();
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("nginx");
@@ -45,10 +51,18 @@ impl Nginx {
             std::fs::create_dir_all(prefix.join(sub)).unwrap();
         }
         std::fs::write(prefix.join("html/healthz"), "ok\n").unwrap();
+        let access_log = if logged {
+            format!(
+                "log_format timed '$msec $request_uri';\n  access_log {}/logs/access.log timed;",
+                prefix.display()
+            )
+        } else {
+            "access_log off;".to_owned()
+        };
         let conf = format!(
             "worker_processes 1;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\ndaemon on;\nmaster_process {master};\n\
-             events {{ worker_connections 64; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n  scgi_temp_path {p}/tmp;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  {access_log}\n  client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n  scgi_temp_path {p}/tmp;\n\
              server {{ listen 127.0.0.1:{port}{listen_options}; root {p}/html; location / {{ }} location = /status {{ stub_status; }} }}\n}}\n",
             p = prefix.display(),
             master = if master { "on" } else { "off" },
@@ -109,6 +123,26 @@ impl Nginx {
             pidfile = self.pidfile().display(),
             port = self.port,
         )
+    }
+
+    /// Every request logged so far (with [`Nginx::start_logged`]): when it
+    /// was served, in seconds since the epoch, and its URI.
+    pub fn requests(&self) -> Vec<(f64, String)> {
+        std::fs::read_to_string(self.prefix.join("logs/access.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (at, uri) = line.split_once(' ')?;
+                Some((at.parse().ok()?, uri.to_owned()))
+            })
+            .collect()
+    }
+
+    /// How many requests were logged so far (with [`Nginx::start_logged`]).
+    pub fn request_count(&self) -> usize {
+        std::fs::read_to_string(self.prefix.join("logs/access.log"))
+            .map(|log| log.lines().count())
+            .unwrap_or(0)
     }
 
     pub fn pidfile(&self) -> PathBuf {

@@ -53,6 +53,14 @@ pub enum LoadProgress {
     },
 }
 
+/// How many kit calls may be in flight at once, across all kits. A call
+/// holds a pool slot (and usually a socket) while it waits on its app; a
+/// thousand apps started together would otherwise exhaust the pool and
+/// fail checks that did nothing wrong. The pool below fits this many calls
+/// of kits with up to 8 core instances each; further calls wait for a
+/// free place before their deadline starts.
+pub(super) const CALLS_IN_FLIGHT: usize = 128;
+
 /// Compiles, caches and links kits. Cheap to clone.
 #[derive(Clone)]
 pub struct KitEngine {
@@ -63,6 +71,8 @@ struct Inner {
     engine: Engine,
     linker: Linker<KitStore>,
     cache_dir: Option<PathBuf>,
+    /// Places for calls in flight, shared by every kit of this engine.
+    places: Arc<tokio::sync::Semaphore>,
 }
 
 impl KitEngine {
@@ -117,6 +127,7 @@ impl KitEngine {
                 engine,
                 linker,
                 cache_dir,
+                places: Arc::new(tokio::sync::Semaphore::new(CALLS_IN_FLIGHT)),
             }),
         })
     }
@@ -177,6 +188,7 @@ impl KitEngine {
         Ok(Kit {
             sha256,
             provenance,
+            places: self.inner.places.clone(),
             pre,
             indices,
             app_settings,

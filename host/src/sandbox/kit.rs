@@ -47,6 +47,8 @@ pub struct Kit {
     pub(super) sha256: String,
     /// Who signed the file, as judged when it loaded.
     pub(super) provenance: Provenance,
+    /// Places for calls in flight, shared with every kit of the engine.
+    pub(super) places: std::sync::Arc<tokio::sync::Semaphore>,
     /// The linked component, instantiated afresh for each call.
     pub(super) pre: InstancePre<KitStore>,
     /// Where the `kit` interface's exports are, found once at load.
@@ -294,6 +296,13 @@ impl Kit {
         timeout: Duration,
         export: E,
     ) -> Result<E::Output, KitFault> {
+        // Waiting for a place is not the kit's time: its deadline starts
+        // once it may run. The semaphore is never closed.
+        let _place = self
+            .places
+            .acquire()
+            .await
+            .map_err(|e| KitFault::Setup(e.to_string()))?;
         let deadline = CallDeadline::after(timeout);
         let data = KitStore::new(scope, deadline).map_err(|e| KitFault::Setup(format!("{e:#}")))?;
         let mut store = Store::new(self.pre.engine(), data);

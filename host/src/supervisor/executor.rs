@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::commands::run_command;
 use super::pidfd::ProcessWatch;
+use super::schedule::Cadence;
 use super::state::{self, Action, AppState, CheckOutcome, Event, KitRecovery, Policy};
 use super::status::{AppStatus, LastCheck};
 use super::stop::Instance;
@@ -385,6 +386,7 @@ pub async fn supervise(
     let name = app.spec.name.clone();
     let mut ladder = AppState::default();
     let mut next_check = Instant::now();
+    let mut cadence = Cadence::new(&name, app.policy.interval);
     let mut process = app.watch_process();
     let mut last_check = None;
     let mut blocked = blocked_by(&dependencies);
@@ -447,7 +449,7 @@ pub async fn supervise(
                     let _ = reply.send(record.clone());
                 }
                 last_check = Some(record);
-                next_check = Instant::now() + app.policy.interval;
+                next_check = cadence.next_after(Instant::now());
                 Some(Event::Checked(outcome))
             }
             Wake::Exited(pid) => {
@@ -517,7 +519,7 @@ pub async fn supervise(
                 let answer = super::update::run(&app, &shared, &by, &order, process.take()).await;
                 ladder = AppState::default();
                 process = app.watch_process();
-                next_check = Instant::now() + app.policy.interval;
+                next_check = cadence.next_after(Instant::now());
                 let _ = reply.send(answer);
                 None
             }

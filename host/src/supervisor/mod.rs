@@ -5,6 +5,7 @@ mod commands;
 mod executor;
 mod loading;
 mod pidfd;
+mod schedule;
 pub mod state;
 mod status;
 mod stop;
