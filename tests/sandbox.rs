@@ -855,3 +855,53 @@ async fn a_granted_program_leaves_no_grandchild_behind() {
         std::fs::remove_file(&pidfile).unwrap();
     }
 }
+
+/// Hundreds of calls at once, each waiting on the outside world, neither
+/// exhaust the instance pool nor fault: beyond the calls in flight they
+/// wait for a place, and the wait is not counted against their deadline
+/// (the last ones start after more than their whole timeout).
+#[test]
+fn calls_beyond_the_pool_wait_for_a_place_not_fault() {
+    const CALLS: usize = 300;
+    let engine = KitEngine::new(None).unwrap();
+    let kit = engine.load(&common::guests::kit("misbehave")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = vec![
+        ("mode".to_owned(), "sleep".to_owned()),
+        ("ms".to_owned(), "200".to_owned()),
+    ];
+    let timeout = Duration::from_millis(600);
+    let started = Instant::now();
+    let answers = runtime.block_on(async {
+        let calls = (0..CALLS).map(|i| {
+            let scope = CallScope::new(
+                &format!("app{i}"),
+                &Grants::default(),
+                dir.path().join(format!("{i}.json")),
+                64 << 20,
+            );
+            let (kit, settings) = (kit.clone(), settings.clone());
+            tokio::spawn(async move {
+                kit.check(scope, timeout, &settings)
+                    .await
+                    .map(|checked| checked.health)
+            })
+        });
+        futures_util::future::join_all(calls).await
+    });
+    let took = started.elapsed();
+    for answer in answers {
+        assert_eq!(
+            answer.unwrap(),
+            Ok(Verdict::Degraded("slept 200 ms".into()))
+        );
+    }
+    assert!(
+        took > timeout,
+        "the calls were queued ({took:?}): some started after a whole timeout"
+    );
+}

@@ -54,12 +54,14 @@ pub enum LoadProgress {
 }
 
 /// How many kit calls may be in flight at once, across all kits. A call
-/// holds a pool slot (and usually a socket) while it waits on its app; a
-/// thousand apps started together would otherwise exhaust the pool and
-/// fail checks that did nothing wrong. The pool below fits this many calls
-/// of kits with up to 8 core instances each; further calls wait for a
-/// free place before their deadline starts.
-pub(super) const CALLS_IN_FLIGHT: usize = 128;
+/// holds a pool slot, a fiber stack (and usually a socket) while it waits
+/// on its app; a thousand apps started together would otherwise exhaust
+/// the pool and fail checks that did nothing wrong, and every slot ever
+/// used stays resident. The pool below fits this many calls of kits with
+/// up to 16 core instances each; further calls wait for a free place
+/// before their deadline starts. So one slow kit never delays another app,
+/// but more than this many hung at once do, until their timeouts.
+pub(super) const CALLS_IN_FLIGHT: usize = 64;
 
 /// Compiles, caches and links kits. Cheap to clone.
 #[derive(Clone)]
