@@ -7,7 +7,8 @@
 //!    log, less the interval). Sampled only once every app was checked.
 //! 2. **Crash to restart**: `kill -9` of an app's process until its `start`
 //!    command runs, with the pidfd watch alone, with the pidfd watch among
-//!    999 HTTP apps, and with polling (p50 and p99).
+//!    999 HTTP apps, and without a pidfile, the kit reporting the process it
+//!    found (p50 and p99).
 //! 3. **Start-up**: 20 apps on 20 kits already in the cache, then the same
 //!    with an uncached 18 MB Python kit among them: when each app's first
 //!    check reached nginx, counted from the daemon's start.
@@ -144,16 +145,17 @@ fn apps_table(sample: Duration) {
     assert!(!lateness.is_empty(), "no gaps between checks were logged");
     println!("### 1,000 apps in one daemon\n");
     println!(
-        "| 1,000 apps, bundled `http` kit, 1 s interval, {SERVERS} nginx | CPU % of one core | µs CPU per check | RSS MiB | late p50 ms | late p99 ms | late max ms | apps on schedule |"
+        "| 1,000 apps, bundled `http` kit, 1 s interval, {SERVERS} nginx | CPU % of one core | µs CPU per check | RSS MiB (anonymous) | late p50 ms | late p99 ms | late max ms | apps on schedule |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {} s sample, {} checks | {:.1} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {on_schedule} of {APPS} |",
+        "| {} s sample, {} checks | {:.1} | {:.0} | {:.0} ({:.0}) | {:.1} | {:.1} | {:.1} | {on_schedule} of {APPS} |",
         sample.as_secs(),
         measured.requests,
         measured.cpu_percent,
         measured.per_check,
         measured.rss_mib,
+        measured.anon_mib,
         percentile(&lateness, 0.5),
         percentile(&lateness, 0.99),
         lateness[lateness.len() - 1],
@@ -273,7 +275,12 @@ fn restart_table(watched_kills: usize, polled_kills: usize) {
             watched_kills,
             Some(servers.as_slice()),
         ),
-        ("polling, 1 s interval", false, polled_kills, None),
+        (
+            "no pidfile: the `process` kit checks every 1 s and reports the pid (`host.watch-process`)",
+            false,
+            polled_kills,
+            None,
+        ),
     ] {
         let mut latencies = restart_latency(watched, kills, load);
         latencies.sort_by(f64::total_cmp);

@@ -107,6 +107,7 @@ fn main() {
         (2000, 200, 100)
     };
     let nginx = common::nginx::Nginx::start();
+    println!("### Kits in every language\n");
     println!("| kit | size KiB | cold load ms | µs CPU per warm check |");
     println!("|---|---:|---:|---:|");
     for (lang, checks) in [

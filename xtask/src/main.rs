@@ -11,6 +11,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod bench_doc;
+
 #[derive(Parser)]
 struct Args {
     #[command(subcommand)]
@@ -31,7 +33,8 @@ enum Task {
         #[arg(long)]
         dev: bool,
     },
-    /// Measure the CPU cost of one http check (needs nginx, monit, check_http).
+    /// Run the benchmarks and write what they print into docs/benchmarks.md
+    /// (the previous results are kept below as history).
     Bench,
 }
 
@@ -97,8 +100,9 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Bench => {
             install_needs()?;
+            let mut printed = String::new();
             for bench in ["check_cost", "daemon_scale", "kit_languages"] {
-                run(cargo(&root).args([
+                printed += &run_capturing(cargo(&root).args([
                     "bench",
                     "--profile",
                     "dev",
@@ -108,7 +112,7 @@ fn main() -> anyhow::Result<()> {
                     bench,
                 ]))?;
             }
-            Ok(())
+            bench_doc::write(&root.join("docs/benchmarks.md"), &printed)
         }
     }
 }
@@ -375,6 +379,30 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
         bail!("{command:?} failed with {status}");
     }
     Ok(())
+}
+
+/// Runs `command`, passing its output through, and returns what it printed
+/// on stdout.
+fn run_capturing(command: &mut Command) -> anyhow::Result<String> {
+    use std::io::{BufRead, BufReader};
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {command:?}"))?;
+    let mut printed = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        for line in BufReader::new(stdout).lines() {
+            let line = line?;
+            println!("{line}");
+            printed += &line;
+            printed.push('\n');
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(printed)
 }
 
 fn project_root() -> PathBuf {

@@ -50,6 +50,17 @@ pub fn check_http(port: u16, runs: u32) -> f64 {
     per_check(cpu(UsageWho::RUSAGE_CHILDREN) - before, runs)
 }
 
+/// KiB of `field` (`VmRSS:`, `RssAnon:`) in /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
 /// CPU seconds (user + system, every thread, also those that ended) and
 /// resident KiB of process `pid`, from /proc.
 pub fn usage(pid: u32) -> (f64, u64) {
@@ -62,14 +73,7 @@ pub fn usage(pid: u32) -> (f64, u64) {
         .split_whitespace()
         .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap();
-    (ticks as f64 / 100.0, rss) // USER_HZ is 100 on Linux
+    (ticks as f64 / 100.0, status_kib(pid, "VmRSS:")) // USER_HZ is 100 on Linux
 }
 
 /// What a daemon (medic or Monit) spent per check of `servers` over
@@ -85,6 +89,9 @@ pub struct DaemonSample {
     pub cpu_percent: f64,
     /// Resident memory at the end, MiB.
     pub rss_mib: f64,
+    /// The anonymous part of it (heap, stacks, Wasm memories), MiB; the
+    /// rest is the binary and shared libraries, mapped from their files.
+    pub anon_mib: f64,
 }
 
 pub fn sample_daemon(
@@ -114,5 +121,6 @@ pub fn sample_daemon(
         requests,
         cpu_percent: cpu / elapsed * 100.0,
         rss_mib: rss as f64 / 1024.0,
+        anon_mib: status_kib(pid, "RssAnon:") as f64 / 1024.0,
     }
 }

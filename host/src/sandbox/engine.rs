@@ -95,6 +95,10 @@ impl KitEngine {
         pool.total_core_instances(1024);
         pool.total_memories(512);
         pool.total_tables(1024);
+        // Reuse the slots of calls that ended before touching fresh ones:
+        // every slot ever used keeps its pages resident (below), so the
+        // slots used should be as many as the calls in flight, not more.
+        pool.max_unused_warm_slots(0);
         // Resetting a slot with madvise costs a page fault for every page
         // the next call touches again; with the kernel's PAGEMAP_SCAN
         // (Linux 6.7+) only the pages a call dirtied are reset, in place.
