@@ -18,6 +18,7 @@ mod daemon;
 mod env_grant;
 mod haproxy_lb;
 mod hostile_text;
+mod http_checks;
 mod hypervisor_fence;
 mod hypervisor_inventory;
 #[cfg(feature = "libvirt")]

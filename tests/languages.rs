@@ -23,14 +23,7 @@ fn kit_test(kit: &std::path::Path, nginx: &Nginx, expect_body: &str) -> (Option<
         ),
     )
     .unwrap();
-    let output = common::medic()
-        .args(["kit", "test"])
-        .arg(kit)
-        .arg("--app")
-        .arg(&app)
-        .arg("--recover")
-        .output()
-        .unwrap();
+    let output = common::kit_test(kit, &app, None, &["--recover"]);
     let text = String::from_utf8_lossy(&output.stdout).into_owned()
         + &String::from_utf8_lossy(&output.stderr);
     (output.status.code(), text)

@@ -185,14 +185,12 @@ fn kit_test_says_when_a_kit_is_compiled_first() {
     let app = dir.path().join("web.toml");
     std::fs::write(&app, http_app("http", &nginx)).unwrap();
     let run = || {
-        let out = common::medic()
-            .args(["kit", "test"])
-            .arg(common::guests::kit("http"))
-            .arg("--app")
-            .arg(&app)
-            .env("XDG_CACHE_HOME", dir.path().join("cache"))
-            .output()
-            .unwrap();
+        let out = common::kit_test(
+            &common::guests::kit("http"),
+            &app,
+            Some(&dir.path().join("cache")),
+            &[],
+        );
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stderr).into_owned()
     };

@@ -50,7 +50,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::InvalidUrl(msg) => f.write_str(msg),
-            Error::Request(code) => write!(f, "{code:?}"),
+            Error::Request(code) => f.write_str(&worded(code)),
             Error::Body(msg) => write!(f, "reading body: {msg}"),
             Error::Host(msg) => f.write_str(msg),
         }
@@ -58,6 +58,39 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// What a wasi:http error code means, in the words of the admin's message
+/// ("connection refused"), not the code's name. A host that knows more
+/// (why a TLS handshake failed) says it in `internal-error`'s text.
+fn worded(code: &ErrorCode) -> String {
+    let said = match code {
+        ErrorCode::InternalError(Some(reason)) => return reason.clone(),
+        ErrorCode::ConnectionRefused => "connection refused",
+        ErrorCode::ConnectionTimeout => "no connection within the timeout",
+        ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
+            "no answer within the timeout"
+        }
+        ErrorCode::ConnectionTerminated => "the server closed the connection",
+        ErrorCode::ConnectionLimitReached => "the server accepts no more connections",
+        ErrorCode::DnsTimeout => "name lookup timed out",
+        ErrorCode::DnsError(payload) => {
+            return match &payload.rcode {
+                Some(rcode) => format!("name lookup failed: {rcode}"),
+                None => "name lookup failed".to_owned(),
+            };
+        }
+        ErrorCode::DestinationNotFound => "no such destination",
+        ErrorCode::DestinationUnavailable | ErrorCode::DestinationIpUnroutable => {
+            "destination unreachable"
+        }
+        ErrorCode::HttpRequestDenied => "not granted: the host:port is not in [grants] connect",
+        ErrorCode::TlsCertificateError => "the server's TLS certificate is not valid",
+        ErrorCode::TlsProtocolError => "the TLS handshake failed",
+        ErrorCode::HttpResponseIncomplete => "the response ended early",
+        other => return format!("{other:?}"),
+    };
+    said.to_owned()
+}
 
 /// A URL split into what `wasi:http` wants separately.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,10 +471,17 @@ mod tests {
             Health::Failed("GET http://h/: connection refused".into())
         );
         let timed_out = Error::Request(ErrorCode::ConnectionTimeout);
-        assert!(matches!(
+        assert_eq!(
             timed_out.into_health("https://h/"),
-            Health::Failed(_)
-        ));
+            Health::Failed("GET https://h/: no connection within the timeout".into())
+        );
+        let untrusted = Error::Request(ErrorCode::InternalError(Some(
+            "certificate signed by an unknown issuer".into(),
+        )));
+        assert_eq!(
+            untrusted.to_string(),
+            "certificate signed by an unknown issuer"
+        );
         let bad = Url::parse("ftp://h/").unwrap_err();
         assert!(matches!(bad.into_health("ftp://h/"), Health::Unknown(_)));
     }

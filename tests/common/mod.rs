@@ -61,6 +61,23 @@ pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool 
     condition()
 }
 
+/// `medic kit test KIT --app APP` with `extra` arguments, its kit cache
+/// in `cache`, else the user's (where large kits stay compiled between
+/// runs).
+pub fn kit_test(kit: &Path, app: &Path, cache: Option<&Path>, extra: &[&str]) -> Output {
+    let mut command = medic();
+    command
+        .args(["kit", "test"])
+        .arg(kit)
+        .arg("--app")
+        .arg(app)
+        .args(extra);
+    if let Some(cache) = cache {
+        command.env("XDG_CACHE_HOME", cache);
+    }
+    command.output().unwrap()
+}
+
 /// A medic.toml, an apps.d and a plugins dir in a temp dir.
 pub struct Setup {
     pub dir: tempfile::TempDir,

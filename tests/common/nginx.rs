@@ -21,29 +21,39 @@ impl Nginx {
     /// Writes the config and starts nginx as a single process; returns
     /// once it serves.
     pub fn start() -> Self {
-        Self::start_with(false, "", false)
+        Self::start_with(false, "", false, "")
     }
 
     /// A single process that logs every request with its time (for the
     /// benchmarks, which count and time the checks that reached it).
     pub fn start_logged() -> Self {
-        Self::start_with(false, "", true)
+        Self::start_with(false, "", true, "")
     }
 
     /// The same with a master process and one worker, as nginx runs in
     /// production (a reload replaces the worker).
     pub fn start_with_master() -> Self {
-        Self::start_with(true, "", false)
+        Self::start_with(true, "", false, "")
     }
 
     /// A single process whose accept queue holds one connection: once it
     /// hangs, new connections hang too instead of being completed by the
     /// kernel, as they do at a real hung server once its queue is full.
     pub fn start_with_tiny_backlog() -> Self {
-        Self::start_with(false, " backlog=1", false)
+        Self::start_with(false, " backlog=1", false, "")
     }
 
-    fn start_with(master: bool, listen_options: &str, logged: bool) -> Self {
+    /// A single process serving HTTPS with `cert` and `key` (PEM files).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+        let certificates = format!(
+            " ssl_certificate {}; ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        );
+        Self::start_with(false, " ssl", false, &certificates)
+    }
+
+    fn start_with(master: bool, listen_options: &str, logged: bool, server_extra: &str) -> Self {
         let port = super::free_port();
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("nginx");
@@ -63,7 +73,7 @@ impl Nginx {
             "worker_processes 1;\nerror_log {p}/logs/error.log;\npid {p}/nginx.pid;\ndaemon on;\nmaster_process {master};\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  {access_log}\n  client_body_temp_path {p}/tmp;\n  proxy_temp_path {p}/tmp;\n  fastcgi_temp_path {p}/tmp;\n  uwsgi_temp_path {p}/tmp;\n  scgi_temp_path {p}/tmp;\n\
-             server {{ listen 127.0.0.1:{port}{listen_options}; root {p}/html; location / {{ }} location = /status {{ stub_status; }} }}\n}}\n",
+             server {{ listen 127.0.0.1:{port}{listen_options};{server_extra} root {p}/html; location / {{ }} location = /status {{ stub_status; }} }}\n}}\n",
             p = prefix.display(),
             master = if master { "on" } else { "off" },
         );
@@ -78,8 +88,15 @@ impl Nginx {
             .status()
             .unwrap();
         assert!(status.success(), "nginx did not start");
+        // Over TLS a plain GET gets no answer: accepting is enough.
+        let tls = listen_options.contains("ssl");
+        let listens = || std::net::TcpStream::connect(("127.0.0.1", nginx.port)).is_ok();
         assert!(
-            super::wait_for(Duration::from_secs(5), || nginx.serves()),
+            super::wait_for(Duration::from_secs(5), || if tls {
+                listens()
+            } else {
+                nginx.serves()
+            }),
             "nginx does not serve"
         );
         nginx

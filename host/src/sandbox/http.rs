@@ -64,6 +64,18 @@ fn refused(refusal: HttpRefusal) -> HttpError {
 }
 
 impl WasiHttpHooks for GuardedHttp {
+    /// A failed TLS handshake reaches the kit as the reason, worded for the
+    /// admin ("certificate signed by an unknown issuer"), not as a bare
+    /// `tls-protocol-error`.
+    fn p2_error_from_tls(
+        &mut self,
+        err: &std::io::Error,
+    ) -> wasmtime_wasi_http::p2::bindings::http::types::ErrorCode {
+        let reason = super::tls_failure::describe(err);
+        tracing::debug!("TLS failure: {reason} ({err:?})");
+        wasmtime_wasi_http::p2::bindings::http::types::ErrorCode::InternalError(Some(reason))
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

@@ -18,6 +18,7 @@ mod name_lookup;
 mod pinned_http;
 mod policy;
 mod store;
+mod tls_failure;
 mod trusted;
 
 use std::path::PathBuf;
