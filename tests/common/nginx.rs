@@ -43,10 +43,11 @@ impl Nginx {
         Self::start_with(false, " backlog=1", false, "")
     }
 
-    /// A single process serving HTTPS with `cert` and `key` (PEM files).
-    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> Self {
+    /// A single process serving HTTPS with `cert` and `key` (PEM files),
+    /// `extra` added to its server block (`ssl_verify_client on; ...`).
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path, extra: &str) -> Self {
         let certificates = format!(
-            " ssl_certificate {}; ssl_certificate_key {};",
+            " ssl_certificate {}; ssl_certificate_key {}; {extra}",
             cert.display(),
             key.display()
         );

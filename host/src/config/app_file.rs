@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::error::ConfigError;
 use super::reader::{Doc, Table, non_empty};
-use super::{AppSpec, Grants, RecoveryPolicy, Source, Then, UpdateSpec};
+use super::{AppSpec, Grants, RecoveryPolicy, Source, Then, TlsSettings, UpdateSpec};
 
 /// What an app file is checked against: the main file's settings.
 pub(crate) struct Context<'a> {
@@ -104,6 +104,7 @@ pub(crate) fn read(
             .or(Vec::new()),
     };
     table.finish();
+    let tls = read_tls(app.table("tls"), &source.origin);
     app.finish();
 
     let errors = doc.into_errors();
@@ -129,6 +130,7 @@ pub(crate) fn read(
                 recovery,
                 settings,
                 grants,
+                tls,
                 depends_on,
             },
             depends_at,
@@ -152,6 +154,36 @@ fn app_name(origin: &Path) -> Result<String, String> {
             "app name `{stem}` (the file name without .toml) must match [A-Za-z0-9_.-]+"
         ))
     }
+}
+
+/// `[tls]`. The certificate files are read here, so `config validate`
+/// finds a wrong one; the key is read (and its permissions judged) by the
+/// daemon, as `[daemon] tls_key` is. Relative paths are taken from the app
+/// file's directory.
+fn read_tls(mut table: Table<'_, '_>, origin: &Path) -> TlsSettings {
+    let base = origin.parent().unwrap_or(Path::new("/"));
+    let certificate = |path: &str| super::main_file::certificate_file(path, base);
+    let tls = TlsSettings {
+        ca_files: table.list("ca_files", certificate).or(Vec::new()),
+        client_cert: table.parsed("client_cert", certificate).ok(),
+        client_key: table.path("client_key", base).ok(),
+        server_name: table.parsed("server_name", server_name).ok(),
+        insecure: table.bool("insecure").or(false),
+    };
+    match (&tls.client_cert, &tls.client_key) {
+        (Some(_), None) => table.missing("client_key", "client_cert needs its client_key"),
+        (None, Some(_)) => table.missing("client_cert", "client_key needs its client_cert"),
+        _ => {}
+    }
+    table.finish();
+    tls
+}
+
+/// `server_name`: a DNS name or an IP address, as TLS can present it.
+fn server_name(name: &str) -> Result<String, String> {
+    rustls::pki_types::ServerName::try_from(name)
+        .map(|_| name.to_owned())
+        .map_err(|_| format!("{name:?} is not a DNS name or an IP address"))
 }
 
 /// A kit name and its module; the module must exist when `plugins_dir` is known.

@@ -270,7 +270,7 @@ fn listen_address(text: &str) -> Result<std::net::SocketAddr, String> {
 
 /// `tls_cert` or `client_ca`, made absolute against `base`, when the file
 /// holds at least one PEM certificate.
-fn certificate_file(path: &str, base: &Path) -> Result<PathBuf, String> {
+pub(super) fn certificate_file(path: &str, base: &Path) -> Result<PathBuf, String> {
     if path.is_empty() {
         return Err("path must not be empty".to_owned());
     }

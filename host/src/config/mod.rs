@@ -258,6 +258,8 @@ pub struct AppSpec {
     pub settings: Vec<(String, String)>,
     /// What the kit may touch; everything else is denied.
     pub grants: Grants,
+    /// How the kit's HTTPS requests trust servers (`[tls]`).
+    pub tls: TlsSettings,
     /// Apps this one needs: it starts after them, and while one of them is
     /// down this app is `blocked` (reported, not recovered on its own).
     pub depends_on: Vec<String>,
@@ -330,6 +332,24 @@ impl Then {
             Then::None => "none",
         }
     }
+}
+
+/// How an app's HTTPS checks trust servers (`[tls]`): the system's CAs
+/// plus `ca_files`, a client certificate for servers that ask for one, the
+/// name to verify (and send) instead of the URL's host, or no verification
+/// at all. The files are read by medic, never by the kit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// More CA certificates (PEM) to trust, besides the system's.
+    pub ca_files: Vec<PathBuf>,
+    /// The client certificate (PEM), with `client_key`.
+    pub client_cert: Option<PathBuf>,
+    /// Its private key (PEM), held to the credentials rules.
+    pub client_key: Option<PathBuf>,
+    /// The name presented (SNI) and verified instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Do not verify the server's certificate at all (logged loudly).
+    pub insecure: bool,
 }
 
 /// What an app's kit is allowed to touch; anything not granted is denied.

@@ -191,6 +191,7 @@ exec = ["/usr/sbin/nginx"]
                 connect: strings(&["127.0.0.1:80", "[::1]:8080", "localhost:443"]),
                 exec: vec![PathBuf::from("/usr/sbin/nginx")],
             },
+            tls: crate::config::TlsSettings::default(),
             depends_on: Vec::new(),
         }],
     };

@@ -87,9 +87,19 @@ impl WasiHttpHooks for GuardedHttp {
             Ok(to) => to,
             Err(refusal) => return Box::new(std::future::ready(Err(refused(refusal)))),
         };
+        // An app whose `[tls]` cannot be used (a key file changed since the
+        // config was checked) cannot judge an HTTPS server: a kit fault,
+        // never the app being down.
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
+            && let Err(why) = self.policy.tls.connector()
+        {
+            self.denials.record(format!("https: {why}"));
+            return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
+        }
         let budget = self.deadline.clamp(Duration::MAX);
+        let policy = self.policy.clone();
         Box::new(async move {
-            let send = pinned_http::send(request, to, clamped(options, budget));
+            let send = pinned_http::send(request, to, clamped(options, budget), &policy.tls);
             tokio::time::timeout(budget, send)
                 .await
                 .map_err(|_| HttpError::ConnectionTimeout)?

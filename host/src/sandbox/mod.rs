@@ -19,6 +19,7 @@ mod pinned_http;
 mod policy;
 mod store;
 mod tls_failure;
+mod tls_trust;
 mod trusted;
 
 use std::path::PathBuf;

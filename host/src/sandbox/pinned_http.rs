@@ -12,7 +12,6 @@
 
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,7 +22,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Sleep, timeout};
-use tokio_rustls::rustls;
+
+use super::tls_trust::TlsTrust;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 /// What a sent request gives wasi-http: the response, and the future that
@@ -44,11 +44,13 @@ pub struct Waits {
     pub between_bytes: Duration,
 }
 
-/// Sends `request` to the first of `to` that accepts a connection.
+/// Sends `request` to the first of `to` that accepts a connection, over
+/// TLS as the app's `tls` trusts servers for `https`.
 pub async fn send(
-    request: http::Request<WasiBody>,
+    mut request: http::Request<WasiBody>,
     to: Vec<SocketAddr>,
     waits: Waits,
+    tls: &TlsTrust,
 ) -> Result<Sent, HttpError> {
     let tcp = timeout(waits.connect, tokio::net::TcpStream::connect(&to[..]))
         .await
@@ -63,33 +65,25 @@ pub async fn send(
         .unwrap_or_default()
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned())?;
-    let tls = timeout(waits.connect, tls()?.connect(name, tcp))
+    let unusable = |why: String| HttpError::InternalError(Some(why));
+    let name = tls.server_name(host).map_err(unusable)?;
+    if let Some(renamed) = tls.renames() {
+        // `server_name` stands for the host in `Host` too, as a virtual
+        // server behind an IP address expects.
+        let value = match request.uri().port_u16() {
+            Some(port) if port != 443 => format!("{}:{port}", renamed.to_str()),
+            _ => renamed.to_str().into_owned(),
+        };
+        let value =
+            http::HeaderValue::try_from(value).map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        request.headers_mut().insert(http::header::HOST, value);
+    }
+    let connector = tls.connector().map_err(unusable)?;
+    let stream = timeout(waits.connect, connector.connect(name, tcp))
         .await
         .map_err(|_| HttpError::ConnectionTimeout)?
         .map_err(HttpError::Tls)?;
-    exchange(tls, request, waits).await
-}
-
-/// The TLS client, made once: webpki roots, rustls' safe defaults.
-fn tls() -> Result<tokio_rustls::TlsConnector, HttpError> {
-    static CONFIG: OnceLock<Result<Arc<rustls::ClientConfig>, rustls::Error>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let roots = rustls::RootCertStore {
-            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-        };
-        Ok(Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        ))
-    });
-    match config {
-        Ok(config) => Ok(tokio_rustls::TlsConnector::from(config.clone())),
-        Err(e) => Err(HttpError::InternalError(Some(format!("TLS set-up: {e}")))),
-    }
+    exchange(stream, request, waits).await
 }
 
 /// HTTP/1.1 over `stream`: the handshake, the request, the response head;
@@ -261,7 +255,9 @@ pub(super) mod tests {
         let port = host_echo().await;
         // `app.test` resolves nowhere: only the address given can serve.
         let request = get_request(&format!("http://app.test:{port}/health"));
-        let sent = send(request, localhost(port), WAITS).await.unwrap();
+        let sent = send(request, localhost(port), WAITS, &TlsTrust::default())
+            .await
+            .unwrap();
         assert_eq!(read(sent).await, (200, format!("app.test:{port}")));
     }
 
@@ -279,7 +275,7 @@ pub(super) mod tests {
             hello
         });
         let request = get_request(&format!("https://app.test:{port}/"));
-        let sent = send(request, localhost(port), WAITS).await;
+        let sent = send(request, localhost(port), WAITS, &TlsTrust::default()).await;
         assert!(matches!(sent, Err(HttpError::Tls(_))), "{:?}", sent.err());
         let hello = hello.await.unwrap();
         assert!(

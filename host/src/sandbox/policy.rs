@@ -25,6 +25,8 @@ pub struct Policy {
     pub exec: Vec<PathBuf>,
     /// Environment variables a kit may set for the programs it runs.
     pub env: EnvGrant,
+    /// How HTTPS requests trust servers (the app's `[tls]`).
+    pub tls: super::tls_trust::TlsTrust,
 }
 
 impl Policy {
@@ -36,6 +38,7 @@ impl Policy {
             connect: ConnectPolicy::new(&grants.connect),
             exec: grants.exec.clone(),
             env: EnvGrant::new(&grants.env),
+            tls: super::tls_trust::TlsTrust::default(),
         }
     }
 

@@ -104,6 +104,19 @@ impl CallScope {
             memory_limit,
         }
     }
+
+    /// The same scope with the app's `[tls]` for its HTTPS requests (the
+    /// files are read now).
+    pub fn with_tls(self, tls: &crate::config::TlsSettings) -> Self {
+        let policy = Policy {
+            tls: super::tls_trust::TlsTrust::of(&self.app, tls),
+            ..(*self.policy).clone()
+        };
+        Self {
+            policy: Arc::new(policy),
+            ..self
+        }
+    }
 }
 
 /// The `T` of `Store<T>` for one kit call.
