@@ -158,13 +158,19 @@ pub fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError>
 /// The CA certificates of the PEM file at `path`, as trust anchors.
 fn root_store(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
+    add_roots(&mut roots, path)?;
+    Ok(roots)
+}
+
+/// Adds the CA certificates of the PEM file at `path` to `roots`.
+pub fn add_roots(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {
     for certificate in read_certificates(path)? {
         roots.add(certificate).map_err(|source| TlsError::Refused {
             what: format!("{} (a CA certificate)", path.display()),
             source,
         })?;
     }
-    Ok(roots)
+    Ok(())
 }
 
 /// The one crypto provider both sides use (ring, as everywhere in medic).

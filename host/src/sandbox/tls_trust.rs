@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use crate::api::tls::{read_certificates, read_private_key};
+use crate::api::tls::{add_roots, read_certificates, read_private_key};
 use crate::config::TlsSettings;
 
 /// One app's TLS client.
@@ -102,11 +102,7 @@ fn build(settings: &TlsSettings) -> Result<Arc<rustls::ClientConfig>, String> {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),
     };
     for file in &settings.ca_files {
-        for certificate in read_certificates(file).map_err(|e| e.to_string())? {
-            roots
-                .add(certificate)
-                .map_err(|e| format!("{} (a CA certificate): {e}", file.display()))?;
-        }
+        add_roots(&mut roots, file).map_err(|e| e.to_string())?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
