@@ -206,4 +206,33 @@ mod tests {
         let ended = server.await.unwrap();
         assert_eq!(ended.unwrap(), 0, "the server reads the end of the stream");
     }
+
+    /// A name that resolved to several addresses is tried on each in turn,
+    /// as curl does: a server listening only on ::1 answers although
+    /// 127.0.0.1 refuses (`localhost` on a host whose resolver gives both).
+    #[tokio::test]
+    async fn every_address_of_a_name_is_tried_in_turn() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("[::1]:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 1024];
+            let _ = stream.read(&mut head).await.unwrap();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                .await;
+        });
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "nothing listens on 127.0.0.1:{port}"
+        );
+        let uri = parse_url(&format!("http://localhost:{port}/")).unwrap();
+        let to = [
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)),
+        ];
+        let response = get(&uri, &to, Duration::from_secs(5), 1024).await.unwrap();
+        assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
+    }
 }
