@@ -34,14 +34,6 @@ impl KitSlot {
         }
     }
 
-    /// Why the kit did not load, once that is known.
-    pub fn failure(&self) -> Option<String> {
-        match self.0.peek() {
-            Some(Err(why)) => Some(why.clone()),
-            _ => None,
-        }
-    }
-
     /// Waits until the kit has loaded or failed.
     pub async fn loaded(self) -> Result<Kit, String> {
         self.0.await
