@@ -37,6 +37,7 @@ mod sandbox;
 mod signing;
 mod startup;
 mod systemd;
+mod tcp_checks;
 mod units;
 mod updates;
 #[path = "vsphere_fixtures/mod.rs"]

@@ -316,7 +316,7 @@ fn a_killed_or_wedged_nginx_is_brought_back() {
     brought_back_after_kill_and_hang(
         &setup,
         "web",
-        "no complete response within 1000 ms",
+        "no answer within 1000 ms",
         || nginx.master_pid(),
         || nginx.serves(),
     );

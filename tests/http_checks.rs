@@ -39,8 +39,9 @@ fn trusting(ca: &Ca) -> String {
     format!("ca_files = [\"{}\"]\n", ca.file().display())
 }
 
-/// The internal CA's server is failed with the reason in words until the
-/// app trusts that CA (`ca_files`), then healthy; `insecure` also passes.
+/// The internal CA's server cannot be judged (the reason in words: no
+/// restart could cure it) until the app trusts that CA (`ca_files`), then
+/// healthy; `insecure` also passes.
 #[test]
 fn an_internal_ca_is_trusted_through_the_apps_ca_files() {
     let dir = tempfile::tempdir().unwrap();
@@ -49,7 +50,7 @@ fn an_internal_ca_is_trusted_through_the_apps_ca_files() {
     let nginx = Nginx::start_tls(&cert, &key, "");
 
     let (code, text) = kit_test(&nginx, "127.0.0.1", "");
-    assert_eq!(code, Some(2), "{text}");
+    assert_eq!(code, Some(3), "{text}");
     assert!(
         text.contains("certificate signed by an unknown issuer"),
         "{text}"
@@ -75,7 +76,7 @@ fn server_name_checks_an_ip_address_under_the_certificates_name() {
     let nginx = Nginx::start_tls(&cert, &key, "");
 
     let (code, text) = kit_test(&nginx, "127.0.0.1", &trusting(&ca));
-    assert_eq!(code, Some(2), "{text}");
+    assert_eq!(code, Some(3), "{text}");
     assert!(text.contains("hostname mismatch"), "{text}");
 
     let tls = trusting(&ca) + "server_name = \"web.example\"\n";
@@ -97,7 +98,10 @@ fn a_client_certificate_is_presented_when_the_app_names_one() {
     let nginx = Nginx::start_tls(&cert, &key, &verify);
 
     let (code, text) = kit_test(&nginx, "127.0.0.1", &trusting(&ca));
+    // nginx answers `400 No required SSL certificate was sent`, which the
+    // kit cannot tell from the app failing.
     assert_eq!(code, Some(2), "without a client certificate: {text}");
+    assert!(text.contains("status 400"), "{text}");
 
     let (client_cert, client_key) = ca.client_files("medic");
     let tls = trusting(&ca)
@@ -150,4 +154,338 @@ fn a_bad_tls_table_is_a_config_error_naming_the_field() {
         "{said}"
     );
     assert!(said.contains("tls.server_name"), "{said}");
+}
+
+/// The monitoring-plugins' `check_http`, the tool admins move from.
+const CHECK_HTTP: &str = "/usr/lib/nagios/plugins/check_http";
+
+/// The server block of the nginx the side-by-side checks ask: a slow page,
+/// an endpoint that takes only POST, one behind basic auth, a virtual
+/// server known by its name only, an API answer with its own header, and a
+/// redirect.
+const ENDPOINTS: &str = "
+  location = /slow { limit_rate 1k; }
+  location = /submit { if ($request_method != POST) { return 405; } return 200 \"accepted\\n\"; }
+  location /private/ { auth_basic \"medic\"; auth_basic_user_file htpasswd; }
+  location = /vhost { if ($host != \"web.example\") { return 404; } return 200 \"vhost\\n\"; }
+  location = /api { add_header X-Api-Version 2 always; return 200 '{\"status\":\"up\",\"build\":12}'; }
+  location = /moved { return 302 /healthz; }
+";
+
+/// An nginx serving [`ENDPOINTS`] on 127.0.0.1.
+fn endpoints() -> Nginx {
+    let slow = vec![b'x'; 2500];
+    Nginx::start_serving(
+        ENDPOINTS,
+        &[
+            ("slow", &slow),
+            ("private/healthz", b"private ok\n"),
+            ("../htpasswd", b"admin:{PLAIN}s3cret\n"),
+        ],
+    )
+}
+
+/// The verdicts both tools give: 0 healthy/OK, 1 degraded/WARNING,
+/// 2 failed/CRITICAL, 3 unknown/UNKNOWN.
+struct SideBySide(common::KitTrials);
+
+impl SideBySide {
+    fn new() -> Self {
+        Self(common::KitTrials::new("http", "web"))
+    }
+
+    /// `medic kit test` of the http kit for an app whose file is `app`
+    /// (after `kit = "http"`), the kit compiled once per test.
+    fn kit(&self, app: &str) -> (Option<i32>, String) {
+        self.0.run(app)
+    }
+
+    /// A secret file (0600) holding `value`.
+    fn secret(&self, name: &str, value: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt as _;
+        let file = self.0.dir.path().join(name);
+        std::fs::write(&file, format!("{value}\n")).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        file
+    }
+
+    /// Asserts that the kit with `settings` (and `more` of the app file)
+    /// and `check_http` with `args` both give `verdict`.
+    fn same(&self, port: u16, settings: &str, more: &str, args: &[&str], verdict: i32) {
+        let app =
+            format!("[settings]\n{settings}\n[grants]\nconnect = [\"127.0.0.1:{port}\"]\n{more}");
+        let (code, text) = self.kit(&app);
+        assert_eq!(code, Some(verdict), "kit with {settings}: {text}");
+        let output = std::process::Command::new(CHECK_HTTP)
+            .args(["-I", "127.0.0.1", "-p", &port.to_string(), "-t", "4"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(verdict),
+            "check_http {args:?}: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+    }
+}
+
+/// Each check of the table in plugins/http/README.md, through the kit and
+/// through `check_http` against the same real nginx: the same verdict.
+#[test]
+fn the_kit_judges_as_check_http_does() {
+    let nginx = endpoints();
+    let port = nginx.port;
+    let url = |path: &str| format!("url = \"http://127.0.0.1:{port}{path}\"");
+    let both = SideBySide::new();
+
+    // Status, one or a set.
+    both.same(port, &url("/healthz"), "", &["-u", "/healthz"], 0);
+    both.same(
+        port,
+        &url("/nothing"),
+        "",
+        &["-u", "/nothing", "-e", "200"],
+        2,
+    );
+    both.same(
+        port,
+        &(url("/nothing") + "\nexpect_status = \"200,404\""),
+        "",
+        &["-u", "/nothing", "-e", "200,404"],
+        0,
+    );
+    // Body: a substring and a regular expression.
+    both.same(
+        port,
+        &(url("/api") + "\nexpect_body = \"\\\"status\\\":\\\"up\\\"\""),
+        "",
+        &["-u", "/api", "-s", "\"status\":\"up\""],
+        0,
+    );
+    both.same(
+        port,
+        &(url("/api") + "\nexpect_regex = \"build\\\":1[0-9]\""),
+        "",
+        &["-u", "/api", "-r", "build\":1[0-9]"],
+        0,
+    );
+    both.same(
+        port,
+        &(url("/api") + "\nexpect_regex = \"build\\\":9[0-9]\""),
+        "",
+        &["-u", "/api", "-r", "build\":9[0-9]"],
+        2,
+    );
+    // A response header.
+    both.same(
+        port,
+        &(url("/api") + "\nexpect_header = \"X-Api-Version: 2\""),
+        "",
+        &["-u", "/api", "-d", "X-Api-Version: 2"],
+        0,
+    );
+    // Method and body: the endpoint takes only POST.
+    both.same(
+        port,
+        &url("/submit"),
+        "",
+        &["-u", "/submit", "-e", "200"],
+        2,
+    );
+    both.same(
+        port,
+        &(url("/submit") + "\nmethod = \"POST\"\nbody = \"probe=1\"\nexpect_body = \"accepted\""),
+        "",
+        &[
+            "-u", "/submit", "-j", "POST", "-P", "probe=1", "-s", "accepted",
+        ],
+        0,
+    );
+    // A virtual server known by its name, behind an IP address.
+    both.same(port, &url("/vhost"), "", &["-u", "/vhost", "-e", "200"], 2);
+    both.same(
+        port,
+        &(url("/vhost") + "\nheader_Host = \"web.example\"\nexpect_body = \"vhost\""),
+        "",
+        &["-u", "/vhost", "-H", "web.example", "-s", "vhost"],
+        0,
+    );
+    // Basic auth, the secret read by medic from a 0600 file.
+    let login = both.secret("login", "admin:s3cret");
+    let secrets = format!("[secrets]\nlogin = \"{}\"\n", login.display());
+    both.same(
+        port,
+        &(url("/private/healthz") + "\nbasic_auth = \"login\"\nexpect_body = \"private ok\""),
+        &secrets,
+        &[
+            "-u",
+            "/private/healthz",
+            "-a",
+            "admin:s3cret",
+            "-s",
+            "private ok",
+        ],
+        0,
+    );
+    // A slow answer: degraded above warn_ms, failed above fail_ms.
+    both.same(
+        port,
+        &(url("/slow") + "\nwarn_ms = 300\nfail_ms = 4000"),
+        "",
+        &["-u", "/slow", "-w", "0.3", "-c", "4"],
+        1,
+    );
+    both.same(
+        port,
+        &(url("/slow") + "\nfail_ms = 300"),
+        "",
+        &["-u", "/slow", "-c", "0.3"],
+        2,
+    );
+}
+
+/// Where the kit parts from `check_http` on purpose: whatever a restart
+/// cannot cure is `unknown` (refused credentials), and a redirect is
+/// followed only when asked, with each hop's `host:port` granted.
+#[test]
+fn refused_credentials_are_unknown_and_redirects_are_followed_only_when_asked() {
+    let nginx = endpoints();
+    let port = nginx.port;
+    let both = SideBySide::new();
+    let grants = format!("[grants]\nconnect = [\"127.0.0.1:{port}\"]\n");
+
+    let wrong = both.secret("wrong", "admin:typo");
+    let app = format!(
+        "[settings]\nurl = \"http://127.0.0.1:{port}/private/healthz\"\nbasic_auth = \"login\"\n{grants}[secrets]\nlogin = \"{}\"\n",
+        wrong.display()
+    );
+    let (code, text) = both.kit(&app);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains("typo"), "the secret is never shown: {text}");
+
+    // A name the app's [secrets] lacks is the kit asking for what was not
+    // granted: a kit fault, also exit 3, naming what is missing.
+    let app = format!(
+        "[settings]\nurl = \"http://127.0.0.1:{port}/private/healthz\"\nbearer_token = \"api\"\n{grants}"
+    );
+    let (code, text) = both.kit(&app);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("no secret \"api\""), "{text}");
+
+    let moved = format!("[settings]\nurl = \"http://127.0.0.1:{port}/moved\"\n");
+    let (code, text) = both.kit(&format!("{moved}{grants}"));
+    assert_eq!(code, Some(2), "not followed unless asked: {text}");
+    assert!(text.contains("status 302"), "{text}");
+    let (code, text) = both.kit(&format!(
+        "{moved}follow_redirects = 1\nexpect_body = \"ok\"\n{grants}"
+    ));
+    assert_eq!(code, Some(0), "{text}");
+}
+
+/// A redirect to a `host:port` the app's grants do not list is refused by
+/// the host, whatever the kit asks: the hop never leaves.
+#[test]
+fn a_redirect_to_an_ungranted_address_is_denied() {
+    let elsewhere = common::tls::free_port_on("127.0.0.1");
+    let extra = format!("location = /away {{ return 302 http://127.0.0.1:{elsewhere}/; }}");
+    let nginx = Nginx::start_serving(&extra, &[]);
+    let both = SideBySide::new();
+    let app = format!(
+        "[settings]\nurl = \"http://127.0.0.1:{port}/away\"\nfollow_redirects = 3\n[grants]\nconnect = [\"127.0.0.1:{port}\"]\n",
+        port = nginx.port
+    );
+    let (code, text) = both.kit(&app);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains(&format!("127.0.0.1:{elsewhere}")), "{text}");
+    assert!(text.contains("denied"), "{text}");
+}
+
+/// A certificate that expires in 5 days (and some hours) is degraded with `cert_days_warn =
+/// 10` (its days left and issuer recorded), healthy with 3; an expired one
+/// is failed, saying when it expired. `check_http -C` agrees.
+#[test]
+fn certificate_expiry_is_warned_of_before_it_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "internal-ca");
+    let in_days = |days: i64| {
+        let at = std::time::SystemTime::now()
+            + std::time::Duration::from_secs(u64::try_from(days.max(0)).unwrap() * 86_400)
+            - std::time::Duration::from_secs(u64::try_from((-days).max(0)).unwrap() * 86_400);
+        let text = humantime::format_rfc3339_seconds(at).to_string();
+        let part = |range: std::ops::Range<usize>| text[range].parse::<i32>().unwrap();
+        rcgen::date_time_ymd(
+            part(0..4),
+            u8::try_from(part(5..7)).unwrap(),
+            u8::try_from(part(8..10)).unwrap(),
+        )
+    };
+    let certificate = |file: &str, not_before: i64, not_after: i64| {
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.not_before = in_days(not_before);
+        params.not_after = in_days(not_after);
+        ca.issue(file, &params)
+    };
+    let both = SideBySide::new();
+    let tls = trusting(&ca);
+    let judge = |nginx: &Nginx, days: &str, args: &[&str], verdict: i32| {
+        let settings = format!(
+            "url = \"https://127.0.0.1:{}/healthz\"\ncert_days_warn = {days}",
+            nginx.port
+        );
+        let mut all = vec!["--ssl", "-C"];
+        all.extend_from_slice(args);
+        both.same(
+            nginx.port,
+            &settings,
+            &format!("[tls]\n{tls}"),
+            &all,
+            verdict,
+        );
+        both.kit(&format!(
+            "[settings]\n{settings}\n[grants]\nconnect = [\"127.0.0.1:{}\"]\n[tls]\n{tls}",
+            nginx.port
+        ))
+        .1
+    };
+
+    // Midnight six days on: five whole days and some hours left.
+    let (cert, key) = certificate("soon", -30, 6);
+    let soon = Nginx::start_tls(&cert, &key, "");
+    let said = judge(&soon, "10", &["10"], 1);
+    assert!(said.contains("certificate expires in 5 days"), "{said}");
+    assert!(said.contains("CN=internal-ca"), "{said}");
+    assert!(
+        said.contains("cert_days_left = 5"),
+        "the journal's record: {said}"
+    );
+    judge(&soon, "3", &["3"], 0);
+
+    let (cert, key) = certificate("expired", -30, -2);
+    let expired = Nginx::start_tls(&cert, &key, "");
+    let said = judge(&expired, "10", &["10"], 2);
+    assert!(said.contains("certificate expired on "), "{said}");
+}
+
+/// A `[secrets]` entry with a bad name or a missing file is a config error
+/// naming the file, line and field; nothing runs.
+#[test]
+fn a_bad_secret_is_a_config_error_naming_it() {
+    let setup = common::Setup::new("backend = \"dry-run\"")
+        .with_kit("http")
+        .app(
+            "web",
+            "kit = \"http\"\n[settings]\nurl = \"http://127.0.0.1:1/\"\nbasic_auth = \"login\"\n\
+             [grants]\nconnect = [\"127.0.0.1:1\"]\n\
+             [secrets]\nlogin = \"/nonexistent/web-login\"\n\"bad name\" = \"/etc/hostname\"\n",
+        );
+    let out = setup.run(&["config", "validate"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(said.contains("web.toml:8:"), "{said}");
+    assert!(said.contains("secrets.login"), "{said}");
+    assert!(said.contains("/nonexistent/web-login"), "{said}");
+    assert!(said.contains("web.toml:9:"), "{said}");
+    assert!(said.contains("must match [A-Za-z0-9_.-]"), "{said}");
 }

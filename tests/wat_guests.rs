@@ -1,6 +1,6 @@
 //! Hostile kits written by hand in WAT, without the SDK or Rust's runtime:
 //! a core module exporting the canonical-ABI functions of
-//! `medic:kit/kit@0.1.2`, wrapped into a component with the project's WIT.
+//! `medic:kit/kit@0.1.3`, wrapped into a component with the project's WIT.
 //! Whatever such a kit does inside `check`, the host holds.
 #![allow(clippy::unwrap_used)] // a panic is a failed test
 
@@ -37,10 +37,10 @@ fn wat_kit(check_body: &str) -> Vec<u8> {
     i32.const 1
     i32.add
     call $recurse)
-  (func (export "medic:kit/kit@0.1.2#describe") (result i32) unreachable)
-  (func (export "medic:kit/kit@0.1.2#check") (param i32 i32 i32 i32 i32) (result i32)
+  (func (export "medic:kit/kit@0.1.3#describe") (result i32) unreachable)
+  (func (export "medic:kit/kit@0.1.3#check") (param i32 i32 i32 i32 i32) (result i32)
     {check_body})
-  (func (export "medic:kit/kit@0.1.2#recover") (param i32 i32 i32 i32 i32) (result i32) unreachable)
+  (func (export "medic:kit/kit@0.1.3#recover") (param i32 i32 i32 i32 i32) (result i32) unreachable)
 )"#
     );
     let mut module = wat::parse_str(&wat).unwrap();

@@ -2,7 +2,9 @@
 //! one run: medic's daemon checking 50 apps every 100 ms through the
 //! bundled `http` kit, Monit 5's daemon doing the same 50 checks, the floor
 //! (a blocking GET on a new connection, back to back and at the daemon's
-//! pace), and Nagios `check_http` as a process. A daemon's cost per check
+//! pace), and Nagios `check_http` as a process; then one HTTPS check (a
+//! certificate from a CA the app trusts through `[tls]`) through the kit
+//! next to `check_http --ssl`. A daemon's cost per check
 //! is its CPU divided by the requests its own nginx logged, so a daemon
 //! that died or did nothing fails the run instead of reading as free.
 //! Only the checking side's CPU is counted (nginx's is the same for all).
@@ -23,7 +25,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::nginx::Nginx;
-use medic::config::Grants;
+use medic::config::{Grants, TlsSettings};
 use medic::sandbox::{CallScope, KitEngine, Verdict};
 use nix::sys::resource::UsageWho;
 use support::{DaemonSample, check_http, cpu, median, per_check, sample_daemon};
@@ -168,11 +170,13 @@ fn kit_cost(
     dir: &std::path::Path,
     kit: &str,
     grants: Grants,
+    tls: &TlsSettings,
     settings: &[(&str, String)],
 ) -> f64 {
     let engine = KitEngine::new(Some(dir.join("cache"))).unwrap();
     let kit = engine.load(&common::guests::kit(kit)).unwrap();
-    let scope = CallScope::new("bench", &grants, dir.join("state.json"), 64 << 20);
+    let scope =
+        CallScope::new("bench", &grants, dir.join("state.json"), 64 << 20).with_files(tls, &[]);
     let settings: Vec<(String, String)> = settings
         .iter()
         .map(|(k, v)| (k.to_string(), v.clone()))
@@ -204,7 +208,38 @@ fn http_kit(port: u16, runtime: &tokio::runtime::Runtime, dir: &std::path::Path)
         ("url", format!("http://127.0.0.1:{port}/healthz")),
         ("expect_body", "ok".to_string()),
     ];
-    kit_cost(runtime, dir, "http", grants, &settings)
+    kit_cost(
+        runtime,
+        dir,
+        "http",
+        grants,
+        &TlsSettings::default(),
+        &settings,
+    )
+}
+
+/// The bundled http kit checking `https://127.0.0.1:PORT/healthz` of a
+/// server whose CA the app trusts through `[tls] ca_files`, in a loop: a
+/// new connection and a full TLS handshake every check.
+fn https_kit(
+    port: u16,
+    ca: &std::path::Path,
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+) -> f64 {
+    let grants = Grants {
+        connect: vec![format!("127.0.0.1:{port}")],
+        ..Grants::default()
+    };
+    let tls = TlsSettings {
+        ca_files: vec![ca.to_path_buf()],
+        ..TlsSettings::default()
+    };
+    let settings = [
+        ("url", format!("https://127.0.0.1:{port}/healthz")),
+        ("expect_body", "ok".to_string()),
+    ];
+    kit_cost(runtime, dir, "http", grants, &tls, &settings)
 }
 
 /// The host's own GET behind `host.http-get`, no Wasm.
@@ -232,8 +267,43 @@ fn sandbox_only(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64
         dir,
         "misbehave",
         Grants::default(),
+        &TlsSettings::default(),
         &[("mode", "ok".to_string())],
     )
+}
+
+/// The HTTPS rows: the kit in a loop and `check_http --ssl` as a process,
+/// against an nginx whose certificate a CA made here signed. Every kit
+/// check must be healthy and every `check_http` OK, so neither can read as
+/// free by doing nothing.
+fn https_rows(
+    runtime: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    row: &dyn Fn(&str, f64, String),
+) {
+    let ca = common::tls::Ca::new(&dir.join("tls"), "bench-ca");
+    let (cert, key) = ca.server("web", &["127.0.0.1"]);
+    let nginx = Nginx::start_tls(&cert, &key, "");
+    let mut kit = Vec::new();
+    let mut processes = Vec::new();
+    for _ in 0..ROUNDS {
+        kit.push(https_kit(nginx.port, &ca.file(), runtime, dir));
+        if !quick() {
+            processes.push(check_http(nginx.port, CHECKS / 10, &["--ssl"]));
+        }
+    }
+    row(
+        "HTTPS: medic's http kit called in a loop (CA trusted through `[tls]`)",
+        median(kit),
+        format!("{ROUNDS} × {CHECKS}"),
+    );
+    if !processes.is_empty() {
+        row(
+            "HTTPS: Nagios `check_http --ssl` as a process",
+            median(processes),
+            format!("{ROUNDS} × {}", CHECKS / 10),
+        );
+    }
 }
 
 fn verdict(ratio: f64, target: f64) -> &'static str {
@@ -273,7 +343,7 @@ fn main() {
         loop_rows[1].1.push(sandbox_only(&runtime, dir.path()));
         loop_rows[2].1.push(host_get(nginx.port, &runtime));
         if !quick() {
-            processes.push(check_http(nginx.port, CHECKS / 10));
+            processes.push(check_http(nginx.port, CHECKS / 10, &[]));
         }
     }
     let medic = medic_daemon();
@@ -318,6 +388,7 @@ fn main() {
     for (name, values) in loop_rows {
         row(name, median(values), format!("{ROUNDS} × {CHECKS}"));
     }
+    https_rows(&runtime, dir.path(), &row);
     let to_floor = medic.per_check / floor;
     let to_monit = medic.per_check / monit.per_check;
     println!(

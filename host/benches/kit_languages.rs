@@ -121,7 +121,7 @@ fn main() {
     }
     println!(
         "| Nagios check_http (a process) | | | {:.0} |",
-        check_http(nginx.port, processes)
+        check_http(nginx.port, processes, &[])
     );
     println!(
         "| OCF heartbeat/nginx monitor, level 10 (a process) | | | {:.0} |",

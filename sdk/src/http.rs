@@ -1,6 +1,7 @@
-//! One blocking HTTP GET: through the host's own `http-get` for `http://`
-//! (one call, the cheapest check there is) and through
-//! `wasi:http/outgoing-handler` for `https://`.
+//! HTTP for kits: [`send`], one request of any kind through the host's
+//! `http-send`; [`get`], one GET (the host's `http-get` for `http://`,
+//! `wasi:http/outgoing-handler` for `https://`); and [`probe`], the whole
+//! check every web kit starts with.
 //!
 //! Enabled by the `http` feature. Kits that probe web endpoints all need the
 //! same few dozen lines of resource juggling; this module keeps them in one
@@ -17,7 +18,14 @@ use wasi::http::types::{
 };
 use wasi::io::streams::StreamError;
 
-use crate::{CannotJudge, Context, Health, SettingDoc};
+use crate::Health;
+
+mod probe;
+
+pub use crate::bindings::medic::kit::types::{
+    HttpAnswer as Answer, HttpAuth as Auth, HttpRequest as Request, PeerCertificate,
+};
+pub use probe::{HEADER_PREFIX, PROBE_MAX_BODY, PROBE_TIMEOUT_MS, Probe, probe, probe_settings};
 
 /// The parts of a response a health check looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,92 +262,6 @@ fn read_response(response: IncomingResponse, max_body: usize) -> Result<Response
     })
 }
 
-/// How much of the body [`probe`] reads to look for `expect_body`.
-pub const PROBE_MAX_BODY: usize = 64 * 1024;
-
-/// How long [`probe`] waits when neither `timeout_ms` nor the call's
-/// deadline says (a host before 0.1.2).
-pub const PROBE_TIMEOUT_MS: u32 = 2000;
-
-/// The settings [`probe`] reads, documented for a kit's `describe`: `url`,
-/// `expect_status`, `expect_body` and `timeout_ms`.
-pub fn probe_settings() -> Vec<SettingDoc> {
-    vec![
-        SettingDoc::required(
-            "url",
-            "The URL to GET, `http://host:port/path` (or https); its `host:port` \
-             must be in `[grants] connect`.",
-        ),
-        SettingDoc::with_default(
-            "expect_status",
-            "200",
-            "The HTTP status the answer must have.",
-        ),
-        SettingDoc::optional(
-            "expect_body",
-            "Text the first 64 KiB of the body must contain.",
-        ),
-        SettingDoc::optional(
-            "timeout_ms",
-            "Longest wait for the whole GET, in milliseconds. The GET always ends \
-             shortly before the app's `timeout` (a tenth of it, 20 to 500 ms, before), \
-             so a hung server is `failed`, not a kit fault; set this only to give up \
-             sooner. Default: all of that time (2000 on hosts before medic:kit 0.1.2).",
-        ),
-    ]
-}
-
-/// What [`probe`] asks of the answer, read from the settings
-/// [`probe_settings`] documents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Probe<'a> {
-    /// The URL to GET.
-    pub url: &'a str,
-    /// The status the answer must have.
-    pub expect_status: u16,
-    /// Text the start of the body must contain, if any.
-    pub expect_body: Option<&'a str>,
-    /// The bound of the whole GET, already capped by the call's deadline.
-    pub timeout_ms: u32,
-}
-
-impl<'a> Probe<'a> {
-    /// Reads the settings; a missing or bad one cannot be judged.
-    pub fn read(ctx: &'a Context) -> Result<Self, CannotJudge> {
-        let url = ctx.require("url")?;
-        Url::parse(url).map_err(|e| CannotJudge::new(format!("setting `url`: {e}")))?;
-        Ok(Self {
-            url,
-            expect_status: ctx.parse_or("expect_status", 200u16)?,
-            expect_body: ctx.setting("expect_body"),
-            timeout_ms: ctx.timeout_ms_setting("timeout_ms", PROBE_TIMEOUT_MS)?,
-        })
-    }
-
-    /// Whether `response` is the expected one; a wrong status or a missing
-    /// text is `failed`, since a restart may well bring the right page back.
-    pub fn judge(&self, response: &Response) -> Result<(), Health> {
-        if response.status != self.expect_status {
-            return Err(Health::Failed(format!(
-                "status {}, expected {}",
-                response.status, self.expect_status
-            )));
-        }
-        let Some(needle) = self.expect_body else {
-            return Ok(());
-        };
-        if String::from_utf8_lossy(&response.body).contains(needle) {
-            return Ok(());
-        }
-        let within = if response.truncated {
-            " (in its first 64 KiB)"
-        } else {
-            ""
-        };
-        Err(Health::Failed(format!("body lacks {needle:?}{within}")))
-    }
-}
-
 impl Error {
     /// The check's answer when a GET of `url` got no response: `unknown`
     /// for a URL the kit cannot use (a setting to fix), `failed` for
@@ -353,17 +275,12 @@ impl Error {
     }
 }
 
-/// The HTTP check every web kit starts with: a GET of the setting `url`
-/// that must answer `expect_status` with `expect_body` in the first 64 KiB,
-/// all within `timeout_ms` and the call's deadline. `Err` is the check's
-/// answer: `unknown` for a bad setting, `failed` when the app does not
-/// answer as expected.
-pub fn probe(ctx: &Context) -> Result<Response, Health> {
-    let probe = Probe::read(ctx)?;
-    let timeout = Duration::from_millis(probe.timeout_ms.into());
-    let response = get(probe.url, timeout, PROBE_MAX_BODY).map_err(|e| e.into_health(probe.url))?;
-    probe.judge(&response)?;
-    Ok(response)
+/// Sends one request through the host's `http-send` (medic:kit 0.1.3):
+/// any method, headers and body, `auth` from the app's `[secrets]`, HTTPS
+/// as the app's `[tls]` trusts servers. The answer carries the headers, the
+/// time it took and, for HTTPS, the server's certificate.
+pub fn send(request: &Request) -> Result<Answer, Error> {
+    crate::host::http_send(request).map_err(Error::Host)
 }
 
 #[cfg(test)]
@@ -392,74 +309,6 @@ mod tests {
         assert_eq!(
             Url::parse("http://[::1]:9/").unwrap().host_port(),
             "[::1]:9"
-        );
-    }
-
-    fn response(status: u16, body: &str, truncated: bool) -> Response {
-        Response {
-            status,
-            body: body.as_bytes().to_vec(),
-            truncated,
-        }
-    }
-
-    #[test]
-    fn bad_probe_settings_cannot_be_judged() {
-        let read = |pairs: &[(&str, &str)]| {
-            let ctx = Context::with_settings("web", pairs);
-            Probe::read(&ctx).map(|_| ()).map_err(Health::from)
-        };
-        let unknown = |reason: &str| Err(Health::Unknown(reason.into()));
-        assert_eq!(read(&[]), unknown("missing required setting `url`"));
-        assert_eq!(
-            read(&[("url", "localhost:80")]),
-            unknown(
-                "setting `url`: invalid URL \"localhost:80\": must start with http:// or https://"
-            )
-        );
-        let bad_status = read(&[("url", "http://h/"), ("expect_status", "ok")]);
-        assert!(
-            matches!(bad_status, Err(Health::Unknown(_))),
-            "{bad_status:?}"
-        );
-        assert_eq!(
-            read(&[("url", "http://h/"), ("timeout_ms", "0")]),
-            unknown("setting `timeout_ms` must be above 0")
-        );
-        assert_eq!(read(&[("url", "http://h/")]), Ok(()));
-    }
-
-    #[test]
-    fn probe_timeout_is_capped_by_the_deadline() {
-        let ctx = Context::with_settings("web", &[("url", "http://h/"), ("timeout_ms", "9000")]);
-        let probe = Probe::read(&ctx).unwrap();
-        assert!((4_000..=4_500).contains(&probe.timeout_ms), "{probe:?}");
-        let mut old = Context::with_settings("web", &[("url", "http://h/")]);
-        old.deadline_ms = crate::DEADLINE_NOT_TOLD;
-        assert_eq!(Probe::read(&old).unwrap().timeout_ms, PROBE_TIMEOUT_MS);
-    }
-
-    #[test]
-    fn a_wrong_answer_is_failed() {
-        let ctx = Context::with_settings(
-            "web",
-            &[
-                ("url", "http://h/"),
-                ("expect_status", "204"),
-                ("expect_body", "ok"),
-            ],
-        );
-        let probe = Probe::read(&ctx).unwrap();
-        assert_eq!(probe.judge(&response(204, "all ok", false)), Ok(()));
-        assert_eq!(
-            probe.judge(&response(500, "ok", false)),
-            Err(Health::Failed("status 500, expected 204".into()))
-        );
-        assert_eq!(
-            probe.judge(&response(204, "nope", true)),
-            Err(Health::Failed(
-                "body lacks \"ok\" (in its first 64 KiB)".into()
-            ))
         );
     }
 

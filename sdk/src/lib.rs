@@ -82,6 +82,8 @@
 mod command;
 mod context;
 mod deadline;
+#[cfg(feature = "expect")]
+pub mod expect;
 #[cfg(feature = "http")]
 pub mod http;
 mod judge;
@@ -94,6 +96,10 @@ pub use command::{Command, DEFAULT_TIMEOUT_MS};
 pub use context::read_secret;
 pub use deadline::{DEADLINE_NOT_TOLD, DEFAULT_DEADLINE_MS, deadline_margin};
 pub use judge::{CannotJudge, CheckResult, verdict};
+/// The regular-expression engine of `expect_regex` settings, for kits that
+/// match answers themselves.
+#[cfg(feature = "expect")]
+pub use regex_lite;
 
 /// Raw bindings generated from `wit/` by `wit-bindgen`.
 ///
@@ -142,7 +148,7 @@ pub use bindings::medic::kit::types::CallContext as Context;
 /// reports such errors instead of retrying them.
 pub mod host {
     pub use crate::bindings::medic::kit::host::{
-        annotate, exec, http_get, log, pid_alive, processes, run, state_get, state_set,
+        annotate, exec, http_get, http_send, log, pid_alive, processes, run, state_get, state_set,
         watch_process,
     };
 }

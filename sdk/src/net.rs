@@ -37,6 +37,12 @@ pub enum NetError {
     Failed(String),
 }
 
+/// The monotonic clock's now, in nanoseconds: [`deadline_after`]'s clock,
+/// to time an exchange by.
+pub fn now() -> u64 {
+    monotonic_clock::now()
+}
+
 /// A monotonic-clock instant `millis` milliseconds from now.
 pub fn deadline_after(millis: u64) -> u64 {
     monotonic_clock::now().saturating_add(millis.saturating_mul(1_000_000))

@@ -78,6 +78,42 @@ pub fn kit_test(kit: &Path, app: &Path, cache: Option<&Path>, extra: &[&str]) ->
     command.output().unwrap()
 }
 
+/// `medic kit test` of one bundled kit for app files written in one temp
+/// dir, the kit compiled once for all of them.
+pub struct KitTrials {
+    /// Where the app file, the kit cache and any secret files go.
+    pub dir: tempfile::TempDir,
+    kit: &'static str,
+    app: &'static str,
+}
+
+impl KitTrials {
+    /// Trials of bundled kit `kit` for an app named `app`.
+    pub fn new(kit: &'static str, app: &'static str) -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            kit,
+            app,
+        }
+    }
+
+    /// The exit code and everything printed, for the app file `body`
+    /// (after its `kit = ...` line).
+    pub fn run(&self, body: &str) -> (Option<i32>, String) {
+        let file = self.dir.path().join(format!("{}.toml", self.app));
+        std::fs::write(&file, format!("kit = \"{}\"\n{body}", self.kit)).unwrap();
+        let output = kit_test(
+            &guests::kit(self.kit),
+            &file,
+            Some(&self.dir.path().join("cache")),
+            &[],
+        );
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.code(), text)
+    }
+}
+
 /// A medic.toml, an apps.d and a plugins dir in a temp dir.
 pub struct Setup {
     pub dir: tempfile::TempDir,

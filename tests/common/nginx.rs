@@ -54,7 +54,24 @@ impl Nginx {
         Self::start_with(false, " ssl", false, &certificates)
     }
 
+    /// A single process serving plain HTTP with `extra` added to its
+    /// server block (locations of its own); `files` are written under its
+    /// root first, as `(path, content)`.
+    pub fn start_serving(extra: &str, files: &[(&str, &[u8])]) -> Self {
+        Self::start_with_files(false, "", false, extra, files)
+    }
+
     fn start_with(master: bool, listen_options: &str, logged: bool, server_extra: &str) -> Self {
+        Self::start_with_files(master, listen_options, logged, server_extra, &[])
+    }
+
+    fn start_with_files(
+        master: bool,
+        listen_options: &str,
+        logged: bool,
+        server_extra: &str,
+        files: &[(&str, &[u8])],
+    ) -> Self {
         let port = super::free_port();
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().join("nginx");
@@ -62,6 +79,11 @@ impl Nginx {
             std::fs::create_dir_all(prefix.join(sub)).unwrap();
         }
         std::fs::write(prefix.join("html/healthz"), "ok\n").unwrap();
+        for (path, content) in files {
+            let file = prefix.join("html").join(path);
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(file, content).unwrap();
+        }
         let access_log = if logged {
             format!(
                 "log_format timed '$msec $request_uri';\n  access_log {}/logs/access.log timed;",

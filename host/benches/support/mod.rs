@@ -28,7 +28,7 @@ pub fn median(mut values: Vec<f64>) -> f64 {
 
 /// CPU per run of Nagios `check_http` checking nginx's `/healthz` for `ok`,
 /// as a process (`runs` runs).
-pub fn check_http(port: u16, runs: u32) -> f64 {
+pub fn check_http(port: u16, runs: u32, extra: &[&str]) -> f64 {
     let before = cpu(UsageWho::RUSAGE_CHILDREN);
     for _ in 0..runs {
         let status = Command::new(CHECK_HTTP)
@@ -42,6 +42,7 @@ pub fn check_http(port: u16, runs: u32) -> f64 {
                 "-s",
                 "ok",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .status()
             .unwrap();

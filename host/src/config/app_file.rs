@@ -105,6 +105,12 @@ pub(crate) fn read(
     };
     table.finish();
     let tls = read_tls(app.table("tls"), &source.origin);
+    let base = source.origin.parent().unwrap_or(Path::new("/"));
+    let secrets = app
+        .scalars("secrets", |name, path| secret(name, path, base).map(drop))
+        .into_iter()
+        .map(|(name, path)| (name, base.join(path)))
+        .collect();
     app.finish();
 
     let errors = doc.into_errors();
@@ -131,6 +137,7 @@ pub(crate) fn read(
                 settings,
                 grants,
                 tls,
+                secrets,
                 depends_on,
             },
             depends_at,
@@ -178,6 +185,30 @@ fn read_tls(mut table: Table<'_, '_>, origin: &Path) -> TlsSettings {
     table.finish();
     tls
 }
+
+/// One `[secrets]` entry: a name a kit can say (as app names are, at most
+/// 64 bytes) and a file that exists. Its permissions and content are judged
+/// by the daemon when it reads it, as a `client_key`'s are.
+fn secret(name: &str, path: &str, base: &Path) -> Result<PathBuf, String> {
+    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+    if name.is_empty() || name.len() > SECRET_NAME_MAX || !name.chars().all(valid) {
+        return Err(format!(
+            "secret name `{name}` must match [A-Za-z0-9_.-]{{1,{SECRET_NAME_MAX}}}"
+        ));
+    }
+    if path.is_empty() {
+        return Err("path must not be empty".to_owned());
+    }
+    let file = base.join(path);
+    match std::fs::metadata(&file) {
+        Ok(meta) if meta.is_file() => Ok(file),
+        Ok(_) => Err(format!("{} is not a file", file.display())),
+        Err(e) => Err(format!("{}: {e}", file.display())),
+    }
+}
+
+/// The longest `[secrets]` name, as `host.http-send` takes it.
+pub const SECRET_NAME_MAX: usize = 64;
 
 /// `server_name`: a DNS name or an IP address, as TLS can present it.
 fn server_name(name: &str) -> Result<String, String> {

@@ -12,6 +12,7 @@ mod error;
 mod main_file;
 pub(crate) mod reader;
 
+pub use app_file::SECRET_NAME_MAX;
 pub use reader::{DURATION_MAX, parse_duration};
 #[cfg(test)]
 mod tests;
@@ -260,6 +261,10 @@ pub struct AppSpec {
     pub grants: Grants,
     /// How the kit's HTTPS requests trust servers (`[tls]`).
     pub tls: TlsSettings,
+    /// Secrets the kit may have medic send for it (`[secrets]`): name and
+    /// file, in the order written. medic reads the files; the kit names a
+    /// secret in `host.http-send` and never sees its value.
+    pub secrets: Vec<(String, PathBuf)>,
     /// Apps this one needs: it starts after them, and while one of them is
     /// down this app is `blocked` (reported, not recovered on its own).
     pub depends_on: Vec<String>,

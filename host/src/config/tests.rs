@@ -192,6 +192,7 @@ exec = ["/usr/sbin/nginx"]
                 exec: vec![PathBuf::from("/usr/sbin/nginx")],
             },
             tls: crate::config::TlsSettings::default(),
+            secrets: Vec::new(),
             depends_on: Vec::new(),
         }],
     };

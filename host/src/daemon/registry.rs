@@ -170,5 +170,5 @@ fn call_scope(spec: &AppSpec, state_dir: &Path) -> CallScope {
             .join(format!("{}.json", spec.name)),
         usize::try_from(spec.kit_memory_mib).unwrap_or(usize::MAX) << 20,
     )
-    .with_tls(&spec.tls)
+    .with_files(&spec.tls, &spec.secrets)
 }

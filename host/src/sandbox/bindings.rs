@@ -13,6 +13,7 @@ wasmtime::component::bindgen!({
         "medic:kit/host.exec": async,
         "medic:kit/host.run": async,
         "medic:kit/host.http-get": async,
+        "medic:kit/host.http-send": async,
         default: trappable,
     },
     exports: { default: async },
@@ -21,8 +22,8 @@ wasmtime::component::bindgen!({
 
 pub use self::exports::medic::kit::kit::{Context, Health, KitInfo, NextStep};
 pub use self::medic::kit::types::{
-    CallContext, Capability, ExecOutput, ExecRequest, HttpResponse, Level, Setting, SettingDoc,
-    Verdict,
+    CallContext, Capability, ExecOutput, ExecRequest, HttpAnswer, HttpAuth, HttpRequest,
+    HttpResponse, Level, PeerCertificate, Setting, SettingDoc, Verdict,
 };
 
 impl From<Health> for Verdict {

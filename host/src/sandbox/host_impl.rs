@@ -9,10 +9,12 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::bindings::medic::kit::{host, types};
-use super::bindings::{ExecOutput, ExecRequest, HttpResponse, Level};
+use super::bindings::{ExecOutput, ExecRequest, HttpAnswer, HttpRequest, HttpResponse, Level};
 use super::env_grant;
+use super::http_send;
 use super::kit_text::tame;
 use super::lean_http;
+
 use super::store::{
     ANNOTATION_KEY_MAX, ANNOTATION_VALUE_MAX, ANNOTATIONS_MAX, KitStore, LOG_MESSAGE_MAX,
     LOG_TOTAL_MAX,
@@ -104,6 +106,30 @@ impl host::Host for KitStore {
             .deadline
             .clamp(Duration::from_millis(timeout_ms.into()));
         lean_http::get(&uri, &to, timeout, max_body).await
+    }
+
+    async fn http_send(&mut self, request: HttpRequest) -> Result<HttpAnswer, String> {
+        let mut outgoing = http_send::outgoing(&request)?;
+        if let Some(auth) = &request.auth {
+            let value = http_send::authorization(auth, &self.scope.policy.secrets)
+                .inspect_err(|why| self.denials.record(format!("http-send: {why}")))?;
+            outgoing.headers.insert(http::header::AUTHORIZATION, value);
+        }
+        let to = (self.scope.policy.connect)
+            .http_destination(&outgoing.uri, &self.denials)
+            .map_err(|refused| refused.to_string())?;
+        self.scope
+            .policy
+            .tls_usable_for(&outgoing.uri, &self.denials)?;
+        let max_body = usize::try_from(request.max_body)
+            .unwrap_or(usize::MAX)
+            .min(HTTP_BODY_MAX);
+        let timeout = self
+            .deadline
+            .clamp(Duration::from_millis(request.timeout_ms.into()));
+        let answer =
+            lean_http::send(outgoing, &to, &self.scope.policy.tls, timeout, max_body).await?;
+        Ok(http_send::answer(answer))
     }
 
     fn processes(&mut self, name: String) -> wasmtime::Result<Vec<u32>> {

@@ -87,13 +87,11 @@ impl WasiHttpHooks for GuardedHttp {
             Ok(to) => to,
             Err(refusal) => return Box::new(std::future::ready(Err(refused(refusal)))),
         };
-        // An app whose `[tls]` cannot be used (a key file changed since the
-        // config was checked) cannot judge an HTTPS server: a kit fault,
-        // never the app being down.
-        if request.uri().scheme() == Some(&http::uri::Scheme::HTTPS)
-            && let Err(why) = self.policy.tls.connector()
+        if self
+            .policy
+            .tls_usable_for(request.uri(), &self.denials)
+            .is_err()
         {
-            self.denials.record(format!("https: {why}"));
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }
         let budget = self.deadline.clamp(Duration::MAX);

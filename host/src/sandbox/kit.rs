@@ -21,11 +21,11 @@ use crate::signing::Provenance;
 
 /// The optional export of the `inspectable-recovery-kit` world, and its
 /// function.
-pub(super) const INSPECT: (&str, &str) = ("medic:kit/inspect@0.1.2", "app-settings");
+pub(super) const INSPECT: (&str, &str) = ("medic:kit/inspect@0.1.3", "app-settings");
 
 /// The optional `calls` export of a 0.1.2 kit, and its functions.
 pub(super) const CALLS: (&str, [&str; 3]) =
-    ("medic:kit/calls@0.1.2", ["check", "recover", "env-wanted"]);
+    ("medic:kit/calls@0.1.3", ["check", "recover", "env-wanted"]);
 
 /// Where a 0.1.2 kit's `calls.check` and `calls.recover` are: called instead
 /// of `kit.check` and `kit.recover`, they tell the kit its deadline and let

@@ -1,4 +1,6 @@
-//! The host's own plain-HTTP GET behind `host.http-get`.
+//! The host's own HTTP client behind `host.http-get` (a plain GET) and
+//! `host.http-send` (any request, over TLS as the app's `[tls]` trusts
+//! servers, reporting the server's certificate).
 //!
 //! A health check needs one request and the start of one response. Done by
 //! the host in a single call it costs a connection and a parse; through
@@ -19,33 +21,80 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::bindings::HttpResponse;
+use super::bindings::{HttpResponse, PeerCertificate};
+use super::kit_text::tame;
+use super::tls_trust::TlsTrust;
 
-/// Why a GET produced no response.
+/// Why a request produced no response.
 pub type GetError = String;
+
+/// Response headers handed to a kit, at most.
+pub const ANSWER_HEADERS_MAX: usize = 64;
+
+/// Bytes of one response header's value handed to a kit, at most.
+pub const ANSWER_HEADER_VALUE_MAX: usize = 1024;
 
 /// Parses `url` as `http://host[:port]/path`.
 pub fn parse_url(url: &str) -> Result<http::Uri, GetError> {
+    let uri = parse_target(url)?;
+    match uri.scheme_str() {
+        Some("https") => Err(format!(
+            "{url}: host.http-get is plain HTTP; use wasi:http for https"
+        )),
+        _ => Ok(uri),
+    }
+}
+
+/// Parses `url` as `http://host[:port]/path` or `https://...`.
+pub fn parse_target(url: &str) -> Result<http::Uri, GetError> {
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => Ok(uri),
-        Some("https") => Err(format!(
-            "{url}: host.http-get is plain HTTP; use wasi:http for https"
-        )),
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err(format!(
-            "invalid URL {url:?}: expected http://host[:port]/path"
+            "invalid URL {url:?}: expected http://host[:port]/path or https://..."
         )),
     }
+}
+
+/// One request the host sends for a kit.
+#[derive(Debug)]
+pub struct Outgoing {
+    /// GET, POST, ...
+    pub method: http::Method,
+    /// The absolute `http://` or `https://` URI.
+    pub uri: http::Uri,
+    /// The kit's headers; a `Host` among them stands for the URI's.
+    pub headers: http::HeaderMap,
+    /// The body, empty for none.
+    pub body: Bytes,
+}
+
+/// What came back of a request.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The first [`ANSWER_HEADERS_MAX`] headers, values cut at
+    /// [`ANSWER_HEADER_VALUE_MAX`].
+    pub headers: Vec<(String, String)>,
+    /// The start of the body.
+    pub body: Vec<u8>,
+    /// Whether the body went on beyond what was kept.
+    pub truncated: bool,
+    /// From the start of connecting until the body was read.
+    pub elapsed: Duration,
+    /// The server's certificate, for `https`.
+    pub certificate: Option<PeerCertificate>,
 }
 
 /// GETs `uri` from the first of `to` that accepts, with
@@ -56,38 +105,143 @@ pub async fn get(
     timeout: Duration,
     max_body: usize,
 ) -> Result<HttpResponse, GetError> {
-    tokio::time::timeout(timeout, exchange(uri, to, max_body))
-        .await
-        .map_err(|_| format!("no complete response within {} ms", timeout.as_millis()))?
+    let request = Outgoing {
+        method: http::Method::GET,
+        uri: uri.clone(),
+        headers: http::HeaderMap::new(),
+        body: Bytes::new(),
+    };
+    let answer = send(request, to, &TlsTrust::default(), timeout, max_body).await?;
+    Ok(HttpResponse {
+        status: answer.status,
+        body: answer.body,
+        truncated: answer.truncated,
+    })
 }
 
-async fn exchange(
-    uri: &http::Uri,
+/// Sends `request` to the first of `to` that accepts, over TLS as `tls`
+/// trusts servers for `https`, with `Connection: close`, keeping at most
+/// `max_body` bytes of the body; all of it within `timeout`.
+pub async fn send(
+    request: Outgoing,
     to: &[SocketAddr],
+    tls: &TlsTrust,
+    timeout: Duration,
     max_body: usize,
-) -> Result<HttpResponse, GetError> {
+) -> Result<Answer, GetError> {
+    tokio::time::timeout(timeout, connect_and_send(request, to, tls, max_body))
+        .await
+        .map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
+}
+
+async fn connect_and_send(
+    request: Outgoing,
+    to: &[SocketAddr],
+    tls: &TlsTrust,
+    max_body: usize,
+) -> Result<Answer, GetError> {
+    let started = Instant::now();
     // The kit names the URL in its own reason; errors say only what failed.
-    let fail = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     let stream = TcpStream::connect(to)
         .await
-        .map_err(|e| fail("connect", &e))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(Closing(stream)))
-            .await
-            .map_err(|e| fail("handshake", &e))?;
-    let authority = uri.authority().map_or("", |a| a.as_str());
-    let request = http::Request::get(uri.path_and_query().map_or("/", |p| p.as_str()))
-        .header(http::header::HOST, authority)
-        .header(http::header::CONNECTION, "close")
-        .header(http::header::USER_AGENT, "medic")
-        .body(Empty::new())
-        .map_err(|e| fail("request", &e))?;
+        .map_err(|e| format!("connect: {e}"))?;
+    if request.uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+        let request = hyper_request(request, None)?;
+        return exchange(Closing(stream), request, max_body, started, None).await;
+    }
+    let host = request
+        .uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let stream = tls
+        .handshake(stream, &host)
+        .await
+        .map_err(|failure| failure.to_string())?;
+    let certificate = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|der| super::peer_certificate::describe(der));
+    let renamed = tls.host_header(request.uri.port_u16());
+    let request = hyper_request(request, renamed)?;
+    exchange(Closing(stream), request, max_body, started, certificate).await
+}
+
+/// The request as hyper sends it to a server that is not a proxy: the path
+/// in the request line, the authority in `Host` (the kit's own `Host`, else
+/// `[tls] server_name`'s, else the URI's), `Connection: close`.
+fn hyper_request(
+    request: Outgoing,
+    host: Option<String>,
+) -> Result<http::Request<Full<Bytes>>, GetError> {
+    let authority = request.uri.authority().map_or("", |a| a.as_str());
+    let host = host.unwrap_or_else(|| authority.to_owned());
+    let mut built = http::Request::builder()
+        .method(request.method)
+        .uri(request.uri.path_and_query().map_or("/", |p| p.as_str()))
+        .body(Full::new(request.body))
+        .map_err(|e| format!("request: {e}"))?;
+    let headers = built.headers_mut();
+    headers.insert(
+        http::header::HOST,
+        http::HeaderValue::try_from(host).map_err(|e| format!("request: {e}"))?,
+    );
+    headers.insert(
+        http::header::USER_AGENT,
+        http::HeaderValue::from_static("medic"),
+    );
+    for (name, value) in &request.headers {
+        headers.insert(name, value.clone());
+    }
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    Ok(built)
+}
+
+/// HTTP/1.1 over `stream`, driven in this task: the request, the head and
+/// at most `max_body` bytes of the body.
+async fn exchange<S>(
+    stream: S,
+    request: http::Request<Full<Bytes>>,
+    max_body: usize,
+    started: Instant,
+    certificate: Option<PeerCertificate>,
+) -> Result<Answer, GetError>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    // A TLS failure after the handshake (a client certificate the server
+    // wanted, under TLS 1.3) is said in words too.
+    let fail = |what: &str, e: &hyper::Error| {
+        super::tls_failure::find(e).unwrap_or_else(|| format!("{what}: {e}"))
+    };
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| fail("handshake", &e))?;
     let response = async {
         let response = sender
             .send_request(request)
             .await
             .map_err(|e| fail("send", &e))?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .take(ANSWER_HEADERS_MAX)
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes());
+                (
+                    name.as_str().to_owned(),
+                    tame(&value, ANSWER_HEADER_VALUE_MAX),
+                )
+            })
+            .collect();
         let mut body = response.into_body();
         let mut kept = Vec::new();
         let mut truncated = false;
@@ -102,10 +256,13 @@ async fn exchange(
                 }
             }
         }
-        Ok(HttpResponse {
+        Ok(Answer {
             status,
+            headers,
             body: kept,
             truncated,
+            elapsed: started.elapsed(),
+            certificate,
         })
     };
     // Drive the connection and the exchange together in this task.
@@ -123,9 +280,9 @@ async fn exchange(
 
 /// A connection that is never shut down half-way: hyper's shutdown at the
 /// end of a `Connection: close` exchange is skipped, and the drop closes it.
-struct Closing(TcpStream);
+struct Closing<S>(S);
 
-impl AsyncRead for Closing {
+impl<S: AsyncRead + Unpin> AsyncRead for Closing<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -135,7 +292,7 @@ impl AsyncRead for Closing {
     }
 }
 
-impl AsyncWrite for Closing {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Closing<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

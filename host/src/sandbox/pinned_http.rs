@@ -23,7 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{Sleep, timeout};
 
-use super::tls_trust::TlsTrust;
+use super::tls_trust::{TlsFailure, TlsTrust};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 /// What a sent request gives wasi-http: the response, and the future that
@@ -64,25 +64,20 @@ pub async fn send(
         .host()
         .unwrap_or_default()
         .trim_start_matches('[')
-        .trim_end_matches(']');
-    let unusable = |why: String| HttpError::InternalError(Some(why));
-    let name = tls.server_name(host).map_err(unusable)?;
-    if let Some(renamed) = tls.renames() {
-        // `server_name` stands for the host in `Host` too, as a virtual
-        // server behind an IP address expects.
-        let value = match request.uri().port_u16() {
-            Some(port) if port != 443 => format!("{}:{port}", renamed.to_str()),
-            _ => renamed.to_str().into_owned(),
-        };
+        .trim_end_matches(']')
+        .to_owned();
+    if let Some(value) = tls.host_header(request.uri().port_u16()) {
         let value =
             http::HeaderValue::try_from(value).map_err(|_| HttpError::HttpRequestUriInvalid)?;
         request.headers_mut().insert(http::header::HOST, value);
     }
-    let connector = tls.connector().map_err(unusable)?;
-    let stream = timeout(waits.connect, connector.connect(name, tcp))
+    let stream = timeout(waits.connect, tls.handshake(tcp, &host))
         .await
         .map_err(|_| HttpError::ConnectionTimeout)?
-        .map_err(HttpError::Tls)?;
+        .map_err(|failure| match failure {
+            TlsFailure::Unusable(why) => HttpError::InternalError(Some(why)),
+            TlsFailure::Handshake(e) => HttpError::Tls(e),
+        })?;
     exchange(stream, request, waits).await
 }
 

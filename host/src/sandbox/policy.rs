@@ -27,6 +27,8 @@ pub struct Policy {
     pub env: EnvGrant,
     /// How HTTPS requests trust servers (the app's `[tls]`).
     pub tls: super::tls_trust::TlsTrust,
+    /// What `host.http-send` may authenticate with (the app's `[secrets]`).
+    pub secrets: super::secrets::AppSecrets,
 }
 
 impl Policy {
@@ -39,7 +41,21 @@ impl Policy {
             exec: grants.exec.clone(),
             env: EnvGrant::new(&grants.env),
             tls: super::tls_trust::TlsTrust::default(),
+            secrets: super::secrets::AppSecrets::default(),
         }
+    }
+
+    /// Whether an HTTPS request to `uri` can be sent as the app's `[tls]`
+    /// says (an `http` one always can). When it cannot (a key file changed
+    /// since the config was checked) the app cannot be judged: the refusal
+    /// is recorded as a kit fault, never taken for the app being down.
+    pub fn tls_usable_for(&self, uri: &http::Uri, denials: &Denials) -> Result<(), String> {
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            return Ok(());
+        }
+        self.tls.connector().map(drop).inspect_err(|why| {
+            denials.record(format!("https: {why}"));
+        })
     }
 
     /// Whether `host.exec` may run `program`.

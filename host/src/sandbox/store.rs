@@ -105,11 +105,16 @@ impl CallScope {
         }
     }
 
-    /// The same scope with the app's `[tls]` for its HTTPS requests (the
-    /// files are read now).
-    pub fn with_tls(self, tls: &crate::config::TlsSettings) -> Self {
+    /// The same scope with the app's `[tls]` for its HTTPS requests and
+    /// its `[secrets]` for `http-send` (the files are read now).
+    pub fn with_files(
+        self,
+        tls: &crate::config::TlsSettings,
+        secrets: &[(String, PathBuf)],
+    ) -> Self {
         let policy = Policy {
             tls: super::tls_trust::TlsTrust::of(&self.app, tls),
+            secrets: super::secrets::AppSecrets::read(&self.app, secrets),
             ..(*self.policy).clone()
         };
         Self {

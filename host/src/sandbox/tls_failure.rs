@@ -23,6 +23,23 @@ pub fn describe(error: &std::io::Error) -> String {
     }
 }
 
+/// The sentence for the TLS failure somewhere in `error`'s chain of
+/// sources (hyper's error around the I/O error around rustls's), if any.
+pub fn find(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut source = Some(error);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+        {
+            return Some(describe(io));
+        }
+        source = error.source();
+    }
+    None
+}
+
 fn certificate_problem(problem: &CertificateError) -> String {
     match problem {
         CertificateError::UnknownIssuer => {

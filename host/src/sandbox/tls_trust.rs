@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::api::tls::{add_roots, read_certificates, read_private_key};
 use crate::config::TlsSettings;
@@ -90,9 +92,49 @@ impl TlsTrust {
         }
     }
 
-    /// Whether `server_name` replaces the URL's host (also in `Host`).
-    pub fn renames(&self) -> Option<&ServerName<'static>> {
-        self.server_name.as_ref()
+    /// The `Host` header when `server_name` replaces the URL's host (as a
+    /// virtual server behind an IP address expects), with `port` unless it
+    /// is HTTPS's own.
+    pub fn host_header(&self, port: Option<u16>) -> Option<String> {
+        let name = self.server_name.as_ref()?.to_str();
+        Some(match port {
+            Some(port) if port != 443 => format!("{name}:{port}"),
+            _ => name.into_owned(),
+        })
+    }
+
+    /// TLS over `tcp`, presenting and verifying `server_name` or else
+    /// `host` (the URL's host, without IPv6 brackets).
+    pub async fn handshake(
+        &self,
+        tcp: TcpStream,
+        host: &str,
+    ) -> Result<TlsStream<TcpStream>, TlsFailure> {
+        let name = self.server_name(host).map_err(TlsFailure::Unusable)?;
+        let connector = self.connector().map_err(TlsFailure::Unusable)?;
+        connector
+            .connect(name, tcp)
+            .await
+            .map_err(TlsFailure::Handshake)
+    }
+}
+
+/// Why no TLS connection was made.
+#[derive(Debug)]
+pub enum TlsFailure {
+    /// The app's `[tls]` cannot be used, or the host is no name TLS can
+    /// verify: the words say which.
+    Unusable(String),
+    /// The handshake failed; [`super::tls_failure::describe`] words it.
+    Handshake(std::io::Error),
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unusable(why) => f.write_str(why),
+            Self::Handshake(e) => f.write_str(&super::tls_failure::describe(e)),
+        }
     }
 }
 

@@ -1,9 +1,13 @@
-//! Recovery kit `http`: the app is up while one GET answers as expected.
+//! Recovery kit `http`: the app is up while one request answers as
+//! expected, as `check_http` judges it.
 //!
-//! The check is the SDK's `http::probe`: the GET goes through the host
-//! (which enforces the app's `[grants] connect`), bounded by `timeout_ms`
-//! and the call's deadline. A setting the kit cannot use is `unknown`; no
-//! answer, or a wrong one, is `failed`.
+//! The check is the SDK's `http::probe`: the request goes through the
+//! host's `http-send` (which enforces the app's `[grants] connect`, trusts
+//! servers as its `[tls]` says and adds the `[secrets]` it names), bounded
+//! by `timeout_ms` and the call's deadline. A setting the kit cannot use,
+//! refused credentials or a server medic cannot trust are `unknown`; no
+//! answer, a wrong one or too slow a one is `failed`; a slow answer or a
+//! certificate close to its end is `degraded`.
 
 use medic_kit::http;
 use medic_kit::{Capability, Context, Health, Kit, KitInfo, export};
@@ -16,14 +20,14 @@ impl Kit for Http {
         KitInfo {
             name: "http".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            summary: "Checks that a GET of a URL answers with the expected status and body.".into(),
+            summary: "Checks that a request to a URL answers as expected: status, body, headers, speed, certificate.".into(),
             settings: http::probe_settings(),
             wants: vec![Capability::Connect("host:port of url".into())],
         }
     }
 
     fn check(ctx: &Context) -> Health {
-        medic_kit::verdict(http::probe(ctx).map(|_| Health::Healthy))
+        medic_kit::verdict(http::probe(ctx))
     }
 }
 
@@ -33,57 +37,29 @@ export!(Http);
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use medic_kit::http::{Error, Probe, Response};
-
-    /// The check's answer for these settings, up to the GET itself.
-    fn settings_of(ctx: &Context) -> Result<(), Health> {
-        Probe::read(ctx).map(|_| ()).map_err(Health::from)
-    }
 
     #[test]
-    fn a_setting_the_kit_cannot_use_is_unknown() {
-        medic_kit::testing::assert_unknown_for(
-            &[
-                &[],
-                &[("url", "127.0.0.1:8080/healthz")],
-                &[("url", "http://h/"), ("expect_status", "OK")],
-                &[("url", "http://h/"), ("timeout_ms", "0")],
-            ],
-            settings_of,
-        );
-        assert_eq!(
-            settings_of(&Context::with_settings("web", &[("url", "http://h/")])),
-            Ok(())
-        );
-    }
-
-    #[test]
-    fn no_answer_or_a_wrong_one_is_failed() {
-        let refused = Error::Host("connect: connection refused".into());
-        assert!(matches!(
-            refused.into_health("http://h/"),
-            Health::Failed(_)
-        ));
-        let ctx = Context::with_settings("web", &[("url", "http://h/"), ("expect_body", "ok")]);
-        let probe = Probe::read(&ctx).unwrap();
-        let answer = |status, body: &str| {
-            probe.judge(&Response {
-                status,
-                body: body.into(),
-                truncated: false,
-            })
-        };
-        assert_eq!(answer(200, "ok"), Ok(()));
-        assert!(matches!(answer(503, "ok"), Err(Health::Failed(_))));
-        assert!(matches!(answer(200, "maintenance"), Err(Health::Failed(_))));
-    }
-
-    #[test]
-    fn timeout_ms_only_shortens_the_wait() {
-        let ctx = Context::with_settings("web", &[("url", "http://h/"), ("timeout_ms", "300")]);
-        assert_eq!(Probe::read(&ctx).unwrap().timeout_ms, 300);
-        let ctx = Context::with_settings("web", &[("url", "http://h/")]);
-        let whole = Probe::read(&ctx).unwrap().timeout_ms;
-        assert!((4_000..=4_500).contains(&whole), "{whole}");
+    fn describe_lists_every_setting_the_probe_reads() {
+        let info = Http::describe();
+        let keys: Vec<&str> = info.settings.iter().map(|s| s.key.as_str()).collect();
+        for key in [
+            "url",
+            "method",
+            "header_NAME",
+            "body",
+            "basic_auth",
+            "bearer_token",
+            "expect_status",
+            "expect_body",
+            "expect_regex",
+            "expect_header",
+            "warn_ms",
+            "fail_ms",
+            "cert_days_warn",
+            "follow_redirects",
+            "timeout_ms",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
     }
 }

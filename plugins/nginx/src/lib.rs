@@ -89,11 +89,16 @@ impl Kit for Nginx {
 
 /// The `http` kit's check, then `stub_status` when `status_url` is set.
 fn probe(ctx: &Context) -> CheckResult {
-    http::probe(ctx)?;
-    match ctx.setting("status_url") {
-        Some(url) => stub_status(ctx, url),
-        None => Ok(Health::Healthy),
-    }
+    let answered = http::probe(ctx)?;
+    let counted = match ctx.setting("status_url") {
+        Some(url) => stub_status(ctx, url)?,
+        None => Health::Healthy,
+    };
+    // A slow answer or an expiring certificate is said before the counters.
+    Ok(match answered {
+        Health::Healthy => counted,
+        degraded => degraded,
+    })
 }
 
 /// Reads `stub_status`, records its counters, and says whether nginx has

@@ -15,7 +15,7 @@
 //                 `throw 'why'` (a string, not an Error) for err
 // Any Error that escapes check or recover traps the kit: a kit fault, which
 // medic never counts as the app being down. `check` may be async.
-import { httpGet } from 'medic:kit/host@0.1.2';
+import { httpGet } from 'medic:kit/host@0.1.3';
 
 const TIMEOUT_MS = 2000; // keep below the app's `timeout`: a hung server is then `failed`
 const MAX_BODY = 64 * 1024; // how much of the body is searched for `expect_body`

@@ -90,6 +90,7 @@ impl Kit for Misbehave {
             "fetch" => fetch(ctx, http::get).unwrap_or_else(Health::Failed),
             "fetch-wasi" => fetch(ctx, http::get_wasi).unwrap_or_else(Health::Failed),
             "fetch-raw" => fetch_raw(ctx).unwrap_or_else(Health::Failed),
+            "send" => send(ctx).unwrap_or_else(Health::Failed),
             "fetch-wasi-raw" => fetch_wasi_raw(ctx).unwrap_or_else(Health::Failed),
             "lookup" => lookup(ctx).unwrap_or_else(Health::Failed),
             "exec" => exec(ctx).unwrap_or_else(Health::Failed),
@@ -181,6 +182,48 @@ fn fetch_raw(ctx: &Context) -> Result<Health, String> {
     let timeout_ms = ctx.parse_or("timeout_ms", 5000u32)?;
     Ok(match host::http_get(url, timeout_ms, 64 * 1024) {
         Ok(response) => Health::Degraded(format!("fetch ok: status {}", response.status)),
+        Err(e) => Health::Failed(format!("fetch denied: {e}")),
+    })
+}
+
+/// Sends through the host's `http-send` whatever the settings say, past
+/// every check of the SDK: `headers` copies of `header_value`, a URL padded
+/// to `url_pad` bytes, a `body_len`-byte body, a `secret` for bearer auth,
+/// `timeout_ms` as asked. Degraded with what came back, failed with the
+/// host's refusal.
+fn send(ctx: &Context) -> Result<Health, String> {
+    let mut url = ctx.require("url")?.to_owned();
+    let pad: usize = ctx.parse_or("url_pad", 0)?;
+    if pad > 0 {
+        url.push('?');
+        url.push_str(&"a".repeat(pad));
+    }
+    let value = ctx.setting("header_value").unwrap_or("v");
+    let headers = (0..ctx.parse_or("headers", 0usize)?)
+        .map(|i| medic_kit::Setting {
+            key: format!("X-H{i}"),
+            value: value.to_owned(),
+        })
+        .collect();
+    let request = medic_kit::http::Request {
+        method: ctx.setting("method").unwrap_or("GET").to_owned(),
+        url,
+        headers,
+        body: vec![b'b'; ctx.parse_or("body_len", 0usize)?],
+        auth: ctx
+            .setting("secret")
+            .map(|name| medic_kit::http::Auth::Bearer(name.to_owned())),
+        timeout_ms: ctx.parse_or("timeout_ms", u32::MAX)?,
+        max_body: ctx.parse_or("max_body", u32::MAX)?,
+    };
+    Ok(match host::http_send(&request) {
+        Ok(answer) => Health::Degraded(format!(
+            "fetch ok: status {}; {} headers, {} body bytes, truncated {}",
+            answer.status,
+            answer.headers.len(),
+            answer.body.len(),
+            answer.truncated
+        )),
         Err(e) => Health::Failed(format!("fetch denied: {e}")),
     })
 }
