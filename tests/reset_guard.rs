@@ -281,7 +281,7 @@ fn a_reset_is_refused_when_its_decision_cannot_be_written(disk: impl FnOnce(&Pat
     assert!(
         log.lines().any(|line| line.contains("event NOT journaled")
             && line.contains("kind=app_failed")
-            && line.contains("Connection refused")),
+            && line.contains("connection refused")),
         "the log keeps what the journal could not: {log}"
     );
     assert!(

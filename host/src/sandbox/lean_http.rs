@@ -144,7 +144,7 @@ async fn connect_and_send(
     // The kit names the URL in its own reason; errors say only what failed.
     let stream = TcpStream::connect(to)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(|e| format!("connect: {}", io_words(&e)))?;
     if request.uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
         let request = hyper_request(request, None)?;
         return exchange(Closing(stream), request, max_body, started, None).await;
@@ -169,6 +169,19 @@ async fn connect_and_send(
     let renamed = tls.host_header(request.uri.port_u16());
     let request = hyper_request(request, renamed)?;
     exchange(Closing(stream), request, max_body, started, certificate).await
+}
+
+/// What a failed connect means, in the admin's words ("connection
+/// refused"), without the OS's error number.
+fn io_words(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+        io::ErrorKind::TimedOut => "timed out".to_owned(),
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            "unreachable".to_owned()
+        }
+        _ => error.to_string(),
+    }
 }
 
 /// The request as hyper sends it to a server that is not a proxy: the path
@@ -362,6 +375,19 @@ mod tests {
         assert_eq!((response.status, &response.body[..]), (200, &b"ok"[..]));
         let ended = server.await.unwrap();
         assert_eq!(ended.unwrap(), 0, "the server reads the end of the stream");
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_said_in_words() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let uri = parse_url(&format!("http://127.0.0.1:{port}/")).unwrap();
+        let to = [SocketAddr::from(([127, 0, 0, 1], port))];
+        let refused = get(&uri, &to, Duration::from_secs(5), 1024).await;
+        assert_eq!(refused.unwrap_err(), "connect: connection refused");
     }
 
     /// A name that resolved to several addresses is tried on each in turn,
