@@ -16,6 +16,7 @@ mod cache_trust;
 mod cli;
 mod daemon;
 mod env_grant;
+mod every_address;
 mod haproxy_lb;
 mod hostile_text;
 mod http_checks;

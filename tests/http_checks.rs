@@ -409,24 +409,6 @@ fn a_redirect_to_an_ungranted_address_is_denied() {
 fn certificate_expiry_is_warned_of_before_it_fails() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "internal-ca");
-    let in_days = |days: i64| {
-        let at = std::time::SystemTime::now()
-            + std::time::Duration::from_secs(u64::try_from(days.max(0)).unwrap() * 86_400)
-            - std::time::Duration::from_secs(u64::try_from((-days).max(0)).unwrap() * 86_400);
-        let text = humantime::format_rfc3339_seconds(at).to_string();
-        let part = |range: std::ops::Range<usize>| text[range].parse::<i32>().unwrap();
-        rcgen::date_time_ymd(
-            part(0..4),
-            u8::try_from(part(5..7)).unwrap(),
-            u8::try_from(part(8..10)).unwrap(),
-        )
-    };
-    let certificate = |file: &str, not_before: i64, not_after: i64| {
-        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-        params.not_before = in_days(not_before);
-        params.not_after = in_days(not_after);
-        ca.issue(file, &params)
-    };
     let both = SideBySide::new();
     let tls = trusting(&ca);
     let judge = |nginx: &Nginx, days: &str, args: &[&str], verdict: i32| {
@@ -451,7 +433,7 @@ fn certificate_expiry_is_warned_of_before_it_fails() {
     };
 
     // Midnight six days on: five whole days and some hours left.
-    let (cert, key) = certificate("soon", -30, 6);
+    let (cert, key) = ca.server_valid("soon", &["127.0.0.1"], -30, 6);
     let soon = Nginx::start_tls(&cert, &key, "");
     let said = judge(&soon, "10", &["10"], 1);
     assert!(said.contains("certificate expires in 5 days"), "{said}");
@@ -462,7 +444,7 @@ fn certificate_expiry_is_warned_of_before_it_fails() {
     );
     judge(&soon, "3", &["3"], 0);
 
-    let (cert, key) = certificate("expired", -30, -2);
+    let (cert, key) = ca.server_valid("expired", &["127.0.0.1"], -30, -2);
     let expired = Nginx::start_tls(&cert, &key, "");
     let said = judge(&expired, "10", &["10"], 2);
     assert!(said.contains("certificate expired on "), "{said}");

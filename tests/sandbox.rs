@@ -504,6 +504,84 @@ async fn http_send_bounds_what_a_hostile_kit_sends_and_a_server_floods_back() {
     );
 }
 
+/// `tls-connect` holds a kit to its grants and bounds: an ungranted
+/// address is denied, an oversized one refused, a fifth stream at once
+/// refused, a read is capped at 64 KiB, and a server that never answers
+/// the handshake ends the wait before the call's deadline.
+#[tokio::test]
+async fn tls_connect_bounds_what_a_hostile_kit_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::Ca::new(dir.path(), "test-ca");
+    let (cert, key) = ca.server("web", &["127.0.0.1"]);
+    let big = vec![b'x'; 200 * 1024];
+    let nginx = common::nginx::Nginx::start_tls(&cert, &key, "");
+    std::fs::write(nginx.prefix.join("html/big"), &big).unwrap();
+    let silent = common::silent::tcp(Duration::from_secs(30));
+    let address = format!("127.0.0.1:{}", nginx.port);
+    let grants = Grants {
+        connect: vec![address.clone(), format!("127.0.0.1:{silent}")],
+        ..Grants::default()
+    };
+    let tls = medic::config::TlsSettings {
+        ca_files: vec![ca.file()],
+        ..Default::default()
+    };
+    let sandbox = misbehave();
+    let scope = sandbox.scope(&grants).with_files(&tls, &[]);
+    let check = |settings: Vec<(&str, String)>| {
+        let settings: Vec<(String, String)> = settings
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let scope = scope.clone();
+        let kit = sandbox.kit.clone();
+        async move {
+            kit.check(scope, TIMEOUT, &settings)
+                .await
+                .map(|checked| checked.health)
+        }
+    };
+    let tls_mode =
+        |address: &str| vec![("mode", "tls".to_owned()), ("address", address.to_owned())];
+
+    let ungranted = check(tls_mode("127.0.0.1:9")).await;
+    assert!(
+        matches!(ungranted, Err(KitFault::Denied(_))),
+        "{ungranted:?}"
+    );
+
+    let mut padded = tls_mode(&address);
+    padded.push(("pad", "100000".to_owned()));
+    let text = failed_text(check(padded).await);
+    assert!(text.contains("address longer than 300 bytes"), "{text}");
+
+    let mut many = tls_mode(&address);
+    many.push(("streams", "10".to_owned()));
+    let text = failed_text(check(many).await);
+    assert!(
+        text.contains("tls refused after 4: tls-connect: at most 4"),
+        "{text}"
+    );
+
+    let mut big_read = tls_mode(&address);
+    big_read.push(("send", "GET /big HTTP/1.0\r\n\r\n".to_owned()));
+    let text = degraded_text(check(big_read).await);
+    let bytes: usize = text
+        .split(", ")
+        .nth(1)
+        .and_then(|part| part.strip_suffix(" bytes"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=64 * 1024).contains(&bytes), "{text}");
+    assert!(text.ends_with("certificate true"), "{text}");
+
+    let started = Instant::now();
+    let text = failed_text(check(tls_mode(&format!("127.0.0.1:{silent}"))).await);
+    assert!(text.contains("no TLS connection within"), "{text}");
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+}
+
 /// A server that answers every connection with 90 headers of 1 KiB and a
 /// body without end, until the client goes.
 fn flooding_server() -> u16 {

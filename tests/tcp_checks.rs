@@ -23,9 +23,21 @@ impl SideBySide {
     /// `check_tcp` with `args` give `verdict` (0 healthy/OK, 1
     /// degraded/WARNING, 2 failed/CRITICAL); returns what the kit printed.
     fn same(&self, port: u16, settings: &str, args: &[&str], verdict: i32) -> String {
+        self.same_with(port, settings, "", args, verdict)
+    }
+
+    /// [`Self::same`] with `more` of the app file (a `[tls]` table).
+    fn same_with(
+        &self,
+        port: u16,
+        settings: &str,
+        more: &str,
+        args: &[&str],
+        verdict: i32,
+    ) -> String {
         let (code, text) = self.0.run(&format!(
             "[settings]\naddress = \"127.0.0.1:{port}\"\n{settings}\n\
-             [grants]\nconnect = [\"127.0.0.1:{port}\"]\n"
+             [grants]\nconnect = [\"127.0.0.1:{port}\"]\n{more}"
         ));
         assert_eq!(code, Some(verdict), "kit with {settings}: {text}");
         let checked = std::process::Command::new(CHECK_TCP)
@@ -101,4 +113,55 @@ fn the_kit_judges_as_check_tcp_does() {
 
     let nobody = common::free_port();
     both.same(nobody, "", &[], 2);
+}
+
+/// Over TLS, trusting the test's CA through the app's `[tls]`: the same
+/// request and expectation as `check_tcp --ssl`, and a certificate that
+/// expires in 5 days degraded with `cert_days_warn` as `check_tcp -D` warns.
+/// A server medic does not trust is `unknown`, where `check_tcp` (which
+/// does not verify) says OK.
+#[test]
+fn over_tls_the_kit_judges_as_check_tcp_ssl_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::Ca::new(dir.path(), "internal-ca");
+    let (cert, key) = ca.server_valid("soon", &["127.0.0.1"], -30, 6);
+    let nginx = Nginx::start_tls(&cert, &key, "");
+    let both = SideBySide::new();
+    let trust = format!("[tls]\nca_files = [\"{}\"]\n", ca.file().display());
+    let ask = "tls = true\nsend = \"GET /healthz HTTP/1.0\\\\r\\\\n\\\\r\\\\n\"";
+    let request = ["--ssl", "-s", "GET /healthz HTTP/1.0\\r\\n\\r\\n"];
+    both.same_with(
+        nginx.port,
+        &format!("{ask}\nexpect = \"200 OK\""),
+        &trust,
+        &[&request[..], &["-e", "200 OK"]].concat(),
+        0,
+    );
+    both.same_with(
+        nginx.port,
+        &format!("{ask}\nexpect = \"302 Found\""),
+        &trust,
+        &[&request[..], &["-e", "302 Found"]].concat(),
+        2,
+    );
+    let said = both.same_with(
+        nginx.port,
+        "tls = true\ncert_days_warn = 10",
+        &trust,
+        &["--ssl", "-D", "10"],
+        1,
+    );
+    assert!(said.contains("certificate expires in 5 days"), "{said}");
+    assert!(said.contains("cert_issuer = CN=internal-ca"), "{said}");
+
+    let (code, text) = both.0.run(&format!(
+        "[settings]\naddress = \"127.0.0.1:{port}\"\ntls = true\n\
+         [grants]\nconnect = [\"127.0.0.1:{port}\"]\n",
+        port = nginx.port
+    ));
+    assert_eq!(code, Some(3), "{text}");
+    assert!(
+        text.contains("certificate signed by an unknown issuer"),
+        "{text}"
+    );
 }

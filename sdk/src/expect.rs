@@ -1,13 +1,16 @@
 //! What a protocol check expects of an answer, read from settings that mean
-//! the same in every kit: `expect_regex`, and `warn_ms` / `fail_ms` (as
+//! the same in every kit: `expect_regex`; `warn_ms` / `fail_ms` (as
 //! `check_http -w/-c` and `check_tcp -w/-c`: slow is `degraded`, too slow
-//! is `failed`).
+//! is `failed`); and `cert_days_warn` for a TLS server's certificate.
 //!
 //! Enabled by the `http` or the `expect` feature.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use regex_lite::Regex;
 
-use crate::{CannotJudge, CheckResult, Context, Health};
+use crate::bindings::medic::kit::types::PeerCertificate;
+use crate::{CannotJudge, CheckResult, Context, Health, host};
 
 /// The regular expression of setting `key`, if set; one that does not
 /// compile cannot be judged.
@@ -73,6 +76,75 @@ impl SpeedLimits {
             None => Health::Healthy,
         })
     }
+}
+
+/// What a TLS handshake fails with when medic's trust, not the app, is at
+/// fault, in the host's words.
+const TRUST_FAILURES: [&str; 3] = [
+    "certificate signed by an unknown issuer",
+    "hostname mismatch",
+    "the server requires a client certificate",
+];
+
+/// Whether `reason` (a host error) is a TLS failure no restart of the app
+/// could cure (an unknown issuer, a hostname mismatch, a client
+/// certificate the server wants): the check cannot judge. An expired
+/// certificate is not among them: that is the app's to renew.
+pub fn is_trust_failure(reason: &str) -> bool {
+    TRUST_FAILURES
+        .iter()
+        .any(|failure| reason.contains(failure))
+}
+
+/// Records the certificate's days left (`cert_days_left`) and issuer
+/// (`cert_issuer`) with the check, for the journal.
+pub fn annotate_certificate(certificate: &PeerCertificate) {
+    host::annotate(
+        "cert_days_left",
+        &days_left(certificate.not_after).to_string(),
+    );
+    host::annotate("cert_issuer", &certificate.issuer);
+}
+
+/// What `cert_days_warn = warn_days` says of `certificate`: `Err(failed)`
+/// once it has expired, `Ok(Some(reason))` for a `degraded` one that
+/// expires within `warn_days`, `Ok(None)` otherwise.
+pub fn certificate_concern(
+    certificate: &PeerCertificate,
+    warn_days: u32,
+) -> Result<Option<String>, Health> {
+    let left = days_left(certificate.not_after);
+    let on = date(certificate.not_after);
+    if left < 0 {
+        return Err(Health::Failed(format!(
+            "certificate expired on {on} (issued by {})",
+            certificate.issuer
+        )));
+    }
+    Ok((left < i64::from(warn_days)).then(|| {
+        format!(
+            "certificate expires in {left} days, on {on} (issued by {})",
+            certificate.issuer
+        )
+    }))
+}
+
+/// Whole days from now until `not_after` (negative once it has passed).
+fn days_left(not_after: i64) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    (not_after - now).div_euclid(86_400)
+}
+
+/// `2026-11-30` for a Unix time.
+fn date(unix: i64) -> String {
+    let at = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .take(10)
+        .collect()
 }
 
 #[cfg(test)]

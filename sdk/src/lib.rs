@@ -122,8 +122,8 @@ pub mod bindings {
 }
 
 pub use bindings::medic::kit::types::{
-    Capability, ExecOutput, ExecRequest, HttpResponse, KitInfo, Level, NextStep, Setting,
-    SettingDoc,
+    Capability, ExecOutput, ExecRequest, HttpResponse, KitInfo, Level, NextStep, PeerCertificate,
+    Setting, SettingDoc,
 };
 
 /// What one check found: the WIT `verdict`, which is `health` plus
@@ -148,8 +148,8 @@ pub use bindings::medic::kit::types::CallContext as Context;
 /// reports such errors instead of retrying them.
 pub mod host {
     pub use crate::bindings::medic::kit::host::{
-        annotate, exec, http_get, http_send, log, pid_alive, processes, run, state_get, state_set,
-        watch_process,
+        TlsStream, annotate, exec, http_get, http_send, log, pid_alive, processes, run, state_get,
+        state_set, tls_connect, watch_process,
     };
 }
 

@@ -23,6 +23,9 @@ use wasi::sockets::network::{
 use wasi::sockets::tcp::TcpSocket;
 use wasi::sockets::tcp_create_socket::create_tcp_socket;
 
+use crate::bindings::medic::kit::host::{TlsStream, tls_connect};
+use crate::bindings::medic::kit::types::PeerCertificate;
+
 /// The most bytes asked for in one read.
 const READ_CHUNK: u64 = 16 * 1024;
 
@@ -180,6 +183,90 @@ impl Conn {
                 return Err(NetError::TimedOut);
             }
         }
+    }
+}
+
+/// What a protocol check does with a connection, plain ([`Conn`]) or TLS
+/// ([`TlsConn`]) alike.
+pub trait Connection {
+    /// Writes all of `bytes`, by the deadline.
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError>;
+    /// Waits, until the deadline, for what the server sends next and
+    /// appends it to `buf` (at least one byte).
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), NetError>;
+}
+
+impl Connection for Conn {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        Conn::send(self, bytes)
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), NetError> {
+        Conn::recv(self, buf)
+    }
+}
+
+/// A TLS connection the host holds for the kit (`host.tls-connect`,
+/// medic:kit 0.1.3), trusting the server as the app's `[tls]` says; its
+/// waits end at its deadline.
+pub struct TlsConn {
+    stream: TlsStream,
+    deadline: u64,
+}
+
+/// Connects to `address` (`host:port`) over TLS by `deadline`.
+pub fn connect_tls(address: &str, deadline: u64) -> Result<TlsConn, NetError> {
+    let stream = tls_connect(address, millis_until(deadline)).map_err(host_error)?;
+    Ok(TlsConn { stream, deadline })
+}
+
+impl TlsConn {
+    /// The server's certificate, for expiry warnings.
+    pub fn certificate(&self) -> Option<PeerCertificate> {
+        self.stream.certificate()
+    }
+}
+
+impl Connection for TlsConn {
+    fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        for chunk in bytes.chunks(TLS_CHUNK) {
+            self.stream.send(chunk).map_err(host_error)?;
+        }
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut Vec<u8>) -> Result<(), NetError> {
+        let millis = millis_until(self.deadline);
+        if millis == 0 {
+            return Err(NetError::TimedOut);
+        }
+        let bytes = self
+            .stream
+            .recv(TLS_CHUNK as u32, millis)
+            .map_err(host_error)?;
+        if bytes.is_empty() {
+            return Err(NetError::Closed);
+        }
+        buf.extend_from_slice(&bytes);
+        Ok(())
+    }
+}
+
+/// The most bytes one TLS `send` or `recv` moves, as the host caps them.
+const TLS_CHUNK: usize = 64 * 1024;
+
+/// Milliseconds from now until the monotonic `deadline`, 0 once passed.
+fn millis_until(deadline: u64) -> u32 {
+    let left = deadline.saturating_sub(monotonic_clock::now()) / 1_000_000;
+    u32::try_from(left).unwrap_or(u32::MAX)
+}
+
+/// A host error as a [`NetError`]: a wait that ran out is `TimedOut`.
+fn host_error(reason: String) -> NetError {
+    if reason.starts_with("no answer within") || reason.starts_with("no TLS connection within") {
+        NetError::TimedOut
+    } else {
+        NetError::Failed(reason)
     }
 }
 

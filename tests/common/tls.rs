@@ -52,6 +52,25 @@ impl Ca {
         self.issue(file, &CertificateParams::new(names).unwrap())
     }
 
+    /// A server certificate for `names` valid from midnight (UTC) of
+    /// `from_days` days from now to midnight of `to_days` days from now
+    /// (negative: in the past).
+    pub fn server_valid(
+        &self,
+        file: &str,
+        names: &[&str],
+        from_days: i64,
+        to_days: i64,
+    ) -> (PathBuf, PathBuf) {
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        let mut params = CertificateParams::new(names).unwrap();
+        let (year, month, day) = date_in(from_days);
+        params.not_before = rcgen::date_time_ymd(year, month, day);
+        let (year, month, day) = date_in(to_days);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        self.issue(file, &params)
+    }
+
     /// A client certificate whose subject's common name is `name` (as
     /// `openssl req -subj "/CN=name"` makes it).
     pub fn client_files(&self, name: &str) -> (PathBuf, PathBuf) {
@@ -59,6 +78,16 @@ impl Ca {
         params.distinguished_name.push(DnType::CommonName, name);
         self.issue(&format!("{name}-by-{}", self.name), &params)
     }
+}
+
+/// The date (UTC) `days` days from now, as year, month and day.
+fn date_in(days: i64) -> (i32, u8, u8) {
+    let now = std::time::SystemTime::now();
+    let shift = std::time::Duration::from_secs(days.unsigned_abs() * 86_400);
+    let at = if days < 0 { now - shift } else { now + shift };
+    let text = humantime::format_rfc3339_seconds(at).to_string();
+    let part = |range: std::ops::Range<usize>| text[range].parse::<u8>().unwrap();
+    (text[0..4].parse().unwrap(), part(5..7), part(8..10))
 }
 
 /// A free port on `ip`.

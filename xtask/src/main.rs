@@ -64,8 +64,9 @@ const EXAMPLE_LANGS: &[&str] = &["rust", "python", "js", "c"];
 /// (QEMU, fence-agents' fence_dummy, govmomi's vCenter simulator, built
 /// with Go), `minisign`, which signs the kits of the signing tests,
 /// `qemu-img` and `xorriso` for the libvirt clones (overlay and cloud-init
-/// seed), Chromium, which reads the status pages, and HAProxy, the load
-/// balancer a unit's members are rolled behind.
+/// seed), Chromium, which reads the status pages, HAProxy, the load
+/// balancer a unit's members are rolled behind, and iproute2, which brings
+/// up the loopback of the network namespaces tests make.
 const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "redis-server",
@@ -82,6 +83,7 @@ const TEST_PACKAGES: &[&str] = &[
     "xorriso",
     "chromium",
     "haproxy",
+    "iproute2",
 ];
 
 fn main() -> anyhow::Result<()> {

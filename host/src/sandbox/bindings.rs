@@ -14,9 +14,13 @@ wasmtime::component::bindgen!({
         "medic:kit/host.run": async,
         "medic:kit/host.http-get": async,
         "medic:kit/host.http-send": async,
+        "medic:kit/host.tls-connect": async,
+        "medic:kit/host.[method]tls-stream.send": async,
+        "medic:kit/host.[method]tls-stream.recv": async,
         default: trappable,
     },
     exports: { default: async },
+    with: { "medic:kit/host.tls-stream": super::tls_socket::KitTls },
     additional_derives: [PartialEq, Eq],
 });
 

@@ -14,6 +14,8 @@ use super::env_grant;
 use super::http_send;
 use super::kit_text::tame;
 use super::lean_http;
+use super::tls_socket::KitTls;
+use wasmtime::component::Resource;
 
 use super::store::{
     ANNOTATION_KEY_MAX, ANNOTATION_VALUE_MAX, ANNOTATIONS_MAX, KitStore, LOG_MESSAGE_MAX,
@@ -130,6 +132,14 @@ impl host::Host for KitStore {
         let answer =
             lean_http::send(outgoing, &to, &self.scope.policy.tls, timeout, max_body).await?;
         Ok(http_send::answer(answer))
+    }
+
+    async fn tls_connect(
+        &mut self,
+        address: String,
+        timeout_ms: u32,
+    ) -> Result<Resource<KitTls>, String> {
+        self.open_tls(address, timeout_ms).await
     }
 
     fn processes(&mut self, name: String) -> wasmtime::Result<Vec<u32>> {

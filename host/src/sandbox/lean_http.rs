@@ -173,7 +173,7 @@ async fn connect_and_send(
 
 /// What a failed connect means, in the admin's words ("connection
 /// refused"), without the OS's error number.
-fn io_words(error: &io::Error) -> String {
+pub(super) fn io_words(error: &io::Error) -> String {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         io::ErrorKind::TimedOut => "timed out".to_owned(),

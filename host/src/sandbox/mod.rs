@@ -22,6 +22,7 @@ mod policy;
 mod secrets;
 mod store;
 mod tls_failure;
+mod tls_socket;
 mod tls_trust;
 mod trusted;
 

@@ -130,13 +130,15 @@ pub struct KitStore {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     http_hooks: GuardedHttp,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     pub(super) limits: Limits,
     pub(super) denials: Denials,
     pub(super) log_bytes: usize,
     pub(super) log_dropped: usize,
     /// What the kit wrote to stderr (stdout is discarded).
     pub(super) stderr: MemoryOutputPipe,
+    /// TLS connections open for the kit (`host.tls-connect`).
+    pub(super) tls_streams: usize,
     /// The app's main process, as the kit last reported it.
     pub(super) reported_process: Option<PinnedProcess>,
     /// What the kit added to the record of this call (`host.annotate`).
@@ -198,6 +200,7 @@ impl KitStore {
             scope,
             log_bytes: 0,
             log_dropped: 0,
+            tls_streams: 0,
             stderr,
             reported_process: None,
             annotations: Vec::new(),

@@ -11,8 +11,10 @@
 //! reports success for refused connections): `timeout_ms`, and never past
 //! the call's own deadline less its margin.
 
-use medic_kit::expect::{SpeedLimits, regex_setting};
-use medic_kit::net::{self, NetError};
+use medic_kit::expect::{
+    SpeedLimits, annotate_certificate, certificate_concern, is_trust_failure, regex_setting,
+};
+use medic_kit::net::{self, Connection, NetError};
 use medic_kit::regex_lite::Regex;
 use medic_kit::{
     CannotJudge, Capability, CheckResult, Context, Health, Kit, KitInfo, SettingDoc, export,
@@ -61,6 +63,17 @@ impl Kit for Tcp {
                     "expect_regex",
                     "A regular expression the answer must match, read as `expect` is.",
                 ),
+                SettingDoc::with_default(
+                    "tls",
+                    "false",
+                    "Speak TLS (as `check_tcp --ssl`), trusting the server as the app's \
+                     `[tls]` says; `send` and `expect` then go through it.",
+                ),
+                SettingDoc::optional(
+                    "cert_days_warn",
+                    "With `tls`: `degraded` when the server's certificate expires within \
+                     this many days (`check_tcp -D`).",
+                ),
                 SettingDoc::optional(
                     "warn_ms",
                     "Slower than this many milliseconds (connecting and the answer) is `degraded`.",
@@ -86,6 +99,10 @@ struct Talk<'a> {
     expect_regex: Option<Regex>,
     /// `warn_ms` and `fail_ms`.
     speed: SpeedLimits,
+    /// Whether to speak TLS, trusting the server as the app's `[tls]` says.
+    tls: bool,
+    /// A certificate expiring within this many days is `degraded`.
+    cert_days_warn: Option<u32>,
 }
 
 impl<'a> Talk<'a> {
@@ -96,6 +113,15 @@ impl<'a> Talk<'a> {
             expect: ctx.setting("expect"),
             expect_regex: regex_setting(ctx, "expect_regex")?,
             speed: SpeedLimits::read(ctx)?,
+            tls: ctx.parse_or("tls", false)?,
+            cert_days_warn: match ctx.parse::<u32>("cert_days_warn")? {
+                Some(_) if !ctx.parse_or("tls", false)? => {
+                    return Err(CannotJudge::new(
+                        "setting `cert_days_warn` needs `tls = true`",
+                    ));
+                }
+                days => days,
+            },
         })
     }
 
@@ -122,39 +148,66 @@ fn probe(ctx: &Context) -> CheckResult {
     let (host, port) = split_host_port(address)?;
     let timeout_ms = ctx.timeout_ms_setting("timeout_ms", TIMEOUT_MS)?;
     let talk = Talk::read(ctx)?;
+    let mut concern = None;
     let started = net::now();
-    let mut conn = net::connect(host, port, net::deadline_after(timeout_ms.into()))
-        .map_err(|e| refused(address, e))?;
+    let deadline = net::deadline_after(timeout_ms.into());
+    let mut plain;
+    let mut tls;
+    let conn: &mut dyn Connection = if talk.tls {
+        tls = net::connect_tls(address, deadline).map_err(|e| refused(address, e))?;
+        if let Some(certificate) = tls.certificate() {
+            annotate_certificate(&certificate);
+            if let Some(warn_days) = talk.cert_days_warn {
+                concern = certificate_concern(&certificate, warn_days)?;
+            }
+        }
+        &mut tls
+    } else {
+        plain = net::connect(host, port, deadline).map_err(|e| refused(address, e))?;
+        &mut plain
+    };
     if let Some(text) = &talk.send {
         conn.send(text.as_bytes())
             .map_err(|e| Health::Failed(format!("send to {address}: {}", said(e))))?;
     }
     if talk.expects() {
-        let mut answer = Vec::new();
-        loop {
-            let text = String::from_utf8_lossy(&answer);
-            if talk.satisfied_by(&text) {
-                break;
-            }
-            if answer.len() >= ANSWER_MAX {
-                return Err(Health::Failed(format!(
-                    "{address} answered {} bytes without what is expected",
-                    answer.len()
-                )));
-            }
-            if let Err(e) = conn.recv(&mut answer) {
-                let text = String::from_utf8_lossy(&answer);
-                return Err(Health::Failed(format!(
-                    "{address}: {} before the expected answer; it said {:?}",
-                    said(e),
-                    excerpt(&text)
-                )));
-            }
-        }
+        read_expected(conn, address, &talk)?;
     }
     let elapsed_ms =
         u32::try_from(net::now().saturating_sub(started) / 1_000_000).unwrap_or(u32::MAX);
-    talk.speed.verdict(elapsed_ms)
+    let slow = talk.speed.judge(elapsed_ms)?;
+    let concerns: Vec<String> = slow.into_iter().chain(concern).collect();
+    Ok(if concerns.is_empty() {
+        Health::Healthy
+    } else {
+        Health::Degraded(concerns.join("; "))
+    })
+}
+
+/// Reads until the answer holds what `talk` expects; `failed` when the
+/// server closes, stalls or says 64 KiB without it.
+fn read_expected(conn: &mut dyn Connection, address: &str, talk: &Talk<'_>) -> Result<(), Health> {
+    let mut answer = Vec::new();
+    loop {
+        let text = String::from_utf8_lossy(&answer);
+        if talk.satisfied_by(&text) {
+            return Ok(());
+        }
+        if answer.len() >= ANSWER_MAX {
+            return Err(Health::Failed(format!(
+                "{address} answered {} bytes without what is expected",
+                answer.len()
+            )));
+        }
+        if let Err(e) = conn.recv(&mut answer) {
+            let text = String::from_utf8_lossy(&answer);
+            return Err(Health::Failed(format!(
+                "{address}: {} before the expected answer; it said {:?}",
+                said(e),
+                excerpt(&text)
+            )));
+        }
+    }
 }
 
 /// The first line of what a server said, cut for a reason.
@@ -202,14 +255,21 @@ fn unescape(text: &str) -> String {
 }
 
 /// The answer when connecting to `address` failed: whatever the reason
-/// (refused, timed out, unreachable, no such name), a restart of the app
-/// may cure it, so it is `failed`.
+/// (refused, timed out, unreachable, no such name, an expired certificate),
+/// a restart of the app may cure it, so it is `failed`; but a TLS server
+/// medic does not trust (an unknown issuer, a hostname mismatch) is no
+/// restart's to fix: `unknown`.
 fn refused(address: &str, e: NetError) -> Health {
     let reason = match e {
         NetError::TimedOut => "timed out".into(),
         other => said(other),
     };
-    Health::Failed(format!("connect {address}: {reason}"))
+    let said = format!("connect {address}: {reason}");
+    if is_trust_failure(&said) {
+        Health::Unknown(format!("{said}; a restart cannot cure this: see [tls]"))
+    } else {
+        Health::Failed(said)
+    }
 }
 
 /// Splits `host:port`, accepting `[v6]:port`.
@@ -264,6 +324,8 @@ mod tests {
                 &[("address", "h:1"), ("timeout_ms", "1s")],
                 &[("address", "h:1"), ("expect_regex", "(")],
                 &[("address", "h:1"), ("warn_ms", "0")],
+                &[("address", "h:1"), ("cert_days_warn", "5")],
+                &[("address", "h:1"), ("tls", "yes")],
                 &[("address", "h:1"), ("warn_ms", "9"), ("fail_ms", "5")],
             ],
             probe,

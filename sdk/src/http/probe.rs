@@ -4,13 +4,13 @@
 //! judged by its status, body, headers, speed and, for HTTPS, how long the
 //! server's certificate has left.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use regex_lite::Regex;
 
 use super::{Answer, Auth, Error, Request, Url, send};
-use crate::expect::{SpeedLimits, regex_setting};
-use crate::{CannotJudge, CheckResult, Context, Health, SettingDoc, host};
+use crate::expect::{
+    SpeedLimits, annotate_certificate, certificate_concern, is_trust_failure, regex_setting,
+};
+use crate::{CannotJudge, CheckResult, Context, Health, SettingDoc};
 
 /// How much of the body [`probe`] reads to look for `expect_body` and
 /// `expect_regex`.
@@ -29,14 +29,6 @@ const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "
 
 /// The most redirects `follow_redirects` may allow.
 const REDIRECTS_MAX: u32 = 10;
-
-/// What a TLS handshake fails with when medic's trust, not the app, is at
-/// fault: no restart can cure it, so the check cannot judge.
-const TRUST_FAILURES: [&str; 3] = [
-    "certificate signed by an unknown issuer",
-    "hostname mismatch",
-    "the server requires a client certificate",
-];
 
 /// The settings [`probe`] reads, documented for a kit's `describe`.
 pub fn probe_settings() -> Vec<SettingDoc> {
@@ -243,9 +235,7 @@ impl<'a> Probe<'a> {
                 }
                 _ => {
                     if let Some(certificate) = &answer.certificate {
-                        let left = days_left(certificate.not_after);
-                        host::annotate("cert_days_left", &left.to_string());
-                        host::annotate("cert_issuer", &certificate.issuer);
+                        annotate_certificate(certificate);
                     }
                     return self.judge(&answer);
                 }
@@ -303,21 +293,7 @@ impl<'a> Probe<'a> {
         }
         let mut concerns: Vec<String> = self.speed.judge(answer.elapsed_ms)?.into_iter().collect();
         if let (Some(warn_days), Some(certificate)) = (self.cert_days_warn, &answer.certificate) {
-            let left = days_left(certificate.not_after);
-            if left < 0 {
-                return Err(Health::Failed(format!(
-                    "certificate expired on {} (issued by {})",
-                    date(certificate.not_after),
-                    certificate.issuer
-                )));
-            }
-            if left < i64::from(warn_days) {
-                concerns.push(format!(
-                    "certificate expires in {left} days, on {} (issued by {})",
-                    date(certificate.not_after),
-                    certificate.issuer
-                ));
-            }
+            concerns.extend(certificate_concern(certificate, warn_days)?);
         }
         if concerns.is_empty() {
             Ok(Health::Healthy)
@@ -339,7 +315,7 @@ impl Error {
             Error::InvalidUrl(reason) => Health::Unknown(reason),
             other => {
                 let said = format!("{method} {url}: {other}");
-                if TRUST_FAILURES.iter().any(|f| said.contains(f)) {
+                if is_trust_failure(&said) {
                     Health::Unknown(format!("{said}; a restart cannot cure this: see [tls]"))
                 } else {
                     Health::Failed(said)
@@ -426,24 +402,6 @@ fn redirect_target(from: &str, location: &str) -> Result<String, Health> {
     Ok(format!("{scheme}://{}{path}", base.authority))
 }
 
-/// Whole days from now until `not_after` (negative once it has passed).
-fn days_left(not_after: i64) -> i64 {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    (not_after - now).div_euclid(86_400)
-}
-
-/// `2026-11-30` for a Unix time.
-fn date(unix: i64) -> String {
-    let at = UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).unwrap_or(0));
-    humantime::format_rfc3339_seconds(at)
-        .to_string()
-        .chars()
-        .take(10)
-        .collect()
-}
-
 /// `200 or 204`.
 fn list(statuses: &[u16]) -> String {
     let codes: Vec<String> = statuses.iter().map(u16::to_string).collect();
@@ -455,6 +413,7 @@ fn list(statuses: &[u16]) -> String {
 mod tests {
     use super::*;
     use crate::http::PeerCertificate;
+    use std::time::{SystemTime, UNIX_EPOCH};
 
     fn read(pairs: &[(&str, &str)]) -> Result<(), Health> {
         let ctx = Context::with_settings("web", pairs);

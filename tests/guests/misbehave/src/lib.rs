@@ -91,6 +91,7 @@ impl Kit for Misbehave {
             "fetch-wasi" => fetch(ctx, http::get_wasi).unwrap_or_else(Health::Failed),
             "fetch-raw" => fetch_raw(ctx).unwrap_or_else(Health::Failed),
             "send" => send(ctx).unwrap_or_else(Health::Failed),
+            "tls" => tls(ctx).unwrap_or_else(Health::Failed),
             "fetch-wasi-raw" => fetch_wasi_raw(ctx).unwrap_or_else(Health::Failed),
             "lookup" => lookup(ctx).unwrap_or_else(Health::Failed),
             "exec" => exec(ctx).unwrap_or_else(Health::Failed),
@@ -226,6 +227,44 @@ fn send(ctx: &Context) -> Result<Health, String> {
         )),
         Err(e) => Health::Failed(format!("fetch denied: {e}")),
     })
+}
+
+/// Opens `streams` TLS connections to `address` through the host's
+/// `tls-connect` (padded to `pad` bytes of address when asked), keeping
+/// them all open, then asks the last one for `u32::MAX` bytes after
+/// sending `send`. Degraded with what came back, failed with the host's
+/// refusal.
+fn tls(ctx: &Context) -> Result<Health, String> {
+    let mut address = ctx.require("address")?.to_owned();
+    let pad: usize = ctx.parse_or("pad", 0)?;
+    address.push_str(&"0".repeat(pad));
+    let timeout_ms = ctx.parse_or("timeout_ms", u32::MAX)?;
+    let mut open = Vec::new();
+    for _ in 0..ctx.parse_or("streams", 1usize)? {
+        match host::tls_connect(&address, timeout_ms) {
+            Ok(stream) => open.push(stream),
+            Err(e) => {
+                return Ok(Health::Failed(format!(
+                    "tls refused after {}: {e}",
+                    open.len()
+                )));
+            }
+        }
+    }
+    let Some(last) = open.last() else {
+        return Ok(Health::Healthy);
+    };
+    let send = ctx
+        .setting("send")
+        .unwrap_or("GET /healthz HTTP/1.0\r\n\r\n");
+    last.send(send.as_bytes())?;
+    let answer = last.recv(u32::MAX, timeout_ms)?;
+    Ok(Health::Degraded(format!(
+        "tls ok: {} open, {} bytes, certificate {}",
+        open.len(),
+        answer.len(),
+        last.certificate().is_some()
+    )))
 }
 
 /// GETs an `http://` `url` through raw wasi:http, its authority set as
