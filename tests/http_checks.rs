@@ -60,6 +60,9 @@ fn an_internal_ca_is_trusted_through_the_apps_ca_files() {
     let (code, text) = kit_test(&nginx, "127.0.0.1", &trusting(&ca));
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("check    healthy"), "{text}");
+    // check_http does not verify certificates: OK with or without the CA.
+    let (code, said) = check_http(nginx.port, &["--ssl", "-u", "/healthz", "-s", "ok"]);
+    assert_eq!(code, Some(0), "{said}");
 
     let (code, text) = kit_test(&nginx, "127.0.0.1", "insecure = true");
     assert_eq!(code, Some(0), "{text}");
@@ -82,6 +85,18 @@ fn server_name_checks_an_ip_address_under_the_certificates_name() {
     let tls = trusting(&ca) + "server_name = \"web.example\"\n";
     let (code, text) = kit_test(&nginx, "127.0.0.1", &tls);
     assert_eq!(code, Some(0), "{text}");
+    let sni = [
+        "--ssl",
+        "--sni",
+        "-H",
+        "web.example",
+        "-u",
+        "/healthz",
+        "-s",
+        "ok",
+    ];
+    let (code, said) = check_http(nginx.port, &sni);
+    assert_eq!(code, Some(0), "{said}");
 }
 
 /// A server that wants a client certificate lets the check in with the
@@ -102,6 +117,12 @@ fn a_client_certificate_is_presented_when_the_app_names_one() {
     // kit cannot tell from the app failing.
     assert_eq!(code, Some(2), "without a client certificate: {text}");
     assert!(text.contains("status 400"), "{text}");
+    let (code, said) = check_http(nginx.port, &["--ssl", "-u", "/healthz", "-e", "200"]);
+    assert_eq!(
+        code,
+        Some(2),
+        "check_http without a client certificate: {said}"
+    );
 
     let (client_cert, client_key) = ca.client_files("medic");
     let tls = trusting(&ca)
@@ -112,6 +133,19 @@ fn a_client_certificate_is_presented_when_the_app_names_one() {
         );
     let (code, text) = kit_test(&nginx, "127.0.0.1", &tls);
     assert_eq!(code, Some(0), "{text}");
+    let (cert_arg, key_arg) = (
+        client_cert.display().to_string(),
+        client_key.display().to_string(),
+    );
+    let with_client = [
+        "--ssl", "-J", &cert_arg, "-K", &key_arg, "-u", "/healthz", "-e", "200",
+    ];
+    let (code, said) = check_http(nginx.port, &with_client);
+    assert_eq!(
+        code,
+        Some(0),
+        "check_http with the client certificate: {said}"
+    );
 
     // A key others may read is refused as credentials are: the check
     // cannot judge (a kit fault, exit 3), it does not fail the app.
@@ -158,6 +192,18 @@ fn a_bad_tls_table_is_a_config_error_naming_the_field() {
 
 /// The monitoring-plugins' `check_http`, the tool admins move from.
 const CHECK_HTTP: &str = "/usr/lib/nagios/plugins/check_http";
+
+/// `check_http` of 127.0.0.1:`port` with `args`: its exit code (0 OK,
+/// 1 WARNING, 2 CRITICAL) and what it printed.
+fn check_http(port: u16, args: &[&str]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(CHECK_HTTP)
+        .args(["-I", "127.0.0.1", "-p", &port.to_string(), "-t", "4"])
+        .args(args)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.code(), said)
+}
 
 /// The server block of the nginx the side-by-side checks ask: a slow page,
 /// an endpoint that takes only POST, one behind basic auth, a virtual
@@ -216,17 +262,8 @@ impl SideBySide {
             format!("[settings]\n{settings}\n[grants]\nconnect = [\"127.0.0.1:{port}\"]\n{more}");
         let (code, text) = self.kit(&app);
         assert_eq!(code, Some(verdict), "kit with {settings}: {text}");
-        let output = std::process::Command::new(CHECK_HTTP)
-            .args(["-I", "127.0.0.1", "-p", &port.to_string(), "-t", "4"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(
-            output.status.code(),
-            Some(verdict),
-            "check_http {args:?}: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+        let (code, said) = check_http(port, args);
+        assert_eq!(code, Some(verdict), "check_http {args:?}: {said}");
     }
 }
 

@@ -10,7 +10,8 @@ use super::{Answer, Auth, Error, Request, Url, send};
 use crate::expect::{
     SpeedLimits, annotate_certificate, certificate_concern, is_trust_failure, regex_setting,
 };
-use crate::{CannotJudge, CheckResult, Context, Health, SettingDoc};
+use crate::{CannotJudge, CheckResult, Context, Health, SettingDoc, host};
+use wasi::clocks::monotonic_clock;
 
 /// How much of the body [`probe`] reads to look for `expect_body` and
 /// `expect_regex`.
@@ -196,6 +197,9 @@ impl<'a> Probe<'a> {
     /// Sends the request, following redirects as far as allowed, and
     /// judges the last answer.
     pub fn run(&self) -> CheckResult {
+        if self.is_plain_get() {
+            return self.judge(&self.plain_get()?);
+        }
         let origin = Url::parse(self.url).map(|u| u.host_port()).ok();
         let mut url = self.url.to_owned();
         let mut method = self.method.clone();
@@ -241,6 +245,36 @@ impl<'a> Probe<'a> {
                 }
             }
         }
+    }
+
+    /// Whether the request is a plain GET of an `http://` URL whose answer
+    /// is judged without its headers: the host's `http-get` carries it,
+    /// the cheapest check there is (no headers to hand over), measured in
+    /// docs/benchmarks.md.
+    fn is_plain_get(&self) -> bool {
+        self.method == "GET"
+            && self.headers.is_empty()
+            && self.body.is_empty()
+            && self.auth.is_none()
+            && self.expect_header.is_none()
+            && self.follow_redirects == 0
+            && self.url.starts_with("http://")
+    }
+
+    /// The plain GET through `http-get`, timed by the kit.
+    fn plain_get(&self) -> Result<Answer, Health> {
+        let started = monotonic_clock::now();
+        let response = host::http_get(self.url, self.timeout_ms, PROBE_MAX_BODY as u32)
+            .map_err(|e| Error::Host(e).into_probe_health(&self.method, self.url))?;
+        let elapsed_ns = monotonic_clock::now().saturating_sub(started);
+        Ok(Answer {
+            status: response.status,
+            headers: Vec::new(),
+            body: response.body,
+            truncated: response.truncated,
+            elapsed_ms: u32::try_from(elapsed_ns / 1_000_000).unwrap_or(u32::MAX),
+            certificate: None,
+        })
     }
 
     /// Whether `answer` is the expected one: `failed` for a wrong status,
