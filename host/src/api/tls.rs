@@ -480,96 +480,50 @@ fn listed_name(certificate: &CertificateDer<'_>, clients: &[String]) -> Option<S
         .find(|name| clients.contains(name))
 }
 
-/// DER tags of the fields read for a certificate's names.
-mod tag {
-    pub(super) const SEQUENCE: u8 = 0x30;
-    pub(super) const SET: u8 = 0x31;
-    pub(super) const OID: u8 = 0x06;
-    pub(super) const BOOLEAN: u8 = 0x01;
-    pub(super) const OCTET_STRING: u8 = 0x04;
-    /// `[0] EXPLICIT` of a certificate: its version.
-    pub(super) const VERSION: u8 = 0xa0;
-    /// `[3] EXPLICIT` of a certificate: its extensions.
-    pub(super) const EXTENSIONS: u8 = 0xa3;
-    /// `[2] IMPLICIT IA5String` of a GeneralName: a DNS name.
-    pub(super) const DNS_NAME: u8 = 0x82;
-    pub(super) const UTF8_STRING: u8 = 0x0c;
-    pub(super) const PRINTABLE_STRING: u8 = 0x13;
-    pub(super) const TELETEX_STRING: u8 = 0x14;
-    pub(super) const IA5_STRING: u8 = 0x16;
-    pub(super) const BMP_STRING: u8 = 0x1e;
-}
-
-/// The OID of the common name attribute (2.5.4.3), DER-encoded.
-const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
-/// The OID of the subjectAltName extension (2.5.29.17), DER-encoded.
-const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
-
 /// The names a certificate (DER) carries: its subject's common names, then
 /// the DNS names of its subjectAltName; none when it cannot be read.
 ///
 /// webpki checks a certificate's signature and validity but gives no
 /// access to its subject, and its own name check reads only the
-/// subjectAltName; a few lines of DER reading cover the fields needed
-/// without a new dependency. Only certificates already verified against
-/// `client_ca` are read, and every read is bounds-checked.
+/// subjectAltName; `x509-parser` reads both. Only certificates already
+/// verified against `client_ca` are read.
 fn certificate_names(certificate: &[u8]) -> Vec<String> {
-    let Some(fields) = tbs_fields(certificate) else {
+    use x509_parser::extensions::GeneralName;
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(certificate) else {
         return Vec::new();
     };
-    // serialNumber, signature, issuer, validity, subject: after the
-    // optional version.
-    let first = usize::from(fields.first().is_some_and(|(tag, _)| *tag == tag::VERSION));
-    let mut names: Vec<String> = fields
-        .get(first + 4)
-        .filter(|(tag, _)| *tag == tag::SEQUENCE)
-        .map(|(_, subject)| common_names(subject))
-        .unwrap_or_default();
-    let extensions = fields.iter().find(|(tag, _)| *tag == tag::EXTENSIONS);
-    if let Some((_, extensions)) = extensions {
-        names.extend(dns_names(extensions));
+    let mut names: Vec<String> = parsed
+        .subject()
+        .iter_common_name()
+        .filter_map(|name| directory_string(name.attr_value()))
+        .collect();
+    if let Ok(Some(alt_names)) = parsed.subject_alternative_name() {
+        names.extend(
+            alt_names
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::DNSName(dns) => Some((*dns).to_owned()),
+                    _ => None,
+                }),
+        );
     }
     names
 }
 
-/// The fields of a certificate's `tbsCertificate`, as (tag, contents).
-fn tbs_fields(certificate: &[u8]) -> Option<Vec<(u8, &[u8])>> {
-    let (tag::SEQUENCE, certificate, _) = element(certificate)? else {
-        return None;
-    };
-    let (tag::SEQUENCE, tbs, _) = element(certificate)? else {
-        return None;
-    };
-    Some(elements(tbs).collect())
-}
-
-/// The common names of a `Name` (its contents): each `SET` of
-/// `AttributeTypeAndValue` whose type is 2.5.4.3.
-fn common_names(name: &[u8]) -> Vec<String> {
-    elements(name)
-        .filter(|(tag, _)| *tag == tag::SET)
-        .flat_map(|(_, set)| elements(set))
-        .filter(|(tag, _)| *tag == tag::SEQUENCE)
-        .filter_map(|(_, attribute)| {
-            let mut parts = elements(attribute);
-            let (tag::OID, OID_COMMON_NAME) = parts.next()? else {
-                return None;
-            };
-            let (kind, value) = parts.next()?;
-            directory_string(kind, value)
-        })
-        .collect()
-}
-
-/// The text of a `DirectoryString` of type `kind`, if it is one.
-fn directory_string(kind: u8, value: &[u8]) -> Option<String> {
-    match kind {
-        tag::UTF8_STRING | tag::PRINTABLE_STRING | tag::IA5_STRING => {
-            String::from_utf8(value.to_vec()).ok()
+/// The text of a `DirectoryString`, if `value` is one: UTF-8, printable,
+/// IA5, ASCII teletex or BMP (UTF-16), as issuers write common names.
+fn directory_string(value: &x509_parser::asn1_rs::Any<'_>) -> Option<String> {
+    use x509_parser::asn1_rs::Tag;
+    let bytes = value.data;
+    match value.tag() {
+        Tag::Utf8String | Tag::PrintableString | Tag::Ia5String => {
+            String::from_utf8(bytes.to_vec()).ok()
         }
-        tag::TELETEX_STRING if value.is_ascii() => String::from_utf8(value.to_vec()).ok(),
-        tag::BMP_STRING if value.len().is_multiple_of(2) => {
-            let units: Vec<u16> = value
+        Tag::TeletexString if bytes.is_ascii() => String::from_utf8(bytes.to_vec()).ok(),
+        Tag::BmpString if bytes.len().is_multiple_of(2) => {
+            let units: Vec<u16> = bytes
                 .chunks_exact(2)
                 .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
                 .collect();
@@ -577,70 +531,6 @@ fn directory_string(kind: u8, value: &[u8]) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// The DNS names of the subjectAltName among `extensions` (the contents of
-/// the certificate's `[3]`: a `SEQUENCE` of `Extension`).
-fn dns_names(extensions: &[u8]) -> Vec<String> {
-    let Some((tag::SEQUENCE, list, _)) = element(extensions) else {
-        return Vec::new();
-    };
-    elements(list)
-        .filter(|(tag, _)| *tag == tag::SEQUENCE)
-        .filter_map(|(_, extension)| {
-            let mut parts = elements(extension).peekable();
-            let (tag::OID, OID_SUBJECT_ALT_NAME) = parts.next()? else {
-                return None;
-            };
-            parts.next_if(|(tag, _)| *tag == tag::BOOLEAN);
-            let (tag::OCTET_STRING, value) = parts.next()? else {
-                return None;
-            };
-            let (tag::SEQUENCE, general_names, _) = element(value)? else {
-                return None;
-            };
-            Some(general_names)
-        })
-        .flat_map(elements)
-        .filter(|(tag, _)| *tag == tag::DNS_NAME)
-        .filter_map(|(_, name)| String::from_utf8(name.to_vec()).ok())
-        .collect()
-}
-
-/// One DER element at the start of `input`: its tag, its contents and what
-/// follows it; `None` when `input` does not start with one this reader
-/// knows (multi-byte tags and indefinite lengths are not DER's here).
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (length, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at_checked(count)?;
-        let length = bytes.iter().try_fold(0_usize, |length, byte| {
-            length.checked_mul(256)?.checked_add(usize::from(*byte))
-        })?;
-        (length, rest)
-    };
-    let (contents, rest) = rest.split_at_checked(length)?;
-    Some((tag, contents, rest))
-}
-
-/// The elements one after another in `input` (a constructed value's
-/// contents), as (tag, contents), up to the first that cannot be read.
-fn elements(mut input: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    std::iter::from_fn(move || {
-        let (tag, contents, rest) = element(input)?;
-        input = rest;
-        Some((tag, contents))
-    })
 }
 
 /// Where an agent's admin API listens, `https://HOST:PORT` (443 when the
@@ -962,6 +852,12 @@ mod tests {
             rcgen::DnValue::PrintableString("web-admin".try_into().unwrap()),
         );
         assert_eq!(names_of(&printable), ["web-admin"]);
+        let mut bmp = CertificateParams::default();
+        bmp.distinguished_name.push(
+            DnType::CommonName,
+            rcgen::DnValue::BmpString("web-admin".try_into().unwrap()),
+        );
+        assert_eq!(names_of(&bmp), ["web-admin"], "a BMP (UTF-16) common name");
         let mut nameless = alt_names(&["10.0.0.1"]);
         nameless.distinguished_name = rcgen::DistinguishedName::new();
         assert!(names_of(&nameless).is_empty());
@@ -973,18 +869,6 @@ mod tests {
         fn any_bytes_read_as_a_certificate_give_names_or_none(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
             let _ = certificate_names(&bytes);
         }
-    }
-
-    #[test]
-    fn der_lengths_past_the_input_are_refused() {
-        assert_eq!(element(&[0x30, 0x03, 1, 2]), None);
-        assert_eq!(element(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
-        assert_eq!(element(&[0x30, 0x80]), None, "indefinite length");
-        assert_eq!(element(&[0x1f, 0x01, 0x00]), None, "a multi-byte tag");
-        assert_eq!(
-            element(&[0x04, 0x81, 0x01, 7, 9]),
-            Some((0x04, &[7_u8][..], &[9_u8][..]))
-        );
     }
 
     #[test]
