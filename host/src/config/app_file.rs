@@ -107,7 +107,7 @@ pub(crate) fn read(
     let tls = read_tls(app.table("tls"), &source.origin);
     let base = source.origin.parent().unwrap_or(Path::new("/"));
     let secrets = app
-        .scalars("secrets", |name, path| secret(name, path, base).map(drop))
+        .scalars("secrets", |name, path| secret(name, path, base))
         .into_iter()
         .map(|(name, path)| (name, base.join(path)))
         .collect();
@@ -146,6 +146,15 @@ pub(crate) fn read(
     }
 }
 
+/// Whether `text` matches `[A-Za-z0-9_.-]+`: safe in logs, journal keys
+/// and file names.
+fn is_name(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
 /// The app's name: the file stem, restricted to `[A-Za-z0-9_.-]+` so it is
 /// safe in logs, journal keys and file names.
 fn app_name(origin: &Path) -> Result<String, String> {
@@ -153,8 +162,7 @@ fn app_name(origin: &Path) -> Result<String, String> {
         .file_stem()
         .map(|s| s.to_string_lossy())
         .unwrap_or_default();
-    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if !stem.is_empty() && stem.chars().all(valid) {
+    if is_name(&stem) {
         Ok(stem.into_owned())
     } else {
         Err(format!(
@@ -189,9 +197,8 @@ fn read_tls(mut table: Table<'_, '_>, origin: &Path) -> TlsSettings {
 /// One `[secrets]` entry: a name a kit can say (as app names are, at most
 /// 64 bytes) and a file that exists. Its permissions and content are judged
 /// by the daemon when it reads it, as a `client_key`'s are.
-fn secret(name: &str, path: &str, base: &Path) -> Result<PathBuf, String> {
-    let valid = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
-    if name.is_empty() || name.len() > SECRET_NAME_MAX || !name.chars().all(valid) {
+fn secret(name: &str, path: &str, base: &Path) -> Result<(), String> {
+    if !is_name(name) || name.len() > SECRET_NAME_MAX {
         return Err(format!(
             "secret name `{name}` must match [A-Za-z0-9_.-]{{1,{SECRET_NAME_MAX}}}"
         ));
@@ -201,7 +208,7 @@ fn secret(name: &str, path: &str, base: &Path) -> Result<PathBuf, String> {
     }
     let file = base.join(path);
     match std::fs::metadata(&file) {
-        Ok(meta) if meta.is_file() => Ok(file),
+        Ok(meta) if meta.is_file() => Ok(()),
         Ok(_) => Err(format!("{} is not a file", file.display())),
         Err(e) => Err(format!("{}: {e}", file.display())),
     }

@@ -28,6 +28,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::bindings::{HttpResponse, PeerCertificate};
 use super::kit_text::tame;
@@ -141,23 +142,34 @@ async fn connect_and_send(
     max_body: usize,
 ) -> Result<Answer, GetError> {
     let started = Instant::now();
-    // The kit names the URL in its own reason; errors say only what failed.
-    let stream = TcpStream::connect(to)
-        .await
-        .map_err(|e| format!("connect: {}", io_words(&e)))?;
     if request.uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+        let stream = connect(to).await?;
         let request = hyper_request(request, None)?;
         return exchange(Closing(stream), request, max_body, started, None).await;
     }
-    let host = request
-        .uri
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
+    let (stream, certificate) = connect_tls(to, &request.uri, tls).await?;
+    let renamed = tls.host_header(request.uri.port_u16());
+    let request = hyper_request(request, renamed)?;
+    exchange(Closing(stream), request, max_body, started, certificate).await
+}
+
+/// A TCP connection to the first of `to` that accepts. The kit names the
+/// address in its own reason; the error says only what failed.
+async fn connect(to: &[SocketAddr]) -> Result<TcpStream, GetError> {
+    TcpStream::connect(to)
+        .await
+        .map_err(|e| format!("connect: {}", io_words(&e)))
+}
+
+/// [`connect`], then TLS for `uri`'s host as `tls` trusts servers, and the
+/// certificate the server showed: for `http-send` and `tls-connect` alike.
+pub(super) async fn connect_tls(
+    to: &[SocketAddr],
+    uri: &http::Uri,
+    tls: &TlsTrust,
+) -> Result<(TlsStream<TcpStream>, Option<PeerCertificate>), GetError> {
     let stream = tls
-        .handshake(stream, &host)
+        .handshake(connect(to).await?, uri)
         .await
         .map_err(|failure| failure.to_string())?;
     let certificate = stream
@@ -166,14 +178,12 @@ async fn connect_and_send(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|der| super::peer_certificate::describe(der));
-    let renamed = tls.host_header(request.uri.port_u16());
-    let request = hyper_request(request, renamed)?;
-    exchange(Closing(stream), request, max_body, started, certificate).await
+    Ok((stream, certificate))
 }
 
 /// What a failed connect means, in the admin's words ("connection
 /// refused"), without the OS's error number.
-pub(super) fn io_words(error: &io::Error) -> String {
+fn io_words(error: &io::Error) -> String {
     match error.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         io::ErrorKind::TimedOut => "timed out".to_owned(),

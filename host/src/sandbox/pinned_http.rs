@@ -59,19 +59,12 @@ pub async fn send(
     if request.uri().scheme() != Some(&http::uri::Scheme::HTTPS) {
         return exchange(tcp, request, waits).await;
     }
-    let host = request
-        .uri()
-        .host()
-        .unwrap_or_default()
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
     if let Some(value) = tls.host_header(request.uri().port_u16()) {
         let value =
             http::HeaderValue::try_from(value).map_err(|_| HttpError::HttpRequestUriInvalid)?;
         request.headers_mut().insert(http::header::HOST, value);
     }
-    let stream = timeout(waits.connect, tls.handshake(tcp, &host))
+    let stream = timeout(waits.connect, tls.handshake(tcp, request.uri()))
         .await
         .map_err(|_| HttpError::ConnectionTimeout)?
         .map_err(|failure| match failure {

@@ -57,33 +57,14 @@ impl KitStore {
             .http_destination(&uri, &self.denials)
             .map_err(|refused| refused.to_string())?;
         self.scope.policy.tls_usable_for(&uri, &self.denials)?;
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
         let timeout = self
             .deadline
             .clamp(Duration::from_millis(timeout_ms.into()));
         let tls = self.scope.policy.tls.clone();
-        let connect = async {
-            let tcp = TcpStream::connect(&to[..])
+        let (stream, certificate) =
+            tokio::time::timeout(timeout, super::lean_http::connect_tls(&to, &uri, &tls))
                 .await
-                .map_err(|e| format!("connect: {}", super::lean_http::io_words(&e)))?;
-            tls.handshake(tcp, &host)
-                .await
-                .map_err(|failure| failure.to_string())
-        };
-        let stream = tokio::time::timeout(timeout, connect)
-            .await
-            .map_err(|_| format!("no TLS connection within {} ms", timeout.as_millis()))??;
-        let certificate = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|der| super::peer_certificate::describe(der));
+                .map_err(|_| format!("no TLS connection within {} ms", timeout.as_millis()))??;
         let resource = self
             .table
             .push(KitTls {

@@ -104,13 +104,15 @@ impl TlsTrust {
     }
 
     /// TLS over `tcp`, presenting and verifying `server_name` or else
-    /// `host` (the URL's host, without IPv6 brackets).
+    /// `uri`'s host.
     pub async fn handshake(
         &self,
         tcp: TcpStream,
-        host: &str,
+        uri: &http::Uri,
     ) -> Result<TlsStream<TcpStream>, TlsFailure> {
-        let name = self.server_name(host).map_err(TlsFailure::Unusable)?;
+        let host = uri.host().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let name = self.server_name(bare).map_err(TlsFailure::Unusable)?;
         let connector = self.connector().map_err(TlsFailure::Unusable)?;
         connector
             .connect(name, tcp)

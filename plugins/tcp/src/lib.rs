@@ -108,20 +108,20 @@ struct Talk<'a> {
 impl<'a> Talk<'a> {
     /// Reads the settings; a bad one cannot be judged.
     fn read(ctx: &'a Context) -> Result<Self, CannotJudge> {
+        let tls = ctx.parse_or("tls", false)?;
+        let cert_days_warn = ctx.parse::<u32>("cert_days_warn")?;
+        if cert_days_warn.is_some() && !tls {
+            return Err(CannotJudge::new(
+                "setting `cert_days_warn` needs `tls = true`",
+            ));
+        }
         Ok(Self {
             send: ctx.setting("send").map(unescape),
             expect: ctx.setting("expect"),
             expect_regex: regex_setting(ctx, "expect_regex")?,
             speed: SpeedLimits::read(ctx)?,
-            tls: ctx.parse_or("tls", false)?,
-            cert_days_warn: match ctx.parse::<u32>("cert_days_warn")? {
-                Some(_) if !ctx.parse_or("tls", false)? => {
-                    return Err(CannotJudge::new(
-                        "setting `cert_days_warn` needs `tls = true`",
-                    ));
-                }
-                days => days,
-            },
+            tls,
+            cert_days_warn,
         })
     }
 
